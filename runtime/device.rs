@@ -1,0 +1,243 @@
+//! The device context: wgpu instance, adapter, device and queue, plus the pipeline cache and
+//! the buffer pool that every op uses.
+//!
+//! Selection: `FEWLABELS_BACKEND` (`vulkan`, `metal`, `dx12`, `gl`) restricts the backend;
+//! `FEWLABELS_ADAPTER` keeps only adapters whose name contains it (case-insensitive).
+//! Without them the backends are tried in the order Vulkan, Metal, DX12, GL, and within a
+//! backend a hardware GPU is preferred over a software one.
+
+use crate::error::{Error, Result};
+use crate::kernel::PipelineCache;
+use crate::tensor::BufferPool;
+use std::sync::{Arc, Mutex};
+
+/// Errors reported asynchronously by wgpu, collected until the next check.
+#[derive(Default)]
+pub(crate) struct ErrorSink {
+    pub(crate) messages: Mutex<Vec<String>>,
+    pub(crate) lost: Mutex<Option<String>>,
+}
+
+impl ErrorSink {
+    /// Take the pending error, if any, as an [`Error::Device`].
+    pub(crate) fn take(&self) -> Result<()> {
+        if let Some(m) = self.lost.lock().unwrap_or_else(|p| p.into_inner()).clone() {
+            return Err(Error::Device(format!("device lost: {m}")));
+        }
+        let mut msgs = self.messages.lock().unwrap_or_else(|p| p.into_inner());
+        if msgs.is_empty() {
+            Ok(())
+        } else {
+            let all = msgs.join("; ");
+            msgs.clear();
+            Err(Error::Device(all))
+        }
+    }
+}
+
+/// What the runtime knows about the adapter it runs on.
+#[derive(Debug, Clone)]
+pub struct AdapterDescription {
+    pub name: String,
+    pub backend: String,
+    pub device_type: String,
+    pub driver: String,
+}
+
+impl std::fmt::Display for AdapterDescription {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({}, {}", self.name, self.backend, self.device_type)?;
+        if !self.driver.is_empty() {
+            write!(f, ", {}", self.driver)?;
+        }
+        write!(f, ")")
+    }
+}
+
+/// The device context. Cheap to share across threads (`&Context` is enough for every op).
+pub struct Context {
+    pub device: wgpu::Device,
+    pub queue: wgpu::Queue,
+    pub adapter: Option<wgpu::Adapter>,
+    pub description: AdapterDescription,
+    pub limits: wgpu::Limits,
+    pub(crate) pipelines: PipelineCache,
+    pub(crate) pool: BufferPool,
+    pub(crate) errors: Arc<ErrorSink>,
+}
+
+fn parse_backend(s: &str) -> Result<wgpu::Backends> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "vulkan" | "vk" => Ok(wgpu::Backends::VULKAN),
+        "metal" | "mtl" => Ok(wgpu::Backends::METAL),
+        "dx12" | "d3d12" => Ok(wgpu::Backends::DX12),
+        "gl" | "gles" | "opengl" => Ok(wgpu::Backends::GL),
+        other => Err(Error::InvalidArgument(format!(
+            "FEWLABELS_BACKEND={other:?} is not one of vulkan, metal, dx12, gl"
+        ))),
+    }
+}
+
+fn describe(info: &wgpu::AdapterInfo) -> AdapterDescription {
+    AdapterDescription {
+        name: info.name.clone(),
+        backend: format!("{:?}", info.backend),
+        device_type: format!("{:?}", info.device_type),
+        driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+    }
+}
+
+impl Context {
+    /// Open the best adapter, honouring `FEWLABELS_BACKEND` and `FEWLABELS_ADAPTER`.
+    pub fn new() -> Result<Context> {
+        let backend = std::env::var("FEWLABELS_BACKEND").ok();
+        let filter = std::env::var("FEWLABELS_ADAPTER").ok();
+        Self::with_options(backend.as_deref(), filter.as_deref())
+    }
+
+    /// Open an adapter of the given backend (name as in `FEWLABELS_BACKEND`), whose name contains
+    /// `adapter_filter` (case-insensitive). `None` means any.
+    pub fn with_options(backend: Option<&str>, adapter_filter: Option<&str>) -> Result<Context> {
+        let order: Vec<wgpu::Backends> = match backend {
+            Some(b) if !b.trim().is_empty() => vec![parse_backend(b)?],
+            _ => vec![
+                wgpu::Backends::VULKAN,
+                wgpu::Backends::METAL,
+                wgpu::Backends::DX12,
+                wgpu::Backends::GL,
+            ],
+        };
+        let all = order.iter().fold(wgpu::Backends::empty(), |a, b| a | *b);
+        let mut desc = wgpu::InstanceDescriptor::new_without_display_handle();
+        desc.backends = all;
+        desc.flags = wgpu::InstanceFlags::default().with_env();
+        let instance = wgpu::Instance::new(desc);
+        let filter = adapter_filter.map(|f| f.to_ascii_lowercase());
+        let mut seen = Vec::new();
+        for b in order {
+            let mut adapters = pollster::block_on(instance.enumerate_adapters(b));
+            adapters.retain(|a| {
+                let info = a.get_info();
+                seen.push(format!("{} ({:?})", info.name, info.backend));
+                match &filter {
+                    Some(f) => info.name.to_ascii_lowercase().contains(f.as_str()),
+                    None => true,
+                }
+            });
+            // Hardware first, software (lavapipe, WARP) last.
+            adapters.sort_by_key(|a| match a.get_info().device_type {
+                wgpu::DeviceType::DiscreteGpu => 0,
+                wgpu::DeviceType::IntegratedGpu => 1,
+                wgpu::DeviceType::VirtualGpu => 2,
+                wgpu::DeviceType::Other => 3,
+                wgpu::DeviceType::Cpu => 4,
+            });
+            if let Some(adapter) = adapters.into_iter().next() {
+                return Self::from_adapter(adapter);
+            }
+        }
+        let mut msg = String::from("no usable GPU adapter was found");
+        if !seen.is_empty() {
+            msg.push_str(&format!(
+                " (present but filtered out by FEWLABELS_ADAPTER/FEWLABELS_BACKEND: {})",
+                seen.join(", ")
+            ));
+        }
+        msg.push_str(
+            ". On Linux without a GPU install the software Vulkan driver: \
+             `sudo apt-get install mesa-vulkan-drivers libvulkan1`",
+        );
+        Err(Error::NoAdapter(msg))
+    }
+
+    /// Open a device on a chosen adapter with the adapter's own limits.
+    pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Context> {
+        let info = adapter.get_info();
+        let limits = adapter.limits();
+        let dd = wgpu::DeviceDescriptor {
+            label: Some("fewlabels"),
+            required_features: wgpu::Features::empty(),
+            required_limits: limits.clone(),
+            experimental_features: wgpu::ExperimentalFeatures::disabled(),
+            memory_hints: wgpu::MemoryHints::Performance,
+            trace: wgpu::Trace::Off,
+        };
+        let (device, queue) = pollster::block_on(adapter.request_device(&dd))
+            .map_err(|e| Error::NoAdapter(format!("could not open {}: {e}", info.name)))?;
+        let description = describe(&info);
+        log::info!("fewlabels: using adapter {description}");
+        Ok(Self::assemble(device, queue, Some(adapter), description))
+    }
+
+    /// Use a device and queue that the host application already owns (a game engine, say).
+    /// The device must have been created with limits large enough for the models used; the
+    /// runtime reads them from `device.limits()`.
+    pub fn from_device(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        adapter: Option<wgpu::Adapter>,
+    ) -> Context {
+        let description = match &adapter {
+            Some(a) => describe(&a.get_info()),
+            None => AdapterDescription {
+                name: "host-provided device".into(),
+                backend: "unknown".into(),
+                device_type: "unknown".into(),
+                driver: String::new(),
+            },
+        };
+        log::info!("fewlabels: using host device {description}");
+        Self::assemble(device, queue, adapter, description)
+    }
+
+    fn assemble(
+        device: wgpu::Device,
+        queue: wgpu::Queue,
+        adapter: Option<wgpu::Adapter>,
+        description: AdapterDescription,
+    ) -> Context {
+        let errors = Arc::new(ErrorSink::default());
+        let sink = errors.clone();
+        device.on_uncaptured_error(Arc::new(move |e: wgpu::Error| {
+            let msg = e.to_string();
+            log::error!("fewlabels: wgpu error: {msg}");
+            sink.messages
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .push(msg);
+        }));
+        let sink = errors.clone();
+        device.set_device_lost_callback(move |reason, msg| {
+            *sink.lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{reason:?}: {msg}"));
+        });
+        let limits = device.limits();
+        Context {
+            device,
+            queue,
+            adapter,
+            description,
+            limits,
+            pipelines: PipelineCache::default(),
+            pool: BufferPool::default(),
+            errors,
+        }
+    }
+
+    /// Largest number of bytes one storage binding may cover on this device.
+    pub fn max_binding_bytes(&self) -> u64 {
+        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+    }
+
+    /// Wait until all submitted work has finished, and report any device error.
+    pub fn wait(&self) -> Result<()> {
+        self.device
+            .poll(wgpu::PollType::wait_indefinitely())
+            .map_err(|e| Error::Device(format!("poll failed: {e}")))?;
+        self.errors.take()
+    }
+
+    /// Report (and clear) any error the device raised since the last check.
+    pub fn check(&self) -> Result<()> {
+        self.errors.take()
+    }
+}

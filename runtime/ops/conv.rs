@@ -1,0 +1,1 @@
+//! conv ops (placeholder until implemented).

@@ -1,0 +1,1 @@
+//! optim ops (placeholder until implemented).

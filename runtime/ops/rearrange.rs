@@ -1,0 +1,1 @@
+//! rearrange ops (placeholder until implemented).

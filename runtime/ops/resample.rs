@@ -1,0 +1,1 @@
+//! resample ops (placeholder until implemented).

@@ -1,0 +1,1 @@
+//! softmax ops (placeholder until implemented).

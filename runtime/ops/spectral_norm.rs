@@ -1,0 +1,1 @@
+//! spectral_norm ops (placeholder until implemented).

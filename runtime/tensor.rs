@@ -1,0 +1,325 @@
+//! Device tensors: a storage buffer with a shape and a dtype.
+//!
+//! Layout: activations are NHWC (channels innermost, so a pixel's channels are contiguous and
+//! a conv reads them as one run); parameters keep PyTorch's layout (linear `[out, in]`, conv
+//! `[out, in, kh, kw]`) so a PyTorch state dict and a model file are the same tensors.
+//! Integer tensors (labels, argmax results) are `i32`, stored in the same kind of buffer.
+//!
+//! Transient tensors come from a [`BufferPool`]: when the last handle to a pooled tensor is
+//! dropped its buffer goes back to the pool and is handed out again for the next tensor of the
+//! same size class. Work recorded earlier on the queue still sees the old contents, since the
+//! queue runs in recording order. A fresh tensor's contents are unspecified: every kernel
+//! writes all of its outputs.
+
+use crate::device::Context;
+use crate::error::{Error, Result};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+/// Element type of a tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DType {
+    F32,
+    I32,
+}
+
+const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
+    .union(wgpu::BufferUsages::COPY_SRC)
+    .union(wgpu::BufferUsages::COPY_DST);
+
+/// Free buffers by size class.
+#[derive(Default, Clone)]
+pub(crate) struct BufferPool {
+    free: Arc<Mutex<HashMap<u64, Vec<wgpu::Buffer>>>>,
+}
+
+impl BufferPool {
+    /// Bytes actually allocated for a request: at least 16, rounded up to a size class so
+    /// nearby sizes share buffers (multiples of 256 bytes, then of 1/8 of the power of two).
+    fn class(bytes: u64) -> u64 {
+        let b = bytes.max(16);
+        if b <= 4096 {
+            return b.div_ceil(256) * 256;
+        }
+        let p = b.next_power_of_two();
+        let step = p / 8;
+        b.div_ceil(step) * step
+    }
+
+    fn take(&self, device: &wgpu::Device, bytes: u64) -> wgpu::Buffer {
+        let class = Self::class(bytes);
+        if let Some(buf) = self
+            .free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&class)
+            .and_then(|v| v.pop())
+        {
+            return buf;
+        }
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("fewlabels pooled"),
+            size: class,
+            usage: USAGE,
+            mapped_at_creation: false,
+        })
+    }
+
+    fn give(&self, buf: wgpu::Buffer) {
+        self.free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(buf.size())
+            .or_default()
+            .push(buf);
+    }
+
+    /// Bytes held by free buffers.
+    pub(crate) fn free_bytes(&self) -> u64 {
+        let free = self.free.lock().unwrap_or_else(|p| p.into_inner());
+        free.values().flatten().map(|b| b.size()).sum()
+    }
+
+    /// Drop every free buffer.
+    pub(crate) fn trim(&self) {
+        self.free.lock().unwrap_or_else(|p| p.into_inner()).clear();
+    }
+}
+
+/// A buffer that returns to its pool when dropped (if it came from one).
+pub(crate) struct Storage {
+    buffer: Option<wgpu::Buffer>,
+    pool: Option<BufferPool>,
+}
+
+impl Drop for Storage {
+    fn drop(&mut self) {
+        if let (Some(buf), Some(pool)) = (self.buffer.take(), &self.pool) {
+            pool.give(buf);
+        }
+    }
+}
+
+/// A device tensor. Cloning shares the buffer.
+#[derive(Clone)]
+pub struct Tensor {
+    storage: Arc<Storage>,
+    shape: Vec<usize>,
+    dtype: DType,
+}
+
+impl std::fmt::Debug for Tensor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Tensor({:?}, {:?})", self.dtype, self.shape)
+    }
+}
+
+fn numel_of(shape: &[usize]) -> Result<usize> {
+    shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| {
+        Error::Shape(format!("shape {shape:?} has more elements than fit in memory"))
+    })
+}
+
+impl Tensor {
+    fn check_size(ctx: &Context, shape: &[usize]) -> Result<u64> {
+        let bytes = (numel_of(shape)? as u64).saturating_mul(4);
+        if bytes > ctx.max_binding_bytes() {
+            return Err(Error::Shape(format!(
+                "tensor {shape:?} needs {bytes} bytes, more than one binding may cover on this \
+                 adapter ({} bytes); split the batch",
+                ctx.max_binding_bytes()
+            )));
+        }
+        Ok(bytes)
+    }
+
+    /// A pooled tensor with unspecified contents.
+    pub fn empty(ctx: &Context, shape: &[usize], dtype: DType) -> Result<Tensor> {
+        let bytes = Self::check_size(ctx, shape)?;
+        let buf = ctx.pool.take(&ctx.device, bytes);
+        Ok(Tensor {
+            storage: Arc::new(Storage {
+                buffer: Some(buf),
+                pool: Some(ctx.pool.clone()),
+            }),
+            shape: shape.to_vec(),
+            dtype,
+        })
+    }
+
+    fn from_bytes(ctx: &Context, shape: &[usize], dtype: DType, data: &[u8]) -> Result<Tensor> {
+        let bytes = Self::check_size(ctx, shape)?;
+        if data.len() as u64 != bytes {
+            return Err(Error::Shape(format!(
+                "shape {shape:?} needs {} values, got {}",
+                bytes / 4,
+                data.len() / 4
+            )));
+        }
+        // Own (unpooled) buffer: its contents are in place before any later work runs.
+        let size = BufferPool::class(bytes);
+        let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("fewlabels tensor"),
+            size,
+            usage: USAGE,
+            mapped_at_creation: true,
+        });
+        {
+            let mut padded = data.to_vec();
+            padded.resize(size as usize, 0);
+            buffer
+                .slice(..)
+                .get_mapped_range_mut()
+                .map_err(|e| Error::Device(format!("upload map: {e}")))?
+                .copy_from_slice(&padded);
+        }
+        buffer.unmap();
+        Ok(Tensor {
+            storage: Arc::new(Storage {
+                buffer: Some(buffer),
+                pool: None,
+            }),
+            shape: shape.to_vec(),
+            dtype,
+        })
+    }
+
+    /// Upload f32 values.
+    pub fn from_f32(ctx: &Context, shape: &[usize], data: &[f32]) -> Result<Tensor> {
+        Self::from_bytes(ctx, shape, DType::F32, bytemuck::cast_slice(data))
+    }
+
+    /// Upload i32 values.
+    pub fn from_i32(ctx: &Context, shape: &[usize], data: &[i32]) -> Result<Tensor> {
+        Self::from_bytes(ctx, shape, DType::I32, bytemuck::cast_slice(data))
+    }
+
+    /// A tensor filled with one value (f32).
+    pub fn full(ctx: &Context, shape: &[usize], value: f32) -> Result<Tensor> {
+        let n = numel_of(shape)?;
+        Self::from_f32(ctx, shape, &vec![value; n])
+    }
+
+    /// A tensor of zeros (f32).
+    pub fn zeros(ctx: &Context, shape: &[usize]) -> Result<Tensor> {
+        Self::full(ctx, shape, 0.0)
+    }
+
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    pub fn numel(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Bytes of data (not of the possibly larger buffer behind it).
+    pub fn bytes(&self) -> u64 {
+        self.numel() as u64 * 4
+    }
+
+    /// The same buffer seen with another shape of the same element count.
+    pub fn reshape(&self, shape: &[usize]) -> Result<Tensor> {
+        if numel_of(shape)? != self.numel() {
+            return Err(Error::Shape(format!(
+                "cannot view {:?} as {shape:?}",
+                self.shape
+            )));
+        }
+        Ok(Tensor {
+            storage: self.storage.clone(),
+            shape: shape.to_vec(),
+            dtype: self.dtype,
+        })
+    }
+
+    pub(crate) fn buffer(&self) -> &wgpu::Buffer {
+        self.storage.buffer.as_ref().expect("buffer present until drop")
+    }
+
+    /// Whether two tensors share one buffer.
+    pub fn same_buffer(&self, other: &Tensor) -> bool {
+        Arc::ptr_eq(&self.storage, &other.storage)
+    }
+
+    fn read_bytes(&self, ctx: &Context) -> Result<Vec<u8>> {
+        let bytes = self.bytes();
+        let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("fewlabels readback"),
+            size: bytes.max(4),
+            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        });
+        let mut enc = ctx
+            .device
+            .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
+        if bytes > 0 {
+            enc.copy_buffer_to_buffer(self.buffer(), 0, &staging, 0, bytes);
+        }
+        ctx.queue.submit([enc.finish()]);
+        let slice = staging.slice(..);
+        let (tx, rx) = std::sync::mpsc::channel();
+        slice.map_async(wgpu::MapMode::Read, move |r| {
+            let _ = tx.send(r);
+        });
+        ctx.wait()?;
+        match rx.recv() {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(Error::Device(format!("readback failed: {e}"))),
+            Err(_) => return Err(Error::Device("readback never completed".into())),
+        }
+        let out = slice
+            .get_mapped_range()
+            .map_err(|e| Error::Device(format!("readback map: {e}")))?[..bytes as usize]
+            .to_vec();
+        staging.unmap();
+        Ok(out)
+    }
+
+    /// Download as f32 (waits for all submitted work).
+    pub fn to_f32(&self, ctx: &Context) -> Result<Vec<f32>> {
+        if self.dtype != DType::F32 {
+            return Err(Error::Shape(format!("{self:?} is not f32")));
+        }
+        Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(ctx)?))
+    }
+
+    /// Download as i32 (waits for all submitted work).
+    pub fn to_i32(&self, ctx: &Context) -> Result<Vec<i32>> {
+        if self.dtype != DType::I32 {
+            return Err(Error::Shape(format!("{self:?} is not i32")));
+        }
+        Ok(bytemuck::pod_collect_to_vec(&self.read_bytes(ctx)?))
+    }
+
+    /// Overwrite the contents from host memory. Ordered after all work submitted so far and
+    /// before work submitted later.
+    pub fn write_f32(&self, ctx: &Context, data: &[f32]) -> Result<()> {
+        if self.dtype != DType::F32 || data.len() != self.numel() {
+            return Err(Error::Shape(format!(
+                "cannot write {} f32 values into {self:?}",
+                data.len()
+            )));
+        }
+        ctx.queue
+            .write_buffer(self.buffer(), 0, bytemuck::cast_slice(data));
+        ctx.queue.submit([]);
+        Ok(())
+    }
+}
+
+impl Context {
+    /// Bytes held by the transient-buffer pool's free list.
+    pub fn pool_free_bytes(&self) -> u64 {
+        self.pool.free_bytes()
+    }
+
+    /// Release the transient-buffer pool's free buffers.
+    pub fn trim_pool(&self) {
+        self.pool.trim()
+    }
+}

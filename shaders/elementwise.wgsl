@@ -1,0 +1,75 @@
+// Elementwise ops on flat f32 arrays: ReLU, tanh (forward and backward), add, scale, axpy.
+// Params: n = element count, a = scale factor where used.
+
+struct Params {
+    n: u32,
+    a: f32,
+}
+
+@group(0) @binding(0) var<uniform> p: Params;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> y_in: array<f32>;
+@group(0) @binding(3) var<storage, read_write> out: array<f32>;
+
+const WG: u32 = 256u;
+
+fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * WG;
+}
+
+// out = max(x, 0)
+@compute @workgroup_size(256)
+fn relu_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    out[i] = max(x[i], 0.0);
+}
+
+// out = dy * (x > 0); x = forward input, y_in = dy
+@compute @workgroup_size(256)
+fn relu_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    out[i] = select(0.0, y_in[i], x[i] > 0.0);
+}
+
+// out = tanh(x)
+@compute @workgroup_size(256)
+fn tanh_forward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    out[i] = tanh(x[i]);
+}
+
+// out = dy * (1 - y^2); x = forward output y, y_in = dy
+@compute @workgroup_size(256)
+fn tanh_backward(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    let y = x[i];
+    out[i] = y_in[i] * (1.0 - y * y);
+}
+
+// out = x + y_in
+@compute @workgroup_size(256)
+fn add(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    out[i] = x[i] + y_in[i];
+}
+
+// out = a * x
+@compute @workgroup_size(256)
+fn scale(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    out[i] = p.a * x[i];
+}
+
+// out = a * x + y_in
+@compute @workgroup_size(256)
+fn axpy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    out[i] = p.a * x[i] + y_in[i];
+}

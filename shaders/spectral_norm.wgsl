@@ -1,0 +1,1 @@
+// spectral_norm: placeholder

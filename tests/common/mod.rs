@@ -1,0 +1,149 @@
+//! Test harness shared by the golden tests: one device context per test binary, golden
+//! files (written by tests/golden/generate.py with PyTorch autograd), and comparison.
+#![allow(dead_code)]
+
+use fewlabels::{Context, Tensor};
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+/// One device context for the whole test binary.
+pub fn ctx() -> &'static Context {
+    static CTX: OnceLock<Context> = OnceLock::new();
+    CTX.get_or_init(|| {
+        if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+            // Silences Mesa's warning on machines without a session.
+            std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+        }
+        let c = Context::new().unwrap_or_else(|e| panic!("{e}"));
+        eprintln!("adapter: {}", c.description);
+        c
+    })
+}
+
+enum Data {
+    F32(Vec<f32>),
+    I32(Vec<i32>),
+}
+
+/// The tensors of one golden file.
+pub struct Golden {
+    family: String,
+    tensors: HashMap<String, (Vec<usize>, Data)>,
+}
+
+impl Golden {
+    /// Load tests/golden/<family>.safetensors.
+    pub fn load(family: &str) -> Golden {
+        let path = format!("{}/tests/golden/{family}.safetensors", env!("CARGO_MANIFEST_DIR"));
+        let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+        let st = safetensors::SafeTensors::deserialize(&bytes)
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let mut tensors = HashMap::new();
+        for (name, view) in st.tensors() {
+            let shape = view.shape().to_vec();
+            let data = match view.dtype() {
+                safetensors::Dtype::F32 => Data::F32(bytemuck::pod_collect_to_vec(view.data())),
+                safetensors::Dtype::I32 => Data::I32(bytemuck::pod_collect_to_vec(view.data())),
+                d => panic!("{path}: {name} has dtype {d:?}"),
+            };
+            tensors.insert(name, (shape, data));
+        }
+        Golden {
+            family: family.to_string(),
+            tensors,
+        }
+    }
+
+    fn entry(&self, name: &str) -> &(Vec<usize>, Data) {
+        self.tensors
+            .get(name)
+            .unwrap_or_else(|| panic!("golden {}: no tensor {name}", self.family))
+    }
+
+    pub fn shape(&self, name: &str) -> Vec<usize> {
+        self.entry(name).0.clone()
+    }
+
+    pub fn f32(&self, name: &str) -> Vec<f32> {
+        match &self.entry(name).1 {
+            Data::F32(v) => v.clone(),
+            Data::I32(_) => panic!("golden {}: {name} is i32", self.family),
+        }
+    }
+
+    pub fn i32(&self, name: &str) -> Vec<i32> {
+        match &self.entry(name).1 {
+            Data::I32(v) => v.clone(),
+            Data::F32(_) => panic!("golden {}: {name} is f32", self.family),
+        }
+    }
+
+    /// A scalar f32 stored as a one-element tensor.
+    pub fn scalar(&self, name: &str) -> f32 {
+        let v = self.f32(name);
+        assert_eq!(v.len(), 1, "golden {}: {name} is not a scalar", self.family);
+        v[0]
+    }
+
+    /// Upload a golden tensor (f32 or i32, as stored).
+    pub fn tensor(&self, name: &str) -> Tensor {
+        let (shape, data) = self.entry(name);
+        match data {
+            Data::F32(v) => Tensor::from_f32(ctx(), shape, v).unwrap(),
+            Data::I32(v) => Tensor::from_i32(ctx(), shape, v).unwrap(),
+        }
+    }
+
+    /// Names of the cases whose name starts with `prefix` (the part before '/').
+    pub fn cases(&self, prefix: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .tensors
+            .keys()
+            .filter_map(|k| k.split('/').next())
+            .filter(|c| c.starts_with(prefix))
+            .map(|c| c.to_string())
+            .collect();
+        v.sort();
+        v.dedup();
+        assert!(!v.is_empty(), "golden {}: no case starts with {prefix}", self.family);
+        v
+    }
+
+    /// Download `got` and compare it with golden tensor `name`: the shapes must agree and
+    /// max |got - want| <= tol * max|want|.
+    pub fn check(&self, name: &str, got: &Tensor, tol: f32) {
+        let want = self.f32(name);
+        assert_eq!(got.shape(), &self.shape(name)[..], "{name}: shape");
+        let got = got.to_f32(ctx()).unwrap();
+        check_close(name, &got, &want, tol);
+    }
+
+    /// Compare an i32 tensor exactly.
+    pub fn check_i32(&self, name: &str, got: &Tensor) {
+        let want = self.i32(name);
+        assert_eq!(got.shape(), &self.shape(name)[..], "{name}: shape");
+        assert_eq!(got.to_i32(ctx()).unwrap(), want, "{name}");
+    }
+}
+
+/// max |got - want| <= tol * max|want| (the tolerance is relative to the reference's
+/// magnitude), with no NaN or infinity anywhere.
+pub fn check_close(name: &str, got: &[f32], want: &[f32], tol: f32) {
+    assert_eq!(got.len(), want.len(), "{name}: length");
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-20);
+    let mut worst = (0usize, 0f32);
+    for (i, (g, w)) in got.iter().zip(want).enumerate() {
+        assert!(g.is_finite(), "{name}[{i}] = {g} is not finite (want {w})");
+        let e = (g - w).abs();
+        if e > worst.1 {
+            worst = (i, e);
+        }
+    }
+    let (i, e) = worst;
+    assert!(
+        e <= tol * scale,
+        "{name}: max error {e:e} at [{i}] (got {}, want {}) exceeds {tol:e} x {scale}",
+        got[i],
+        want[i]
+    );
+}

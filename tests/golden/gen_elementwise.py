@@ -1,0 +1,52 @@
+"""Goldens for shaders/elementwise.wgsl: relu, tanh (forward and backward), add, scale, axpy."""
+
+import torch
+
+from common import Cases, rand
+
+
+def generate():
+    c = Cases()
+    for case, shape, seed in [("n3h5w5c3", (3, 5, 5, 3), 1), ("n2h9w9c5", (2, 9, 9, 5), 2)]:
+        x = rand(seed, *shape).requires_grad_()
+        dy = rand(seed + 100, *shape)
+        # ReLU: keep inputs away from 0 where the derivative is undefined.
+        xr = torch.where(x.abs() < 1e-3, torch.full_like(x, 0.5), x).detach().requires_grad_()
+        y = torch.relu(xr)
+        (dx,) = torch.autograd.grad(y, xr, dy)
+        c.add(f"relu_{case}", "x", xr)
+        c.add(f"relu_{case}", "dy", dy)
+        c.add(f"relu_{case}", "y", y)
+        c.add(f"relu_{case}", "dx", dx)
+
+        y = torch.tanh(x)
+        (dx,) = torch.autograd.grad(y, x, dy)
+        c.add(f"tanh_{case}", "x", x)
+        c.add(f"tanh_{case}", "dy", dy)
+        c.add(f"tanh_{case}", "y", y)
+        c.add(f"tanh_{case}", "dx", dx)
+
+        a = rand(seed + 200, *shape).requires_grad_()
+        b = rand(seed + 300, *shape).requires_grad_()
+        y = a + b
+        da, db = torch.autograd.grad(y, (a, b), dy)
+        c.add(f"add_{case}", "a", a)
+        c.add(f"add_{case}", "b", b)
+        c.add(f"add_{case}", "dy", dy)
+        c.add(f"add_{case}", "y", y)
+        c.add(f"add_{case}", "da", da)
+        c.add(f"add_{case}", "db", db)
+
+        s = -1.75
+        y = s * a
+        (da,) = torch.autograd.grad(y, a, dy)
+        c.add(f"scale_{case}", "x", a)
+        c.add(f"scale_{case}", "dy", dy)
+        c.add(f"scale_{case}", "y", y)
+        c.add(f"scale_{case}", "dx", da)
+
+        y = 0.3 * a + b
+        c.add(f"axpy_{case}", "x", a)
+        c.add(f"axpy_{case}", "y_in", b)
+        c.add(f"axpy_{case}", "out", y)
+    return c
