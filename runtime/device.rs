@@ -83,7 +83,9 @@ fn describe(info: &wgpu::AdapterInfo) -> AdapterDescription {
         name: info.name.clone(),
         backend: format!("{:?}", info.backend),
         device_type: format!("{:?}", info.device_type),
-        driver: format!("{} {}", info.driver, info.driver_info).trim().to_string(),
+        driver: format!("{} {}", info.driver, info.driver_info)
+            .trim()
+            .to_string(),
     }
 }
 
@@ -208,7 +210,8 @@ impl Context {
         }));
         let sink = errors.clone();
         device.set_device_lost_callback(move |reason, msg| {
-            *sink.lost.lock().unwrap_or_else(|p| p.into_inner()) = Some(format!("{reason:?}: {msg}"));
+            *sink.lost.lock().unwrap_or_else(|p| p.into_inner()) =
+                Some(format!("{reason:?}: {msg}"));
         });
         let limits = device.limits();
         Context {
@@ -225,7 +228,9 @@ impl Context {
 
     /// Largest number of bytes one storage binding may cover on this device.
     pub fn max_binding_bytes(&self) -> u64 {
-        (self.limits.max_storage_buffer_binding_size as u64).min(self.limits.max_buffer_size)
+        self.limits
+            .max_storage_buffer_binding_size
+            .min(self.limits.max_buffer_size)
     }
 
     /// Wait until all submitted work has finished, and report any device error.

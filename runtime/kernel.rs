@@ -27,7 +27,10 @@ pub const SHADERS: &[(&str, &str)] = &[
     ("embedding", include_str!("../shaders/embedding.wgsl")),
     ("softmax", include_str!("../shaders/softmax.wgsl")),
     ("loss", include_str!("../shaders/loss.wgsl")),
-    ("spectral_norm", include_str!("../shaders/spectral_norm.wgsl")),
+    (
+        "spectral_norm",
+        include_str!("../shaders/spectral_norm.wgsl"),
+    ),
     ("optim", include_str!("../shaders/optim.wgsl")),
     ("rearrange", include_str!("../shaders/rearrange.wgsl")),
 ];
@@ -77,8 +80,17 @@ pub(crate) struct PipelineCache {
 impl PipelineCache {
     fn shader(&self, ctx: &Context, name: &str) -> Result<Arc<ShaderEntry>> {
         let src = source(name)?;
-        let key = SHADERS.iter().find(|(n, _)| *n == name).map(|(n, _)| *n).unwrap_or("");
-        if let Some(s) = self.shaders.lock().unwrap_or_else(|p| p.into_inner()).get(key) {
+        let key = SHADERS
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(n, _)| *n)
+            .unwrap_or("");
+        if let Some(s) = self
+            .shaders
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(key)
+        {
             return Ok(s.clone());
         }
         let (naga, info) = validate_wgsl(name, src)?;
@@ -98,7 +110,12 @@ impl PipelineCache {
 
     pub(crate) fn get(&self, ctx: &Context, shader: &str, entry: &str) -> Result<Arc<Kernel>> {
         let key = (shader.to_string(), entry.to_string());
-        if let Some(k) = self.kernels.lock().unwrap_or_else(|p| p.into_inner()).get(&key) {
+        if let Some(k) = self
+            .kernels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+        {
             return Ok(k.clone());
         }
         let s = self.shader(ctx, shader)?;
@@ -256,7 +273,9 @@ impl<'a> Recorder<'a> {
                 .find(|(i, _)| *i == b)
                 .map(|(_, t)| *t)
                 .ok_or_else(|| {
-                    Error::InvalidArgument(format!("{shader}::{entry} needs a tensor at binding {b}"))
+                    Error::InvalidArgument(format!(
+                        "{shader}::{entry} needs a tensor at binding {b}"
+                    ))
                 })?;
             if t.bytes() > max_bytes {
                 return Err(Error::Shape(format!(

@@ -115,9 +115,14 @@ impl std::fmt::Debug for Tensor {
 }
 
 fn numel_of(shape: &[usize]) -> Result<usize> {
-    shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).ok_or_else(|| {
-        Error::Shape(format!("shape {shape:?} has more elements than fit in memory"))
-    })
+    shape
+        .iter()
+        .try_fold(1usize, |a, &d| a.checked_mul(d))
+        .ok_or_else(|| {
+            Error::Shape(format!(
+                "shape {shape:?} has more elements than fit in memory"
+            ))
+        })
 }
 
 impl Tensor {
@@ -238,7 +243,10 @@ impl Tensor {
     }
 
     pub(crate) fn buffer(&self) -> &wgpu::Buffer {
-        self.storage.buffer.as_ref().expect("buffer present until drop")
+        self.storage
+            .buffer
+            .as_ref()
+            .expect("buffer present until drop")
     }
 
     /// Whether two tensors share one buffer.

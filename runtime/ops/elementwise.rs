@@ -1,10 +1,10 @@
 //! Elementwise ops: ReLU and tanh with their backward passes, add, scale and axpy.
 //! Shader: `shaders/elementwise.wgsl`.
 
+use crate::ensure_shape;
 use crate::error::Result;
 use crate::kernel::{grid_1d, Recorder};
 use crate::tensor::{DType, Tensor};
-use crate::ensure_shape;
 
 fn unary(rec: &mut Recorder, entry: &str, x: &Tensor, a: f32) -> Result<Tensor> {
     ensure_shape!(x.dtype() == DType::F32, "{entry}: {x:?} is not f32");

@@ -4,14 +4,14 @@
 //! backward functions take what the forward pass saved plus the output gradient `dy` and
 //! return the gradient of every input and parameter.
 
-pub mod elementwise;
-pub mod gemm;
-pub mod conv;
-pub mod resample;
-pub mod rearrange;
 pub mod batchnorm;
+pub mod conv;
+pub mod elementwise;
 pub mod embedding;
-pub mod softmax;
+pub mod gemm;
 pub mod loss;
-pub mod spectral_norm;
 pub mod optim;
+pub mod rearrange;
+pub mod resample;
+pub mod softmax;
+pub mod spectral_norm;

@@ -34,10 +34,13 @@ pub struct Golden {
 impl Golden {
     /// Load tests/golden/<family>.safetensors.
     pub fn load(family: &str) -> Golden {
-        let path = format!("{}/tests/golden/{family}.safetensors", env!("CARGO_MANIFEST_DIR"));
+        let path = format!(
+            "{}/tests/golden/{family}.safetensors",
+            env!("CARGO_MANIFEST_DIR")
+        );
         let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
-        let st = safetensors::SafeTensors::deserialize(&bytes)
-            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        let st =
+            safetensors::SafeTensors::deserialize(&bytes).unwrap_or_else(|e| panic!("{path}: {e}"));
         let mut tensors = HashMap::new();
         for (name, view) in st.tensors() {
             let shape = view.shape().to_vec();
@@ -105,7 +108,11 @@ impl Golden {
             .collect();
         v.sort();
         v.dedup();
-        assert!(!v.is_empty(), "golden {}: no case starts with {prefix}", self.family);
+        assert!(
+            !v.is_empty(),
+            "golden {}: no case starts with {prefix}",
+            self.family
+        );
         v
     }
 

@@ -1,0 +1,36 @@
+#!/usr/bin/env bash
+# Install what libfewlabels needs on Debian/Ubuntu: a Vulkan loader and, when the machine has
+# no Vulkan driver, Mesa's software one (lavapipe). Safe to run again.
+set -euo pipefail
+
+as_root() {
+    if [ "$(id -u)" = 0 ]; then "$@"; elif command -v sudo >/dev/null; then sudo "$@"; else
+        echo "setup: need root to run: $*" >&2; exit 1; fi
+}
+
+need=()
+ls /usr/lib/*/libvulkan.so.1 /usr/lib/libvulkan.so.1 >/dev/null 2>&1 || need+=(libvulkan1)
+icds=$(ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json 2>/dev/null || true)
+[ -n "$icds" ] || need+=(mesa-vulkan-drivers)
+if [ ${#need[@]} -gt 0 ]; then
+    if command -v apt-get >/dev/null; then
+        echo "setup: installing ${need[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        as_root apt-get update -qq
+        as_root apt-get install -y -qq "${need[@]}" >/dev/null
+    else
+        echo "setup: please install a Vulkan loader and driver (${need[*]})" >&2
+    fi
+fi
+
+if ! command -v cargo >/dev/null; then
+    if [ -x "$HOME/.cargo/bin/cargo" ]; then
+        export PATH="$HOME/.cargo/bin:$PATH"
+    elif command -v curl >/dev/null; then
+        echo "setup: installing Rust with rustup"
+        curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+        export PATH="$HOME/.cargo/bin:$PATH"
+    else
+        echo "setup: please install Rust (https://rustup.rs)" >&2; exit 1
+    fi
+fi

@@ -1,0 +1,139 @@
+//! The device context: adapter choice, errors, a host-owned device, the buffer pool, and
+//! the recorder's checks. These need an adapter (lavapipe is enough).
+
+mod common;
+use common::ctx;
+use fewlabels::{Context, DType, Error, Tensor};
+
+#[test]
+fn adapter_filter_that_matches_nothing_gives_an_install_hint() {
+    let err = Context::with_options(None, Some("no-such-adapter-name-xyz"))
+        .err()
+        .expect("a filter that matches nothing must fail");
+    let msg = err.to_string();
+    assert!(matches!(err, Error::NoAdapter(_)), "{msg}");
+    assert!(msg.contains("mesa-vulkan-drivers"), "{msg}");
+}
+
+#[test]
+fn unknown_backend_is_refused() {
+    let err = Context::with_options(Some("directx9"), None).err().unwrap();
+    assert!(matches!(err, Error::InvalidArgument(_)), "{err}");
+}
+
+#[test]
+fn host_owned_device_runs_ops() {
+    // A host application opens its own device and hands it over.
+    let own = ctx();
+    let adapter = own
+        .adapter
+        .clone()
+        .expect("context opened by us has an adapter");
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("host"),
+        required_limits: adapter.limits(),
+        ..Default::default()
+    }))
+    .unwrap();
+    let host = Context::from_device(device, queue, Some(adapter));
+    let x = Tensor::from_f32(&host, &[2, 3], &[-1.0, 2.0, -3.0, 4.0, 0.5, -0.5]).unwrap();
+    let y = host
+        .run(|r| fewlabels::ops::elementwise::relu(r, &x))
+        .unwrap();
+    assert_eq!(y.to_f32(&host).unwrap(), vec![0.0, 2.0, 0.0, 4.0, 0.5, 0.0]);
+}
+
+#[test]
+fn upload_download_roundtrip_and_dtypes() {
+    let c = ctx();
+    let v: Vec<f32> = (0..1000).map(|i| i as f32 * 0.37 - 50.0).collect();
+    let t = Tensor::from_f32(c, &[10, 100], &v).unwrap();
+    assert_eq!(t.to_f32(c).unwrap(), v);
+    assert!(
+        t.to_i32(c).is_err(),
+        "an f32 tensor must not read back as i32"
+    );
+    let ids = Tensor::from_i32(c, &[4], &[3, -1, 0, 7]).unwrap();
+    assert_eq!(ids.dtype(), DType::I32);
+    assert_eq!(ids.to_i32(c).unwrap(), vec![3, -1, 0, 7]);
+    assert!(Tensor::from_f32(c, &[3, 3], &v[..8]).is_err());
+    let t2 = t.reshape(&[1000]).unwrap();
+    assert!(t.reshape(&[999]).is_err());
+    t2.write_f32(c, &vec![1.5; 1000]).unwrap();
+    assert_eq!(t.to_f32(c).unwrap(), vec![1.5; 1000]);
+}
+
+#[test]
+fn pool_reuses_transient_buffers() {
+    let c = Context::new().unwrap();
+    let x = Tensor::full(&c, &[64, 64], 1.0).unwrap();
+    let y = c
+        .run(|r| fewlabels::ops::elementwise::scale(r, &x, 2.0))
+        .unwrap();
+    assert_eq!(y.to_f32(&c).unwrap()[0], 2.0);
+    assert_eq!(c.pool_free_bytes(), 0);
+    drop(y);
+    let freed = c.pool_free_bytes();
+    assert!(freed >= 64 * 64 * 4, "{freed}");
+    let z = c
+        .run(|r| fewlabels::ops::elementwise::scale(r, &x, 3.0))
+        .unwrap();
+    assert_eq!(c.pool_free_bytes(), 0, "the freed buffer is taken again");
+    assert_eq!(z.to_f32(&c).unwrap()[5], 3.0);
+}
+
+#[test]
+fn oversized_tensor_is_an_error_not_a_crash() {
+    let c = ctx();
+    let too_big = (c.max_binding_bytes() / 4 + 1) as usize;
+    let err = Tensor::empty(c, &[too_big], DType::F32).unwrap_err();
+    assert!(matches!(err, Error::Shape(_)), "{err}");
+    let err = Tensor::empty(c, &[usize::MAX, 4], DType::F32).unwrap_err();
+    assert!(matches!(err, Error::Shape(_)), "{err}");
+}
+
+#[test]
+fn recorder_reports_bad_dispatches() {
+    let c = ctx();
+    let x = Tensor::full(c, &[8], 1.0).unwrap();
+    let mut r = c.recorder();
+    // Missing binding.
+    let e = r
+        .dispatch(
+            "elementwise",
+            "relu_forward",
+            &[8, 0],
+            &[(1, &x)],
+            [1, 1, 1],
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("binding 3"), "{e}");
+    // Unknown shader and entry point.
+    assert!(r.dispatch("nope", "x", &[], &[], [1, 1, 1]).is_err());
+    assert!(r
+        .dispatch("elementwise", "nope", &[], &[], [1, 1, 1])
+        .is_err());
+    // One buffer bound twice.
+    let e = r
+        .dispatch(
+            "elementwise",
+            "add",
+            &[8, 0],
+            &[(1, &x), (2, &x), (3, &x)],
+            [1, 1, 1],
+        )
+        .unwrap_err();
+    assert!(e.to_string().contains("share one buffer"), "{e}");
+    r.submit().unwrap();
+}
+
+#[test]
+fn shape_mismatch_is_an_error() {
+    let c = ctx();
+    let a = Tensor::full(c, &[3, 4], 1.0).unwrap();
+    let b = Tensor::full(c, &[4, 3], 1.0).unwrap();
+    let e = c
+        .run(|r| fewlabels::ops::elementwise::add(r, &a, &b))
+        .unwrap_err();
+    assert!(matches!(e, Error::Shape(_)), "{e}");
+}
