@@ -15,3 +15,5 @@ pub use device::Context;
 pub use error::{Error, Result};
 pub use kernel::Recorder;
 pub use tensor::{DType, Tensor};
+pub mod model;
+pub mod rng;

@@ -24,6 +24,10 @@ fn info() -> Result<(), fewlabels::Error> {
 }
 
 fn main() -> ExitCode {
+    if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
+        // Mesa prints a warning without it; set before any thread starts.
+        std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
+    }
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("info") => info(),

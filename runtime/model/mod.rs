@@ -1,0 +1,6 @@
+//! The networks: configuration, generator and discriminator.
+
+pub mod config;
+pub mod file;
+
+pub use config::Config;
