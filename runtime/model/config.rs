@@ -111,7 +111,7 @@ impl Config {
         if self.num_classes == 0 || self.z_dim == 0 || self.shared_dim == 0 {
             return bad("num_classes, z_dim and shared_dim must be positive".into());
         }
-        if self.hier && self.z_dim % (n + 1) != 0 {
+        if self.hier && !self.z_dim.is_multiple_of(n + 1) {
             return bad(format!(
                 "z_dim {} does not split into {} equal chunks",
                 self.z_dim,
@@ -138,7 +138,7 @@ impl Config {
         }
         for r in &self.g_attn {
             let c = self.g_channels()[g_res.iter().position(|x| x == r).unwrap_or(0) + 1];
-            if c % 8 != 0 {
+            if !c.is_multiple_of(8) {
                 return bad(format!(
                     "G attention at {r} needs channels divisible by 8, has {c}"
                 ));
@@ -146,15 +146,14 @@ impl Config {
         }
         for r in &self.d_attn {
             let c = self.d_channels()[d_res.iter().position(|x| x == r).unwrap_or(0)];
-            if c % 8 != 0 {
+            if !c.is_multiple_of(8) {
                 return bad(format!(
                     "D attention at {r} needs channels divisible by 8, has {c}"
                 ));
             }
         }
-        if !(self.bn_eps > 0.0 && self.bn_eps.is_finite())
-            || !(self.sn_eps > 0.0 && self.sn_eps.is_finite())
-        {
+        let positive = |x: f32| x > 0.0 && x.is_finite();
+        if !positive(self.bn_eps) || !positive(self.sn_eps) {
             return bad("bn_eps and sn_eps must be positive".into());
         }
         Ok(())
