@@ -73,3 +73,75 @@ fn axpy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) 
     if i >= p.n { return; }
     out[i] = p.a * x[i] + y_in[i];
 }
+
+// out = x * y_in
+@compute @workgroup_size(256)
+fn mul(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    out[i] = x[i] * y_in[i];
+}
+
+// Scalars held on the device (a learnt scale such as attention's gamma).
+@group(0) @binding(4) var<storage, read> s: array<f32>;
+
+// out = s[0] * x + y_in  (y_in is ignored when p.a == 0: then out = s[0] * x)
+@compute @workgroup_size(256)
+fn axpy_dev(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    out[i] = s[0] * x[i] + y_in[i];
+}
+
+@compute @workgroup_size(256)
+fn scale_dev(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    out[i] = s[0] * x[i];
+}
+
+// Deterministic sums: stage 1 reduces chunks of SUM_CHUNK values to partial sums in a fixed
+// order (one workgroup per chunk, a tree over the workgroup); further stages do the same on
+// the partials until one value is left. dot_stage sums x * y_in instead of x.
+const SUM_CHUNK: u32 = 1024u;
+var<workgroup> part: array<f32, 256>;
+
+fn tree_store(lid: u32, chunk: u32, acc: f32) {
+    part[lid] = acc;
+    workgroupBarrier();
+    for (var w = WG / 2u; w > 0u; w = w / 2u) {
+        if lid < w {
+            part[lid] += part[lid + w];
+        }
+        workgroupBarrier();
+    }
+    if lid == 0u {
+        out[chunk] = part[0];
+    }
+}
+
+@compute @workgroup_size(256)
+fn sum_stage(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let chunk = wid.x + wid.y * nwg.x;
+    var acc = 0.0;
+    for (var k = 0u; k < SUM_CHUNK / WG; k++) {
+        let i = chunk * SUM_CHUNK + k * WG + lid.x;
+        if i < p.n {
+            acc += x[i];
+        }
+    }
+    tree_store(lid.x, chunk, acc);
+}
+
+@compute @workgroup_size(256)
+fn dot_stage(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id) wid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let chunk = wid.x + wid.y * nwg.x;
+    var acc = 0.0;
+    for (var k = 0u; k < SUM_CHUNK / WG; k++) {
+        let i = chunk * SUM_CHUNK + k * WG + lid.x;
+        if i < p.n {
+            acc += x[i] * y_in[i];
+        }
+    }
+    tree_store(lid.x, chunk, acc);
+}

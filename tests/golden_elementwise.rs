@@ -73,3 +73,93 @@ fn axpy_forward() {
         g.check(&format!("{c}/out"), &out, TOL);
     }
 }
+
+#[test]
+fn mul_forward_backward() {
+    let g = Golden::load("elementwise");
+    for c in g.cases("mul_") {
+        let x = g.tensor(&format!("{c}/x"));
+        let y = g.tensor(&format!("{c}/y"));
+        let dy = g.tensor(&format!("{c}/dy"));
+        let (out, dx, dyy) = ctx()
+            .run(|r| {
+                Ok((
+                    ew::mul(r, &x, &y)?,
+                    ew::mul(r, &dy, &y)?,
+                    ew::mul(r, &dy, &x)?,
+                ))
+            })
+            .unwrap();
+        g.check(&format!("{c}/out"), &out, TOL);
+        g.check(&format!("{c}/dx"), &dx, TOL);
+        g.check(&format!("{c}/dy_in"), &dyy, TOL);
+    }
+}
+
+/// Device-scalar axpy: forward, and its backward built from scale_dev and dot.
+/// The dot over up to 4500 terms: tolerance 1e-5 of the largest value.
+#[test]
+fn axpy_dev_forward_backward() {
+    let g = Golden::load("elementwise");
+    for c in g.cases("axpydev_") {
+        let s = g.tensor(&format!("{c}/s"));
+        let x = g.tensor(&format!("{c}/x"));
+        let y = g.tensor(&format!("{c}/y"));
+        let dy = g.tensor(&format!("{c}/dy"));
+        let (out, dx, ds) = ctx()
+            .run(|r| {
+                Ok((
+                    ew::axpy_dev(r, &s, &x, &y)?,
+                    ew::scale_dev(r, &s, &dy)?,
+                    ew::dot(r, &x, &dy)?,
+                ))
+            })
+            .unwrap();
+        g.check(&format!("{c}/out"), &out, TOL);
+        g.check(&format!("{c}/dx"), &dx, TOL);
+        g.check(&format!("{c}/ds"), &ds, TOL);
+        g.check(&format!("{c}/dy_in"), &dy, TOL);
+    }
+}
+
+/// sum_all and dot: fixed-order sums of up to 4500 values; their backward passes
+/// broadcast the output gradient (times the other factor for dot).
+#[test]
+fn sum_all_and_dot_forward_backward() {
+    let g = Golden::load("elementwise");
+    for c in g.cases("sumall_") {
+        let x = g.tensor(&format!("{c}/x"));
+        let out = ctx().run(|r| ew::sum_all(r, &x)).unwrap();
+        g.check(&format!("{c}/out"), &out, TOL);
+        let grad = g.scalar(&format!("{c}/g"));
+        let ones = fewlabels::Tensor::full(ctx(), x.shape(), grad).unwrap();
+        g.check(&format!("{c}/dx"), &ones, TOL);
+    }
+    for c in g.cases("dot_") {
+        let x = g.tensor(&format!("{c}/x"));
+        let y = g.tensor(&format!("{c}/y"));
+        let out = ctx().run(|r| ew::dot(r, &x, &y)).unwrap();
+        g.check(&format!("{c}/out"), &out, TOL);
+        let grad = g.scalar(&format!("{c}/g"));
+        let (dx, dyy) = ctx()
+            .run(|r| Ok((ew::scale(r, &y, grad)?, ew::scale(r, &x, grad)?)))
+            .unwrap();
+        g.check(&format!("{c}/dx"), &dx, TOL);
+        g.check(&format!("{c}/dy_in"), &dyy, TOL);
+    }
+}
+
+#[test]
+fn bad_calls_return_errors() {
+    let c = ctx();
+    let a = fewlabels::Tensor::full(c, &[3], 1.0).unwrap();
+    let b = fewlabels::Tensor::full(c, &[4], 1.0).unwrap();
+    let i = fewlabels::Tensor::from_i32(c, &[3], &[1, 2, 3]).unwrap();
+    assert!(c.run(|r| ew::mul(r, &a, &b)).is_err());
+    assert!(c.run(|r| ew::relu(r, &i)).is_err());
+    assert!(c.run(|r| ew::dot(r, &a, &b)).is_err());
+    assert!(
+        c.run(|r| ew::axpy_dev(r, &b, &a, &a)).is_err(),
+        "scalar must have one value"
+    );
+}

@@ -5,6 +5,7 @@ use crate::ensure_shape;
 use crate::error::Result;
 use crate::kernel::{grid_1d, Recorder};
 use crate::tensor::{DType, Tensor};
+use crate::Error;
 
 fn unary(rec: &mut Recorder, entry: &str, x: &Tensor, a: f32) -> Result<Tensor> {
     ensure_shape!(x.dtype() == DType::F32, "{entry}: {x:?} is not f32");
@@ -70,4 +71,115 @@ pub fn scale(rec: &mut Recorder, x: &Tensor, a: f32) -> Result<Tensor> {
 /// `a * x + y` (gradient accumulation).
 pub fn axpy(rec: &mut Recorder, a: f32, x: &Tensor, y: &Tensor) -> Result<Tensor> {
     binary(rec, "axpy", x, y, a)
+}
+
+/// `x * y` elementwise. Backward: `dx = dy * y`, `dy_in = dy * x`.
+pub fn mul(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    binary(rec, "mul", x, y, 0.0)
+}
+
+fn check_scalar(entry: &str, s: &Tensor) -> Result<()> {
+    ensure_shape!(
+        s.numel() == 1 && s.dtype() == DType::F32,
+        "{entry}: the device scalar must be one f32 value, got {s:?}"
+    );
+    Ok(())
+}
+
+/// `s * x + y` with `s` a one-element device tensor (attention's learnt gamma).
+/// Backward: `dx = s * dy` ([`scale_dev`]), `ds = sum(x * dy)` ([`dot`]), `dy` passes.
+pub fn axpy_dev(rec: &mut Recorder, s: &Tensor, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    check_scalar("axpy_dev", s)?;
+    ensure_shape!(
+        x.shape() == y.shape() && x.dtype() == DType::F32 && y.dtype() == DType::F32,
+        "axpy_dev: {x:?} and {y:?} differ"
+    );
+    let out = Tensor::empty(rec.ctx, x.shape(), DType::F32)?;
+    let n = x.numel() as u64;
+    rec.dispatch(
+        "elementwise",
+        "axpy_dev",
+        &[n as u32, 0],
+        &[(1, x), (2, y), (3, &out), (4, s)],
+        grid_1d(n, 256),
+    )?;
+    Ok(out)
+}
+
+/// `s * x` with `s` a one-element device tensor.
+pub fn scale_dev(rec: &mut Recorder, s: &Tensor, x: &Tensor) -> Result<Tensor> {
+    check_scalar("scale_dev", s)?;
+    ensure_shape!(x.dtype() == DType::F32, "scale_dev: {x:?} is not f32");
+    let out = Tensor::empty(rec.ctx, x.shape(), DType::F32)?;
+    let n = x.numel() as u64;
+    rec.dispatch(
+        "elementwise",
+        "scale_dev",
+        &[n as u32, 0],
+        &[(1, x), (3, &out), (4, s)],
+        grid_1d(n, 256),
+    )?;
+    Ok(out)
+}
+
+const SUM_CHUNK: u64 = 1024;
+
+fn reduce(rec: &mut Recorder, x: &Tensor, y: Option<&Tensor>) -> Result<Tensor> {
+    let mut n = x.numel() as u64;
+    if n == 0 {
+        return Tensor::zeros(rec.ctx, &[1]);
+    }
+    let chunks = n.div_ceil(SUM_CHUNK);
+    let mut cur = Tensor::empty(rec.ctx, &[chunks as usize], DType::F32)?;
+    let grid = grid_1d(chunks * 256, 256);
+    match y {
+        Some(y) => rec.dispatch(
+            "elementwise",
+            "dot_stage",
+            &[n as u32, 0],
+            &[(1, x), (2, y), (3, &cur)],
+            grid,
+        )?,
+        None => rec.dispatch(
+            "elementwise",
+            "sum_stage",
+            &[n as u32, 0],
+            &[(1, x), (3, &cur)],
+            grid,
+        )?,
+    }
+    n = chunks;
+    while n > 1 {
+        let chunks = n.div_ceil(SUM_CHUNK);
+        let next = Tensor::empty(rec.ctx, &[chunks as usize], DType::F32)?;
+        rec.dispatch(
+            "elementwise",
+            "sum_stage",
+            &[n as u32, 0],
+            &[(1, &cur), (3, &next)],
+            grid_1d(chunks * 256, 256),
+        )?;
+        cur = next;
+        n = chunks;
+    }
+    Ok(cur)
+}
+
+/// Sum of all elements as a one-element tensor, in a fixed order (deterministic).
+/// Backward: every input element receives the output gradient.
+pub fn sum_all(rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
+    ensure_shape!(x.dtype() == DType::F32, "sum_all: {x:?} is not f32");
+    reduce(rec, x, None)
+}
+
+/// `sum(x * y)` as a one-element tensor, in a fixed order.
+pub fn dot(rec: &mut Recorder, x: &Tensor, y: &Tensor) -> Result<Tensor> {
+    ensure_shape!(
+        x.shape() == y.shape() && x.dtype() == DType::F32 && y.dtype() == DType::F32,
+        "dot: {x:?} and {y:?} differ"
+    );
+    if x.numel() > u32::MAX as usize {
+        return Err(Error::Shape(format!("dot: {x:?} is too large")));
+    }
+    reduce(rec, x, Some(y))
 }

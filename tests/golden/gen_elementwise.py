@@ -1,4 +1,5 @@
-"""Goldens for shaders/elementwise.wgsl: relu, tanh (forward and backward), add, scale, axpy."""
+"""Goldens for shaders/elementwise.wgsl: relu, tanh, add, scale, axpy, mul, device-scalar
+axpy/scale, sum_all and dot, forward and backward."""
 
 import torch
 
@@ -49,4 +50,31 @@ def generate():
         c.add(f"axpy_{case}", "x", a)
         c.add(f"axpy_{case}", "y_in", b)
         c.add(f"axpy_{case}", "out", y)
+    generate_reductions(c)
     return c
+
+
+def generate_reductions(c):
+    """mul, device-scalar axpy/scale, sum_all and dot, with gradients."""
+    for case, shape, seed in [("n3h5w5c3", (3, 5, 5, 3), 11), ("big", (1500, 3), 12)]:
+        x = rand(seed, *shape).requires_grad_()
+        y = rand(seed + 1, *shape).requires_grad_()
+        dy = rand(seed + 2, *shape)
+        s = rand(seed + 3, 1).requires_grad_()
+        out = x * y
+        dx, dyy = torch.autograd.grad(out, (x, y), dy)
+        for k, v in dict(x=x, y=y, dy=dy, out=out, dx=dx, dy_in=dyy).items():
+            c.add(f"mul_{case}", k, v)
+        out = s * x + y
+        ds, dx, dyy = torch.autograd.grad(out, (s, x, y), dy)
+        for k, v in dict(s=s, x=x, y=y, dy=dy, out=out, ds=ds, dx=dx, dy_in=dyy).items():
+            c.add(f"axpydev_{case}", k, v)
+        g = rand(seed + 4, 1)
+        total = x.sum().reshape(1)
+        (dx,) = torch.autograd.grad(total, x, g)
+        for k, v in dict(x=x, g=g, out=total, dx=dx).items():
+            c.add(f"sumall_{case}", k, v)
+        d = (x * y).sum().reshape(1)
+        dx, dyy = torch.autograd.grad(d, (x, y), g)
+        for k, v in dict(x=x, y=y, g=g, out=d, dx=dx, dy_in=dyy).items():
+            c.add(f"dot_{case}", k, v)
