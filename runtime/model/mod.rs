@@ -2,5 +2,6 @@
 
 pub mod config;
 pub mod file;
+pub mod spec;
 
 pub use config::Config;
