@@ -1,0 +1,195 @@
+//! The BigGAN generator: hierarchical z, shared class embedding, GBlocks with conditional
+//! batch norm, optional self-attention, and a BN-ReLU-conv-tanh output. Images are NHWC in
+//! [-1, 1].
+
+use super::config::Config;
+use super::layers::{self, AttnCtx, BnCtx, BnStats, CbnCtx, DenseCtx, Grads, Mode, Weights};
+use crate::error::{Error, Result};
+use crate::kernel::Recorder;
+use crate::ops::{elementwise as ew, embedding, rearrange, resample};
+use crate::tensor::{DType, Tensor};
+
+struct BlockCtx {
+    bn1: CbnCtx,
+    pre1: Tensor,
+    conv1: DenseCtx,
+    bn2: CbnCtx,
+    pre2: Tensor,
+    conv2: DenseCtx,
+    conv_sc: DenseCtx,
+    attn: Option<AttnCtx>,
+}
+
+/// What a generator forward pass saved for its backward pass.
+pub struct GenCtx {
+    y: Tensor,
+    lin: DenseCtx,
+    blocks: Vec<BlockCtx>,
+    out_bn: BnCtx,
+    pre_out: Tensor,
+    out_conv: DenseCtx,
+    image: Tensor,
+    batch: usize,
+}
+
+impl GenCtx {
+    /// Batch statistics of every batch-norm layer (for standing statistics).
+    pub fn bn_stats(&self) -> Vec<&BnStats> {
+        let mut v = Vec::new();
+        for b in &self.blocks {
+            v.extend(b.bn1.stats.as_ref());
+            v.extend(b.bn2.stats.as_ref());
+        }
+        v.extend(self.out_bn.stats.as_ref());
+        v
+    }
+}
+
+/// A generator: its configuration and the name prefix of its tensors (`G` or `G_ema`).
+pub struct Generator<'a> {
+    pub cfg: &'a Config,
+    pub prefix: &'a str,
+}
+
+impl Generator<'_> {
+    fn n(&self, s: &str) -> String {
+        format!("{}.{s}", self.prefix)
+    }
+
+    /// Check the inputs of a forward pass.
+    fn check(&self, z: &Tensor, y: &Tensor) -> Result<usize> {
+        let n = y.numel();
+        if y.dtype() != DType::I32 || y.shape().len() != 1 {
+            return Err(Error::Shape(format!("generator: labels {y:?} must be i32 [N]")));
+        }
+        if z.dtype() != DType::F32 || z.shape() != [n, self.cfg.z_dim] {
+            return Err(Error::Shape(format!(
+                "generator: z {z:?} must be f32 [{n}, {}]",
+                self.cfg.z_dim
+            )));
+        }
+        if n == 0 {
+            return Err(Error::InvalidArgument("generator: empty batch".into()));
+        }
+        Ok(n)
+    }
+
+    /// Images `[N, R, R, channels]` in [-1, 1] from z `[N, z_dim]` and labels i32 `[N]`.
+    pub fn forward(&self, rec: &mut Recorder, ws: &Weights, z: &Tensor, y: &Tensor, mode: Mode) -> Result<(Tensor, GenCtx)> {
+        let cfg = self.cfg;
+        let n = self.check(z, y)?;
+        let sn = cfg.sn;
+        let nb = cfg.g_blocks();
+        let e = embedding::embedding(rec, ws.get(&self.n("shared.weight"))?, y)?;
+        let (z0, conds) = if cfg.hier {
+            let chunks = rearrange::split_channels(rec, z, &vec![cfg.z_chunk(); nb + 1])?;
+            let mut conds = Vec::with_capacity(nb);
+            for c in &chunks[1..] {
+                conds.push(rearrange::concat_channels(rec, &[c, &e])?);
+            }
+            (chunks[0].clone(), conds)
+        } else {
+            (z.clone(), vec![e.clone(); nb])
+        };
+        let ch = cfg.g_channels();
+        let (h, lin) = layers::linear(rec, ws, &self.n("linear"), &z0, true, sn, mode)?;
+        let mut h = h.reshape(&[n, 4, 4, ch[0]])?;
+        let mut blocks = Vec::with_capacity(nb);
+        for (i, c) in conds.iter().enumerate() {
+            let p = self.n(&format!("blocks.{i}"));
+            let (a, bn1) = layers::cbn(rec, ws, &format!("{p}.bn1"), &h, c, sn, cfg.bn_eps, mode)?;
+            let r = ew::relu(rec, &a)?;
+            let u = resample::upsample2x(rec, &r)?;
+            let (b, conv1) = layers::conv2d(rec, ws, &format!("{p}.conv1"), &u, true, sn, mode)?;
+            let (b2, bn2) = layers::cbn(rec, ws, &format!("{p}.bn2"), &b, c, sn, cfg.bn_eps, mode)?;
+            let r2 = ew::relu(rec, &b2)?;
+            let (main, conv2) = layers::conv2d(rec, ws, &format!("{p}.conv2"), &r2, true, sn, mode)?;
+            let us = resample::upsample2x(rec, &h)?;
+            let (sc, conv_sc) = layers::conv2d(rec, ws, &format!("{p}.conv_sc"), &us, true, sn, mode)?;
+            let mut out = ew::add(rec, &main, &sc)?;
+            let attn = if cfg.g_attn.contains(&(4 << (i + 1))) {
+                let (o, ctx) = layers::attention(rec, ws, &format!("{p}.attn"), &out, sn, mode)?;
+                out = o;
+                Some(ctx)
+            } else {
+                None
+            };
+            blocks.push(BlockCtx {
+                bn1,
+                pre1: a,
+                conv1,
+                bn2,
+                pre2: b2,
+                conv2,
+                conv_sc,
+                attn,
+            });
+            h = out;
+        }
+        let (a, out_bn) = layers::bn_affine(rec, ws, &self.n("out_bn"), &h, cfg.bn_eps, mode)?;
+        let r = ew::relu(rec, &a)?;
+        let (o, out_conv) = layers::conv2d(rec, ws, &self.n("out_conv"), &r, true, sn, mode)?;
+        let image = ew::tanh(rec, &o)?;
+        Ok((
+            image.clone(),
+            GenCtx {
+                y: y.clone(),
+                lin,
+                blocks,
+                out_bn,
+                pre_out: a,
+                out_conv,
+                image,
+                batch: n,
+            },
+        ))
+    }
+
+    /// Gradients of every generator parameter from the image gradient `dimage` (NHWC).
+    pub fn backward(&self, rec: &mut Recorder, ws: &Weights, ctx: &GenCtx, dimage: &Tensor, grads: &mut Grads) -> Result<()> {
+        let cfg = self.cfg;
+        if dimage.shape() != ctx.image.shape() {
+            return Err(Error::Shape(format!(
+                "generator backward: dimage {dimage:?} must match the image {:?}",
+                ctx.image
+            )));
+        }
+        let d = ew::tanh_backward(rec, &ctx.image, dimage)?;
+        let d = ctx.out_conv.backward(rec, grads, &d)?;
+        let d = ew::relu_backward(rec, &ctx.pre_out, &d)?;
+        let mut d = ctx.out_bn.backward(rec, ws, grads, &d)?;
+        let mut de: Option<Tensor> = None;
+        for b in ctx.blocks.iter().rev() {
+            if let Some(a) = &b.attn {
+                d = a.backward(rec, grads, &d)?;
+            }
+            let dm = b.conv2.backward(rec, grads, &d)?;
+            let dm = ew::relu_backward(rec, &b.pre2, &dm)?;
+            let (dm, dc2) = b.bn2.backward(rec, grads, &dm)?;
+            let dm = b.conv1.backward(rec, grads, &dm)?;
+            let dm = resample::upsample2x_backward(rec, &dm)?;
+            let dm = ew::relu_backward(rec, &b.pre1, &dm)?;
+            let (dx1, dc1) = b.bn1.backward(rec, grads, &dm)?;
+            let ds = b.conv_sc.backward(rec, grads, &d)?;
+            let dx2 = resample::upsample2x_backward(rec, &ds)?;
+            d = ew::add(rec, &dx1, &dx2)?;
+            let dc = ew::add(rec, &dc1, &dc2)?;
+            let de_i = if cfg.hier {
+                rearrange::split_channels(rec, &dc, &[cfg.z_chunk(), cfg.shared_dim])?[1].clone()
+            } else {
+                dc
+            };
+            de = Some(match de {
+                Some(acc) => ew::add(rec, &acc, &de_i)?,
+                None => de_i,
+            });
+        }
+        let d = d.reshape(&[ctx.batch, 16 * cfg.g_channels()[0]])?;
+        ctx.lin.backward(rec, grads, &d)?;
+        if let Some(de) = de {
+            let dtable = embedding::embedding_backward(rec, &ctx.y, &de, cfg.num_classes)?;
+            grads.add(rec, self.n("shared.weight"), dtable)?;
+        }
+        Ok(())
+    }
+}

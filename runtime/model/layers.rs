@@ -1,0 +1,406 @@
+//! The layers the networks are built from, each a forward that returns what its backward
+//! needs and a backward that adds every parameter gradient to [`Grads`] and returns the
+//! input gradient. Weights live in [`Weights`] by their model-file names.
+
+use crate::error::{Error, Result};
+use crate::kernel::Recorder;
+use crate::ops::batchnorm::{self as bn, Affine};
+use crate::ops::spectral_norm::{self as sn, SpectralNormSaved};
+use crate::ops::{conv, elementwise as ew, gemm, resample, softmax};
+use crate::tensor::Tensor;
+use std::collections::BTreeMap;
+
+/// How a forward pass treats batch norm and spectral norm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Mode {
+    /// Batch statistics (training) rather than standing statistics (sampling).
+    pub batch_stats: bool,
+    /// One power iteration that updates each spectral-norm u (training).
+    pub update_u: bool,
+}
+
+impl Mode {
+    /// Training: batch statistics, u updated.
+    pub const TRAIN: Mode = Mode {
+        batch_stats: true,
+        update_u: true,
+    };
+    /// Accumulating standing statistics: batch statistics, u left alone.
+    pub const STANDING: Mode = Mode {
+        batch_stats: true,
+        update_u: false,
+    };
+    /// Sampling: standing statistics, u left alone.
+    pub const EVAL: Mode = Mode {
+        batch_stats: false,
+        update_u: false,
+    };
+}
+
+/// Device tensors of a network (parameters and state) by model-file name.
+#[derive(Clone, Default)]
+pub struct Weights {
+    pub map: BTreeMap<String, Tensor>,
+}
+
+impl Weights {
+    pub fn get(&self, name: &str) -> Result<&Tensor> {
+        self.map
+            .get(name)
+            .ok_or_else(|| Error::Format(format!("the model has no tensor {name}")))
+    }
+}
+
+/// Parameter gradients by name.
+#[derive(Default)]
+pub struct Grads {
+    pub map: BTreeMap<String, Tensor>,
+}
+
+impl Grads {
+    /// Add `g` to the gradient of `name` (a parameter may be used more than once).
+    pub fn add(&mut self, rec: &mut Recorder, name: String, g: Tensor) -> Result<()> {
+        let g = match self.map.remove(&name) {
+            Some(old) => ew::axpy(rec, 1.0, &g, &old)?,
+            None => g,
+        };
+        self.map.insert(name, g);
+        Ok(())
+    }
+}
+
+/// A weight as the layer uses it: spectrally normalised when `sn` is on.
+pub struct LayerWeight {
+    pub layer: String,
+    pub w: Tensor,
+    sn: Option<SpectralNormSaved>,
+}
+
+impl LayerWeight {
+    pub fn new(rec: &mut Recorder, ws: &Weights, layer: &str, sn_on: bool, mode: Mode) -> Result<Self> {
+        let raw = ws.get(&format!("{layer}.weight"))?;
+        if sn_on {
+            let u = ws.get(&format!("{layer}.u"))?;
+            let out = sn::spectral_norm(rec, raw, u, mode.update_u)?;
+            Ok(LayerWeight {
+                layer: layer.to_string(),
+                w: out.w_sn,
+                sn: Some(out.saved),
+            })
+        } else {
+            Ok(LayerWeight {
+                layer: layer.to_string(),
+                w: raw.clone(),
+                sn: None,
+            })
+        }
+    }
+
+    /// Turn the gradient of the used weight into that of the stored weight.
+    pub fn backward(&self, rec: &mut Recorder, grads: &mut Grads, dw_used: Tensor) -> Result<()> {
+        let dw = match &self.sn {
+            Some(s) => sn::spectral_norm_backward(rec, s, &dw_used)?,
+            None => dw_used,
+        };
+        grads.add(rec, format!("{}.weight", self.layer), dw)
+    }
+}
+
+/// A linear or convolution layer's saved state.
+pub struct DenseCtx {
+    weight: LayerWeight,
+    x: Tensor,
+    bias: bool,
+    conv: bool,
+}
+
+/// `x w^T + b` for `[N, in]` inputs.
+pub fn linear(
+    rec: &mut Recorder,
+    ws: &Weights,
+    layer: &str,
+    x: &Tensor,
+    bias: bool,
+    sn_on: bool,
+    mode: Mode,
+) -> Result<(Tensor, DenseCtx)> {
+    let weight = LayerWeight::new(rec, ws, layer, sn_on, mode)?;
+    let b = if bias {
+        Some(ws.get(&format!("{layer}.bias"))?)
+    } else {
+        None
+    };
+    let y = gemm::linear(rec, x, &weight.w, b)?;
+    Ok((
+        y,
+        DenseCtx {
+            weight,
+            x: x.clone(),
+            bias,
+            conv: false,
+        },
+    ))
+}
+
+/// A stride-1 'same' convolution on NHWC inputs.
+pub fn conv2d(
+    rec: &mut Recorder,
+    ws: &Weights,
+    layer: &str,
+    x: &Tensor,
+    bias: bool,
+    sn_on: bool,
+    mode: Mode,
+) -> Result<(Tensor, DenseCtx)> {
+    let weight = LayerWeight::new(rec, ws, layer, sn_on, mode)?;
+    let b = if bias {
+        Some(ws.get(&format!("{layer}.bias"))?)
+    } else {
+        None
+    };
+    let y = conv::conv2d(rec, x, &weight.w, b)?;
+    Ok((
+        y,
+        DenseCtx {
+            weight,
+            x: x.clone(),
+            bias,
+            conv: true,
+        },
+    ))
+}
+
+impl DenseCtx {
+    /// Gradients of weight (and bias) into `grads`; returns the input gradient.
+    pub fn backward(&self, rec: &mut Recorder, grads: &mut Grads, dy: &Tensor) -> Result<Tensor> {
+        let (dx, dw, db) = if self.conv {
+            let g = conv::conv2d_backward(rec, &self.x, &self.weight.w, dy, self.bias)?;
+            (g.dx, g.dw, g.db)
+        } else {
+            let g = gemm::linear_backward(rec, &self.x, &self.weight.w, dy, self.bias)?;
+            (g.dx, g.dw, g.db)
+        };
+        self.weight.backward(rec, grads, dw)?;
+        if let Some(db) = db {
+            grads.add(rec, format!("{}.bias", self.weight.layer), db)?;
+        }
+        Ok(dx)
+    }
+}
+
+/// Batch statistics a batch-norm layer saw, for standing statistics.
+pub struct BnStats {
+    pub name: String,
+    pub mean: Tensor,
+    pub var: Tensor,
+}
+
+enum BnState {
+    Train(bn::BatchNormSaved),
+    Eval,
+}
+
+/// Conditional batch norm: `x_hat * (1 + c W_gain^T) + c W_bias^T`.
+pub struct CbnCtx {
+    gain_ctx: DenseCtx,
+    bias_ctx: DenseCtx,
+    gain: Tensor,
+    bias: Tensor,
+    state: BnState,
+    pub stats: Option<BnStats>,
+}
+
+pub fn cbn(
+    rec: &mut Recorder,
+    ws: &Weights,
+    name: &str,
+    x: &Tensor,
+    c: &Tensor,
+    sn_on: bool,
+    eps: f32,
+    mode: Mode,
+) -> Result<(Tensor, CbnCtx)> {
+    let (gain, gain_ctx) = linear(rec, ws, &format!("{name}.gain"), c, false, sn_on, mode)?;
+    let (bias, bias_ctx) = linear(rec, ws, &format!("{name}.bias"), c, false, sn_on, mode)?;
+    let affine = Affine::Conditional {
+        gain: &gain,
+        bias: &bias,
+    };
+    let (out, state, stats) = if mode.batch_stats {
+        let (out, saved) = bn::batch_norm_train(rec, x, affine, eps)?;
+        let stats = BnStats {
+            name: name.to_string(),
+            mean: saved.mean.clone(),
+            var: saved.var.clone(),
+        };
+        (out, BnState::Train(saved), Some(stats))
+    } else {
+        let mean = ws.get(&format!("{name}.mean"))?;
+        let var = ws.get(&format!("{name}.var"))?;
+        (bn::batch_norm_eval(rec, x, mean, var, affine, eps)?, BnState::Eval, None)
+    };
+    Ok((
+        out,
+        CbnCtx {
+            gain_ctx,
+            bias_ctx,
+            gain,
+            bias,
+            state,
+            stats,
+        },
+    ))
+}
+
+fn no_eval_backward() -> Error {
+    Error::InvalidArgument("a backward pass needs a forward pass with batch statistics".into())
+}
+
+impl CbnCtx {
+    /// Returns (dx, dc).
+    pub fn backward(&self, rec: &mut Recorder, grads: &mut Grads, dy: &Tensor) -> Result<(Tensor, Tensor)> {
+        let BnState::Train(saved) = &self.state else {
+            return Err(no_eval_backward());
+        };
+        let affine = Affine::Conditional {
+            gain: &self.gain,
+            bias: &self.bias,
+        };
+        let g = bn::batch_norm_train_backward(rec, saved, affine, dy)?;
+        let dc1 = self.gain_ctx.backward(rec, grads, &g.dscale)?;
+        let dc2 = self.bias_ctx.backward(rec, grads, &g.dbias)?;
+        Ok((g.dx, ew::add(rec, &dc1, &dc2)?))
+    }
+}
+
+/// Batch norm with a learnt per-channel affine (G's output layer).
+pub struct BnCtx {
+    name: String,
+    state: BnState,
+    pub stats: Option<BnStats>,
+}
+
+pub fn bn_affine(rec: &mut Recorder, ws: &Weights, name: &str, x: &Tensor, eps: f32, mode: Mode) -> Result<(Tensor, BnCtx)> {
+    let weight = ws.get(&format!("{name}.weight"))?;
+    let bias = ws.get(&format!("{name}.bias"))?;
+    let affine = Affine::Channel { weight, bias };
+    let (out, state, stats) = if mode.batch_stats {
+        let (out, saved) = bn::batch_norm_train(rec, x, affine, eps)?;
+        let stats = BnStats {
+            name: name.to_string(),
+            mean: saved.mean.clone(),
+            var: saved.var.clone(),
+        };
+        (out, BnState::Train(saved), Some(stats))
+    } else {
+        let mean = ws.get(&format!("{name}.mean"))?;
+        let var = ws.get(&format!("{name}.var"))?;
+        (bn::batch_norm_eval(rec, x, mean, var, affine, eps)?, BnState::Eval, None)
+    };
+    Ok((
+        out,
+        BnCtx {
+            name: name.to_string(),
+            state,
+            stats,
+        },
+    ))
+}
+
+impl BnCtx {
+    pub fn backward(&self, rec: &mut Recorder, ws: &Weights, grads: &mut Grads, dy: &Tensor) -> Result<Tensor> {
+        let BnState::Train(saved) = &self.state else {
+            return Err(no_eval_backward());
+        };
+        let weight = ws.get(&format!("{}.weight", self.name))?;
+        let bias = ws.get(&format!("{}.bias", self.name))?;
+        let g = bn::batch_norm_train_backward(rec, saved, Affine::Channel { weight, bias }, dy)?;
+        grads.add(rec, format!("{}.weight", self.name), g.dscale)?;
+        grads.add(rec, format!("{}.bias", self.name), g.dbias)?;
+        Ok(g.dx)
+    }
+}
+
+/// Self-attention (SAGAN/BigGAN): `x + gamma * o(softmax(theta phi^T) g)`.
+pub struct AttnCtx {
+    name: String,
+    theta: DenseCtx,
+    phi: DenseCtx,
+    g: DenseCtx,
+    o: DenseCtx,
+    phi_full: Tensor,
+    g_full: Tensor,
+    th3: Tensor,
+    ph3: Tensor,
+    g3: Tensor,
+    attn: Tensor,
+    out_o: Tensor,
+    gamma: Tensor,
+    shape: Vec<usize>,
+}
+
+pub fn attention(rec: &mut Recorder, ws: &Weights, name: &str, x: &Tensor, sn_on: bool, mode: Mode) -> Result<(Tensor, AttnCtx)> {
+    let s = x.shape().to_vec();
+    if s.len() != 4 || s[1] % 2 != 0 || s[2] % 2 != 0 || s[3] % 8 != 0 {
+        return Err(Error::Shape(format!(
+            "attention {name}: input {s:?} needs even H, W and channels divisible by 8"
+        )));
+    }
+    let (n, h, w, c) = (s[0], s[1], s[2], s[3]);
+    let (hw, keys) = (h * w, h * w / 4);
+    let (theta_t, theta) = conv2d(rec, ws, &format!("{name}.theta"), x, false, sn_on, mode)?;
+    let (phi_full, phi) = conv2d(rec, ws, &format!("{name}.phi"), x, false, sn_on, mode)?;
+    let (g_full, g) = conv2d(rec, ws, &format!("{name}.g"), x, false, sn_on, mode)?;
+    let phi_p = resample::maxpool2x2(rec, &phi_full)?;
+    let g_p = resample::maxpool2x2(rec, &g_full)?;
+    let th3 = theta_t.reshape(&[n, hw, c / 8])?;
+    let ph3 = phi_p.reshape(&[n, keys, c / 8])?;
+    let g3 = g_p.reshape(&[n, keys, c / 2])?;
+    let scores = gemm::bmm(rec, &th3, &ph3, false, true)?;
+    let attn = softmax::softmax(rec, &scores.reshape(&[n * hw, keys])?)?;
+    let ag = gemm::bmm(rec, &attn.reshape(&[n, hw, keys])?, &g3, false, false)?;
+    let (out_o, o) = conv2d(rec, ws, &format!("{name}.o"), &ag.reshape(&[n, h, w, c / 2])?, false, sn_on, mode)?;
+    let gamma = ws.get(&format!("{name}.gamma"))?.clone();
+    let out = ew::axpy_dev(rec, &gamma, &out_o, x)?;
+    Ok((
+        out,
+        AttnCtx {
+            name: name.to_string(),
+            theta,
+            phi,
+            g,
+            o,
+            phi_full,
+            g_full,
+            th3,
+            ph3,
+            g3,
+            attn,
+            out_o,
+            gamma,
+            shape: s,
+        },
+    ))
+}
+
+impl AttnCtx {
+    pub fn backward(&self, rec: &mut Recorder, grads: &mut Grads, dy: &Tensor) -> Result<Tensor> {
+        let (n, h, w, c) = (self.shape[0], self.shape[1], self.shape[2], self.shape[3]);
+        let (hw, keys) = (h * w, h * w / 4);
+        grads.add(rec, format!("{}.gamma", self.name), ew::dot(rec, &self.out_o, dy)?)?;
+        let d_o = ew::scale_dev(rec, &self.gamma, dy)?;
+        let d_ag = self.o.backward(rec, grads, &d_o)?;
+        let attn3 = self.attn.reshape(&[n, hw, keys])?;
+        let (d_attn, d_g3) = gemm::bmm_backward(rec, &attn3, &self.g3, false, false, &d_ag.reshape(&[n, hw, c / 2])?)?;
+        let d_scores = softmax::softmax_backward(rec, &self.attn, &d_attn.reshape(&[n * hw, keys])?)?;
+        let (d_th3, d_ph3) = gemm::bmm_backward(rec, &self.th3, &self.ph3, false, true, &d_scores.reshape(&[n, hw, keys])?)?;
+        let d_gfull = resample::maxpool2x2_backward(rec, &self.g_full, &d_g3.reshape(&[n, h / 2, w / 2, c / 2])?)?;
+        let d_phifull = resample::maxpool2x2_backward(rec, &self.phi_full, &d_ph3.reshape(&[n, h / 2, w / 2, c / 8])?)?;
+        let dx_g = self.g.backward(rec, grads, &d_gfull)?;
+        let dx_phi = self.phi.backward(rec, grads, &d_phifull)?;
+        let dx_theta = self.theta.backward(rec, grads, &d_th3.reshape(&[n, h, w, c / 8])?)?;
+        let dx = ew::add(rec, dy, &dx_g)?;
+        let dx = ew::add(rec, &dx, &dx_phi)?;
+        ew::add(rec, &dx, &dx_theta)
+    }
+}
