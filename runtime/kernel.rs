@@ -56,12 +56,20 @@ pub fn validate_wgsl(name: &str, src: &str) -> Result<(naga::Module, naga::valid
     Ok((module, info))
 }
 
+/// How an entry point uses a binding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Access {
+    Uniform,
+    Read,
+    Write,
+}
+
 /// One compiled entry point.
 pub(crate) struct Kernel {
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
-    /// Bindings of group 0 the entry point uses, with whether each is the uniform.
-    used: Vec<(u32, bool)>,
+    /// Bindings of group 0 the entry point uses.
+    used: Vec<(u32, Access)>,
 }
 
 struct ShaderEntry {
@@ -132,7 +140,16 @@ impl PipelineCache {
         for (handle, var) in s.naga.global_variables.iter() {
             if let Some(b) = &var.binding {
                 if b.group == 0 && !fi[handle].is_empty() {
-                    used.push((b.binding, var.space == naga::AddressSpace::Uniform));
+                    let access = match var.space {
+                        naga::AddressSpace::Uniform => Access::Uniform,
+                        naga::AddressSpace::Storage { access }
+                            if access.contains(naga::StorageAccess::STORE) =>
+                        {
+                            Access::Write
+                        }
+                        _ => Access::Read,
+                    };
+                    used.push((b.binding, access));
                 }
             }
         }
@@ -239,7 +256,7 @@ impl<'a> Recorder<'a> {
         if groups.contains(&0) {
             return Ok(());
         }
-        let uniform = if kernel.used.iter().any(|&(_, u)| u) {
+        let uniform = if kernel.used.iter().any(|&(_, a)| a == Access::Uniform) {
             let mut words = params.to_vec();
             words.resize(params.len().div_ceil(4).max(1) * 4, 0);
             let buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
@@ -259,8 +276,8 @@ impl<'a> Recorder<'a> {
         };
         let max_bytes = ctx.max_binding_bytes();
         let mut entries = Vec::with_capacity(kernel.used.len());
-        for &(b, is_uniform) in &kernel.used {
-            if is_uniform {
+        for &(b, access) in &kernel.used {
+            if access == Access::Uniform {
                 let buf = uniform.as_ref().expect("uniform made above");
                 entries.push(wgpu::BindGroupEntry {
                     binding: b,
@@ -291,12 +308,19 @@ impl<'a> Recorder<'a> {
                 }),
             });
         }
-        // Two bindings of one buffer where one is written is a usage conflict on the device.
+        // One buffer bound twice where either binding is written is a usage conflict on the
+        // device; two read-only bindings of one buffer are fine.
+        let access_of = |b: u32| kernel.used.iter().find(|&&(i, _)| i == b).map(|&(_, a)| a);
         for (i, (bi, ti)) in bindings.iter().enumerate() {
             for (bj, tj) in &bindings[i + 1..] {
-                if ti.same_buffer(tj) && kernel.used.iter().any(|&(b, _)| b == *bi) {
+                let (ai, aj) = (access_of(*bi), access_of(*bj));
+                if ti.same_buffer(tj)
+                    && ai.is_some()
+                    && aj.is_some()
+                    && (ai == Some(Access::Write) || aj == Some(Access::Write))
+                {
                     return Err(Error::InvalidArgument(format!(
-                        "{shader}::{entry}: bindings {bi} and {bj} share one buffer"
+                        "{shader}::{entry}: bindings {bi} and {bj} share one buffer that is written"
                     )));
                 }
             }

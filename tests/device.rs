@@ -137,3 +137,13 @@ fn shape_mismatch_is_an_error() {
         .unwrap_err();
     assert!(matches!(e, Error::Shape(_)), "{e}");
 }
+
+#[test]
+fn one_buffer_may_be_read_through_two_bindings() {
+    let c = ctx();
+    let x = Tensor::from_f32(c, &[3], &[1.0, 2.0, 3.0]).unwrap();
+    let y = c
+        .run(|r| fewlabels::ops::elementwise::mul(r, &x, &x))
+        .unwrap();
+    assert_eq!(y.to_f32(c).unwrap(), vec![1.0, 4.0, 9.0]);
+}

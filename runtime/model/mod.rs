@@ -1,13 +1,7 @@
 //! The networks: configuration, parameter spec, layers, generator and discriminator, files.
 
 pub mod config;
-pub mod discriminator;
 pub mod file;
-pub mod generator;
-pub mod layers;
 pub mod spec;
 
 pub use config::Config;
-pub use discriminator::Discriminator;
-pub use generator::Generator;
-pub use layers::{Grads, Mode, Weights};
