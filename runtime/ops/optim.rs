@@ -1,1 +1,149 @@
-//! optim ops (placeholder until implemented).
+//! Optimiser updates on the device, in place: Adam (as `torch.optim.Adam` without weight
+//! decay or amsgrad) and an exponential moving average of weights.
+//! Shader: `shaders/optim.wgsl`.
+//!
+//! Tensors may have any shape; they are treated as flat f32 arrays. Parameters and optimiser
+//! state are persistent tensors that these calls overwrite (nothing is allocated).
+
+use crate::ensure_shape;
+use crate::error::{Error, Result};
+use crate::kernel::{grid_1d, Recorder};
+use crate::tensor::{DType, Tensor};
+
+const SHADER: &str = "optim";
+
+/// Adam hyper-parameters. BigGAN uses `beta1 = 0`, `beta2 = 0.999`, `eps = 1e-8`.
+#[derive(Clone, Copy, Debug, PartialEq)]
+///
+/// Fields are f64 like PyTorch's Python floats: `1 - beta2` and the bias corrections are
+/// formed in f64 and rounded to f32 once (with an f32 `beta2 = 0.999`, `1 - beta2` would be
+/// 1.3e-5 away from 0.001).
+pub struct AdamConfig {
+    pub lr: f64,
+    pub beta1: f64,
+    pub beta2: f64,
+    pub eps: f64,
+}
+
+impl Default for AdamConfig {
+    /// PyTorch's defaults: `lr = 1e-3`, `betas = (0.9, 0.999)`, `eps = 1e-8`.
+    fn default() -> Self {
+        AdamConfig {
+            lr: 1e-3,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+        }
+    }
+}
+
+fn check_f32(op: &str, name: &str, t: &Tensor, like: &Tensor) -> Result<()> {
+    ensure_shape!(t.dtype() == DType::F32, "{op}: {name} {t:?} is not f32");
+    ensure_shape!(
+        t.shape() == like.shape(),
+        "{op}: {name} {t:?} does not match the parameter {like:?}"
+    );
+    Ok(())
+}
+
+/// One Adam step, `step` = t counted from 1 (the number of steps taken including this one).
+///
+/// Updates `p` (parameter), `m` (`exp_avg`) and `v` (`exp_avg_sq`) in place from the gradient
+/// `g`: `m = b1 m + (1 - b1) g`, `v = b2 v + (1 - b2) g^2`,
+/// `p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`. The bias corrections are
+/// computed here in f64 and passed to the kernel. Start with `m = v = 0`.
+pub fn adam_step(
+    rec: &mut Recorder,
+    p: &Tensor,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    cfg: AdamConfig,
+    step: u32,
+) -> Result<()> {
+    check_f32("adam_step", "parameter", p, p)?;
+    check_f32("adam_step", "gradient", g, p)?;
+    check_f32("adam_step", "exp_avg", m, p)?;
+    check_f32("adam_step", "exp_avg_sq", v, p)?;
+    let AdamConfig {
+        lr,
+        beta1,
+        beta2,
+        eps,
+    } = cfg;
+    if step == 0 {
+        return Err(Error::InvalidArgument(
+            "adam_step: step counts from 1 (got 0)".into(),
+        ));
+    }
+    if !(lr.is_finite() && lr >= 0.0) {
+        return Err(Error::InvalidArgument(format!(
+            "adam_step: learning rate {lr} must be finite and >= 0"
+        )));
+    }
+    for (name, b) in [("beta1", beta1), ("beta2", beta2)] {
+        if !(0.0..1.0).contains(&b) {
+            return Err(Error::InvalidArgument(format!(
+                "adam_step: {name} = {b} must be in [0, 1)"
+            )));
+        }
+    }
+    if !(eps.is_finite() && eps >= 0.0) {
+        return Err(Error::InvalidArgument(format!(
+            "adam_step: eps = {eps} must be finite and >= 0"
+        )));
+    }
+    let bc1 = 1.0 - beta1.powf(step as f64);
+    let bc2 = 1.0 - beta2.powf(step as f64);
+    let step_size = lr / bc1;
+    let inv_sqrt_bc2 = 1.0 / bc2.sqrt();
+    let n = p.numel();
+    let params = [
+        n as u32,
+        (beta1 as f32).to_bits(),
+        ((1.0 - beta1) as f32).to_bits(),
+        (beta2 as f32).to_bits(),
+        ((1.0 - beta2) as f32).to_bits(),
+        (step_size as f32).to_bits(),
+        (inv_sqrt_bc2 as f32).to_bits(),
+        (eps as f32).to_bits(),
+    ];
+    rec.dispatch(
+        SHADER,
+        "adam_step",
+        &params,
+        &[(1, p), (2, g), (3, m), (4, v)],
+        grid_1d(n as u64, 256),
+    )
+}
+
+/// Exponential moving average in place: `ema = decay * ema + (1 - decay) * p`,
+/// `decay` in `[0, 1]` (f64, so that `1 - decay` is formed before rounding to f32).
+pub fn ema_update(rec: &mut Recorder, ema: &Tensor, p: &Tensor, decay: f64) -> Result<()> {
+    check_f32("ema_update", "parameter", p, p)?;
+    check_f32("ema_update", "average", ema, p)?;
+    if !(0.0..=1.0).contains(&decay) {
+        return Err(Error::InvalidArgument(format!(
+            "ema_update: decay = {decay} must be in [0, 1]"
+        )));
+    }
+    let n = p.numel();
+    // The uniform struct has 8 words; the unused ones are zero.
+    let params = [
+        n as u32,
+        (decay as f32).to_bits(),
+        ((1.0 - decay) as f32).to_bits(),
+        0,
+        0,
+        0,
+        0,
+        0,
+    ];
+    rec.dispatch(
+        SHADER,
+        "ema_update",
+        &params,
+        &[(1, ema), (2, p)],
+        grid_1d(n as u64, 256),
+    )
+}
