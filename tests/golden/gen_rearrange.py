@@ -1,0 +1,121 @@
+"""Goldens for shaders/rearrange.wgsl: concatenation and splitting along channels, and
+per-image rotation by multiples of 90 degrees, each with the gradients of its inputs.
+
+References (float64 autograd): torch.cat(dim=1), torch.split(dim=1), torch.rot90(dims=(2, 3))
+in NCHW; NHWC tensors are stored NHWC, 2-D [N, C] tensors as they are.
+"""
+
+import json
+import struct
+
+import torch
+
+from common import Cases, nchw, nhwc, rand
+
+
+def _sort_metadata(path):
+    """Rewrite the header's __metadata__ object with sorted keys, in place.
+
+    safetensors writes the metadata map in hash order, which varies between runs; sorting
+    it (same keys, same length) makes the file byte-for-byte reproducible.
+    """
+    with open(path, "r+b") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = f.read(n).decode()
+        start = header.index('{"__metadata__":') + len('{"__metadata__":')
+        end = header.index("}", start) + 1
+        meta = json.loads(header[start:end])
+        canon = json.dumps(dict(sorted(meta.items())), separators=(",", ":"))
+        assert len(canon) == end - start
+        f.seek(8 + start)
+        f.write(canon.encode())
+
+
+class _Cases(Cases):
+    def save(self, family):
+        path = super().save(family)
+        _sort_metadata(path)
+        return path
+
+# Concatenation: (case, leading shape, channel counts). 4-aligned channel counts take the
+# vec4 copy kernel, others the scalar one; 2-D cases are [N, C] (BigGAN's concat(z_i, e)).
+CONCAT = [
+    ("nhwc_c3_5", (3, 5, 5), [3, 5]),
+    ("nhwc_c3_5_8", (3, 6, 6), [3, 5, 8]),
+    ("nhwc_c8_4_3_5", (3, 9, 9), [8, 4, 3, 5]),
+    ("nhwc_c4_8", (2, 6, 6), [4, 8]),
+    ("2d_c20_128", (3,), [20, 128]),
+    ("2d_c7_5", (3,), [7, 5]),
+]
+
+# Rotation: (case, k per image, S, C).
+ROTATE = [
+    ("k0123_s5_c3", [0, 1, 2, 3], 5, 3),
+    ("k0123_s6_c3", [0, 1, 2, 3], 6, 3),
+    ("krep_s5_c5", [3, 1, 1, 0, 2, 3], 5, 5),
+    ("krep_s6_c8", [2, 2, 1, 3, 3, 0], 6, 8),
+]
+
+
+def store_nhwc(t):
+    return nhwc(t) if t.dim() == 4 else t
+
+
+def to_torch(t):
+    """Stored layout -> PyTorch layout (channels at dim 1)."""
+    return nchw(t) if t.dim() == 4 else t
+
+
+def generate():
+    c = _Cases()
+    for ci, (case, lead, chans) in enumerate(CONCAT):
+        key = f"concat_{case}"
+        xs = [to_torch(rand(100 * ci + j, *lead, ch)).requires_grad_() for j, ch in enumerate(chans)]
+        y = torch.cat(xs, dim=1)
+        dy = rand(100 * ci + 50, *y.shape)
+        grads = torch.autograd.grad(y, xs, dy)
+        for j, (x, g) in enumerate(zip(xs, grads)):
+            c.add(key, f"x{j}", store_nhwc(x))
+            c.add(key, f"dx{j}", store_nhwc(g))
+        c.add(key, "y", store_nhwc(y))
+        c.add(key, "dy", store_nhwc(dy))
+        c.add(key, "sizes", torch.tensor(chans))
+
+        key = f"split_{case}"
+        x = to_torch(rand(100 * ci + 60, *lead, sum(chans))).requires_grad_()
+        ys = torch.split(x, chans, dim=1)
+        dys = [rand(100 * ci + 70 + j, *yj.shape) for j, yj in enumerate(ys)]
+        (dx,) = torch.autograd.grad(ys, x, dys)
+        c.add(key, "x", store_nhwc(x))
+        c.add(key, "dx", store_nhwc(dx))
+        c.add(key, "sizes", torch.tensor(chans))
+        for j, (yj, dyj) in enumerate(zip(ys, dys)):
+            c.add(key, f"y{j}", store_nhwc(yj))
+            c.add(key, f"dy{j}", store_nhwc(dyj))
+
+    for ri, (case, ks, s, ch) in enumerate(ROTATE):
+        key = f"rotate_{case}"
+        n = len(ks)
+        x = nchw(rand(500 + ri, n, s, s, ch)).requires_grad_()
+        y = torch.cat([torch.rot90(x[i : i + 1], ks[i], dims=(2, 3)) for i in range(n)])
+        dy = rand(600 + ri, *y.shape)
+        (dx,) = torch.autograd.grad(y, x, dy)
+        c.add(key, "x", nhwc(x))
+        c.add(key, "k", torch.tensor(ks))
+        c.add(key, "y", nhwc(y))
+        c.add(key, "dy", nhwc(dy))
+        c.add(key, "dx", nhwc(dx))
+
+    # One k for the whole batch.
+    for k in range(4):
+        key = f"rotall_k{k}"
+        x = nchw(rand(700 + k, 2, 5, 5, 3)).requires_grad_()
+        y = torch.rot90(x, k, dims=(2, 3))
+        dy = rand(800 + k, *y.shape)
+        (dx,) = torch.autograd.grad(y, x, dy)
+        c.add(key, "x", nhwc(x))
+        c.add(key, "k", torch.tensor([k]))
+        c.add(key, "y", nhwc(y))
+        c.add(key, "dy", nhwc(dy))
+        c.add(key, "dx", nhwc(dx))
+    return c
