@@ -5,37 +5,11 @@ References (float64 autograd): torch.cat(dim=1), torch.split(dim=1), torch.rot90
 in NCHW; NHWC tensors are stored NHWC, 2-D [N, C] tensors as they are.
 """
 
-import json
-import struct
-
 import torch
 
 from common import Cases, nchw, nhwc, rand
 
 
-def _sort_metadata(path):
-    """Rewrite the header's __metadata__ object with sorted keys, in place.
-
-    safetensors writes the metadata map in hash order, which varies between runs; sorting
-    it (same keys, same length) makes the file byte-for-byte reproducible.
-    """
-    with open(path, "r+b") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = f.read(n).decode()
-        start = header.index('{"__metadata__":') + len('{"__metadata__":')
-        end = header.index("}", start) + 1
-        meta = json.loads(header[start:end])
-        canon = json.dumps(dict(sorted(meta.items())), separators=(",", ":"))
-        assert len(canon) == end - start
-        f.seek(8 + start)
-        f.write(canon.encode())
-
-
-class _Cases(Cases):
-    def save(self, family):
-        path = super().save(family)
-        _sort_metadata(path)
-        return path
 
 # Concatenation: (case, leading shape, channel counts). 4-aligned channel counts take the
 # vec4 copy kernel, others the scalar one; 2-D cases are [N, C] (BigGAN's concat(z_i, e)).
@@ -67,7 +41,7 @@ def to_torch(t):
 
 
 def generate():
-    c = _Cases()
+    c = Cases()
     for ci, (case, lead, chans) in enumerate(CONCAT):
         key = f"concat_{case}"
         xs = [to_torch(rand(100 * ci + j, *lead, ch)).requires_grad_() for j, ch in enumerate(chans)]

@@ -6,38 +6,12 @@ mode="nearest"), F.avg_pool2d(x, 2), F.max_pool2d(x, 2), x.sum((2, 3)).
 Shapes are [N, H, W, C]; C = 3 and 5 take the scalar kernels, C % 4 == 0 the vec4 ones.
 """
 
-import json
-import struct
-
 import torch
 import torch.nn.functional as F
 
 from common import Cases, nchw, nhwc, rand
 
 
-def _sort_metadata(path):
-    """Rewrite the header's __metadata__ object with sorted keys, in place.
-
-    safetensors writes the metadata map in hash order, which varies between runs; sorting
-    it (same keys, same length) makes the file byte-for-byte reproducible.
-    """
-    with open(path, "r+b") as f:
-        (n,) = struct.unpack("<Q", f.read(8))
-        header = f.read(n).decode()
-        start = header.index('{"__metadata__":') + len('{"__metadata__":')
-        end = header.index("}", start) + 1
-        meta = json.loads(header[start:end])
-        canon = json.dumps(dict(sorted(meta.items())), separators=(",", ":"))
-        assert len(canon) == end - start
-        f.seek(8 + start)
-        f.write(canon.encode())
-
-
-class _Cases(Cases):
-    def save(self, family):
-        path = super().save(family)
-        _sort_metadata(path)
-        return path
 
 # (N, H, W, C): any H, W for upsampling and the sum; even H, W for the pools.
 ANY = [(3, 5, 5, 3), (3, 6, 6, 5), (3, 9, 9, 8), (2, 5, 7, 4), (2, 10, 10, 12)]
@@ -64,7 +38,7 @@ def one(c, op, case, fn, x_nhwc, dy_seed, stored_input="x"):
 
 
 def generate():
-    c = _Cases()
+    c = Cases()
     for i, shape in enumerate(ANY):
         x = rand(10 + i, *shape)
         one(c, "upsample", name(shape), lambda t: F.interpolate(t, scale_factor=2, mode="nearest"), x, 110 + i)
