@@ -1,0 +1,234 @@
+"""Whole-model goldens: the reference BigGAN generator and discriminator (tests/reference/biggan.py)
+for the presets "tiny" and "tiny_rgb" -> tests/golden/model.safetensors.
+
+Weights: the module's seeded init, then every parameter overwritten with fixed-seed float32
+values (so biases, the CBN maps, the output BN affine, the shared embedding and the attention
+gammas are all nonzero and random); u keeps its init (normalised float32 normal). Math in
+float64. Tensors are float32 (labels int32); images NHWC; parameters in PyTorch layout.
+
+Per preset P (C = image channels, K = classes):
+  P_g     G in training mode (batch statistics, SN power iteration):
+          param.G.<name>   every G parameter and state entry before the forward
+          z [3, z_dim], y [3], out [3, 16, 16, C] (NHWC), R [3, 16, 16, C], L [1] = sum(out * R)
+          grad.G.<param>   dL/dparam for every trained parameter
+          u_after.G.<name> every .u after the forward
+          out2, L2, grad2.G.<param>, u_after2.G.<name>: a second forward/backward, same
+          inputs and weights (u has moved once more)
+  P_d     D in training mode:
+          param.D.<name>, x [5, 16, 16, C] (NHWC, uniform in [-1, 1]), y [5]
+          logit [5], rot [5, 4], cls [5, K]; a [5], b [5, 4], c [5, K]
+          L [1] = sum(logit * a) + sum(rot * b) + sum(cls * c)
+          grad.D.<param>, grad.x (NHWC), u_after.D.<name>
+          logit2, rot2, cls2, L2, grad2.D.<param>, grad2.x, u_after2.D.<name>: second call
+  P_eval  G (same initial weights as P_g) with standing statistics from
+          biggan.accumulate_standing_stats(G, 4, 8, seed) (rounded to float32), then eval mode
+          (standing statistics, stored u, no update):
+          param.G.<name>   every parameter and state entry (with the standing .mean / .var)
+          standing_z [4, 8, z_dim], standing_y [4, 8]: the batches the helper drew, in order
+          z_b1 [1, z_dim], y_b1 [1], out_b1 [1, 16, 16, C]
+          z_b7 [7, z_dim], y_b7 [7], out_b7 [7, 16, 16, C]
+
+`python tests/golden/gen_model.py` prints the parameter counts of every preset.
+"""
+
+import json
+import os
+import struct
+import sys
+
+import torch
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.join(HERE, "..", "reference"))
+
+import biggan  # noqa: E402
+from common import Cases, nhwc, nchw, rand, randint, uniform  # noqa: E402
+
+PRESETS = [("tiny", 1000), ("tiny_rgb", 2000)]
+STANDING = (4, 8)  # n_batches, batch
+
+
+def randomize(model, seed):
+    """Overwrite every parameter with fixed-seed float32 values (float64 copies)."""
+    with torch.no_grad():
+        for k, (name, p) in enumerate(model.named_parameters()):
+            s = seed + k
+            leaf = name.rsplit(".", 1)[-1]
+            if name.endswith("attn.gamma"):
+                v = uniform(s, 1, lo=0.4, hi=0.9)
+            elif name.startswith("out_bn.weight"):
+                v = 1 + 0.2 * rand(s, *p.shape)
+            elif name.startswith("out_bn.bias") or leaf == "bias":
+                v = 0.2 * rand(s, *p.shape)
+            else:
+                v = 0.5 * rand(s, *p.shape)
+            p.copy_(v.float())  # round to float32: the stored values are the ones used
+
+
+def assert_f32_exact(model):
+    for k, v in model.state_dict().items():
+        assert torch.equal(v, v.float().double()), f"{k} is not float32-exact"
+
+
+def make_g(cfg, seed):
+    G = biggan.Generator(cfg, seed=seed).double()
+    randomize(G, seed + 100)
+    assert_f32_exact(G)
+    return G
+
+
+def make_d(cfg, seed):
+    D = biggan.Discriminator(cfg, seed=seed).double()
+    randomize(D, seed + 100)
+    assert_f32_exact(D)
+    return D
+
+
+def add_state(c, case, prefix, model):
+    for k, v in model.state_dict().items():
+        c.add(case, f"param.{prefix}.{k}", v)
+
+
+def add_u(c, case, tag, prefix, model):
+    for k, v in model.state_dict().items():
+        if k.endswith(".u") or k == "u":
+            c.add(case, f"{tag}.{prefix}.{k}", v)
+
+
+def gen_g(c, P, cfg, seed):
+    case = f"{P}_g"
+    G = make_g(cfg, seed)
+    G.train()
+    add_state(c, case, "G", G)
+    z = rand(seed + 1, 3, cfg.z_dim)
+    y = randint(seed + 2, 0, cfg.num_classes, 3)
+    R = rand(seed + 3, 3, cfg.resolution, cfg.resolution, cfg.channels)
+    c.add(case, "z", z)
+    c.add(case, "y", y)
+    c.add(case, "R", R)
+    names, params = zip(*G.named_parameters())
+    for sfx in ("", "2"):
+        out = nhwc(G(z, y))
+        L = (out * R).sum()
+        grads = torch.autograd.grad(L, params)
+        c.add(case, f"out{sfx}", out)
+        c.add(case, f"L{sfx}", L.reshape(1))
+        for n, g in zip(names, grads):
+            c.add(case, f"grad{sfx}.G.{n}", g)
+        add_u(c, case, f"u_after{sfx}", "G", G)
+
+
+def gen_d(c, P, cfg, seed):
+    case = f"{P}_d"
+    D = make_d(cfg, seed)
+    D.train()
+    add_state(c, case, "D", D)
+    K = cfg.num_classes
+    x = uniform(seed + 1, 5, cfg.resolution, cfg.resolution, cfg.channels).requires_grad_()
+    y = randint(seed + 2, 0, K, 5)
+    a = rand(seed + 3, 5)
+    b = rand(seed + 4, 5, 4)
+    cc = rand(seed + 5, 5, K)
+    for k, v in (("x", x), ("y", y), ("a", a), ("b", b), ("c", cc)):
+        c.add(case, k, v)
+    names, params = zip(*D.named_parameters())
+    for sfx in ("", "2"):
+        logit, rot, cls = D(nchw(x), y)
+        L = (logit * a).sum() + (rot * b).sum() + (cls * cc).sum()
+        grads = torch.autograd.grad(L, params + (x,))
+        c.add(case, f"logit{sfx}", logit)
+        c.add(case, f"rot{sfx}", rot)
+        c.add(case, f"cls{sfx}", cls)
+        c.add(case, f"L{sfx}", L.reshape(1))
+        for n, g in zip(names, grads[:-1]):
+            c.add(case, f"grad{sfx}.D.{n}", g)
+        c.add(case, f"grad{sfx}.x", grads[-1])
+        add_u(c, case, f"u_after{sfx}", "D", D)
+
+
+def gen_eval(c, P, cfg, seed):
+    case = f"{P}_eval"
+    G = make_g(cfg, seed)  # same initial weights as the _g case
+    n_batches, batch = STANDING
+    sseed = seed + 7
+    biggan.accumulate_standing_stats(G, n_batches, batch, sseed)
+    with torch.no_grad():
+        for m in G.modules():
+            if isinstance(m, biggan._BatchStats):
+                m.mean.copy_(m.mean.float().double())
+                m.var.copy_(m.var.float().double())
+    # The batches the helper drew (same generator sequence: z then y per batch).
+    gen = torch.Generator().manual_seed(sseed)
+    zs, ys = [], []
+    for _ in range(n_batches):
+        zs.append(torch.randn(batch, cfg.z_dim, generator=gen, dtype=torch.float32))
+        ys.append(torch.randint(0, cfg.num_classes, (batch,), generator=gen))
+    c.add(case, "standing_z", torch.stack(zs))
+    c.add(case, "standing_y", torch.stack(ys))
+    assert_f32_exact(G)
+    G.eval()
+    add_state(c, case, "G", G)
+    u_before = {k: v.clone() for k, v in G.state_dict().items() if k.endswith(".u")}
+    with torch.no_grad():
+        outs = {}
+        for n, s in ((1, seed + 8), (7, seed + 9)):
+            z = rand(s, n, cfg.z_dim)
+            y = randint(s + 50, 0, cfg.num_classes, n)
+            out = nhwc(G(z, y))
+            c.add(case, f"z_b{n}", z)
+            c.add(case, f"y_b{n}", y)
+            c.add(case, f"out_b{n}", out)
+            outs[n] = (z, y, out)
+        # Eval mode is per-sample: row 3 of the batch of 7 alone gives the same image.
+        z7, y7, o7 = outs[7]
+        assert torch.allclose(nhwc(G(z7[3:4], y7[3:4])), o7[3:4], atol=1e-12)
+    for k, v in G.state_dict().items():
+        if k.endswith(".u"):
+            assert torch.equal(v, u_before[k]), k
+
+
+class ModelCases(Cases):
+    """Cases whose file is byte-for-byte reproducible.
+
+    safetensors writes the header's "__metadata__" entries in a per-process random order (a
+    hash map), so common.Cases.save gives files whose bytes differ between runs although every
+    tensor is identical. This rewrites the metadata in sorted key order (same length, so the
+    data offsets do not move)."""
+
+    def save(self, family):
+        path = super().save(family)
+        with open(path, "r+b") as f:
+            (n,) = struct.unpack("<Q", f.read(8))
+            header = json.loads(f.read(n))
+            header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
+            text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
+            assert len(text) <= n, (len(text), n)
+            f.seek(8)
+            f.write(text + b" " * (n - len(text)))
+        return path
+
+
+def generate():
+    c = ModelCases()
+    for P, seed in PRESETS:
+        cfg = biggan.preset(P)
+        gen_g(c, P, cfg, seed)
+        gen_d(c, P, cfg, seed + 500)
+        gen_eval(c, P, cfg, seed)
+    return c
+
+
+def main():
+    print(f"{'preset':<12} {'G params':>12} {'D params':>12} {'D w/o heads':>12}")
+    for name in biggan.PRESETS:
+        cfg = biggan.preset(name)
+        G = biggan.Generator(cfg, seed=None)
+        D = biggan.Discriminator(cfg, seed=None)
+        heads = sum(p.numel() for m in (D.rotation, D.classifier) if m is not None for p in m.parameters())
+        nd = biggan.count_params(D)
+        print(f"{name:<12} {biggan.count_params(G):>12,} {nd:>12,} {nd - heads:>12,}")
+
+
+if __name__ == "__main__":
+    main()
