@@ -31,9 +31,7 @@ Per preset P (C = image channels, K = classes):
 `python tests/golden/gen_model.py` prints the parameter counts of every preset.
 """
 
-import json
 import os
-import struct
 import sys
 
 import torch
@@ -188,29 +186,8 @@ def gen_eval(c, P, cfg, seed):
             assert torch.equal(v, u_before[k]), k
 
 
-class ModelCases(Cases):
-    """Cases whose file is byte-for-byte reproducible.
-
-    safetensors writes the header's "__metadata__" entries in a per-process random order (a
-    hash map), so common.Cases.save gives files whose bytes differ between runs although every
-    tensor is identical. This rewrites the metadata in sorted key order (same length, so the
-    data offsets do not move)."""
-
-    def save(self, family):
-        path = super().save(family)
-        with open(path, "r+b") as f:
-            (n,) = struct.unpack("<Q", f.read(8))
-            header = json.loads(f.read(n))
-            header["__metadata__"] = dict(sorted(header["__metadata__"].items()))
-            text = json.dumps(header, separators=(",", ":"), ensure_ascii=False).encode()
-            assert len(text) <= n, (len(text), n)
-            f.seek(8)
-            f.write(text + b" " * (n - len(text)))
-        return path
-
-
 def generate():
-    c = ModelCases()
+    c = Cases()
     for P, seed in PRESETS:
         cfg = biggan.preset(P)
         gen_g(c, P, cfg, seed)
