@@ -136,22 +136,6 @@ impl Config {
                 ));
             }
         }
-        for r in &self.g_attn {
-            let c = self.g_channels()[g_res.iter().position(|x| x == r).unwrap_or(0) + 1];
-            if !c.is_multiple_of(8) {
-                return bad(format!(
-                    "G attention at {r} needs channels divisible by 8, has {c}"
-                ));
-            }
-        }
-        for r in &self.d_attn {
-            let c = self.d_channels()[d_res.iter().position(|x| x == r).unwrap_or(0)];
-            if !c.is_multiple_of(8) {
-                return bad(format!(
-                    "D attention at {r} needs channels divisible by 8, has {c}"
-                ));
-            }
-        }
         let positive = |x: f32| x > 0.0 && x.is_finite();
         if !positive(self.bn_eps) || !positive(self.sn_eps) {
             return bad("bn_eps and sn_eps must be positive".into());
@@ -177,7 +161,7 @@ impl Config {
         let base = Config {
             resolution: 16,
             channels: 1,
-            ch: 8,
+            ch: 4,
             g_mult: vec![4, 4, 2],
             d_mult: vec![1, 2, 4],
             num_classes: 3,

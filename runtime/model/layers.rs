@@ -341,25 +341,26 @@ pub struct AttnCtx {
 
 pub fn attention(rec: &mut Recorder, ws: &Weights, name: &str, x: &Tensor, sn_on: bool, mode: Mode) -> Result<(Tensor, AttnCtx)> {
     let s = x.shape().to_vec();
-    if s.len() != 4 || s[1] % 2 != 0 || s[2] % 2 != 0 || s[3] % 8 != 0 {
+    if s.len() != 4 || s[1] % 2 != 0 || s[2] % 2 != 0 {
         return Err(Error::Shape(format!(
-            "attention {name}: input {s:?} needs even H, W and channels divisible by 8"
+            "attention {name}: input {s:?} needs even H and W"
         )));
     }
-    let (n, h, w, c) = (s[0], s[1], s[2], s[3]);
+    let (n, h, w) = (s[0], s[1], s[2]);
+    let (c8, c2) = super::spec::attention_widths(s[3]);
     let (hw, keys) = (h * w, h * w / 4);
     let (theta_t, theta) = conv2d(rec, ws, &format!("{name}.theta"), x, false, sn_on, mode)?;
     let (phi_full, phi) = conv2d(rec, ws, &format!("{name}.phi"), x, false, sn_on, mode)?;
     let (g_full, g) = conv2d(rec, ws, &format!("{name}.g"), x, false, sn_on, mode)?;
     let phi_p = resample::maxpool2x2(rec, &phi_full)?;
     let g_p = resample::maxpool2x2(rec, &g_full)?;
-    let th3 = theta_t.reshape(&[n, hw, c / 8])?;
-    let ph3 = phi_p.reshape(&[n, keys, c / 8])?;
-    let g3 = g_p.reshape(&[n, keys, c / 2])?;
+    let th3 = theta_t.reshape(&[n, hw, c8])?;
+    let ph3 = phi_p.reshape(&[n, keys, c8])?;
+    let g3 = g_p.reshape(&[n, keys, c2])?;
     let scores = gemm::bmm(rec, &th3, &ph3, false, true)?;
     let attn = softmax::softmax(rec, &scores.reshape(&[n * hw, keys])?)?;
     let ag = gemm::bmm(rec, &attn.reshape(&[n, hw, keys])?, &g3, false, false)?;
-    let (out_o, o) = conv2d(rec, ws, &format!("{name}.o"), &ag.reshape(&[n, h, w, c / 2])?, false, sn_on, mode)?;
+    let (out_o, o) = conv2d(rec, ws, &format!("{name}.o"), &ag.reshape(&[n, h, w, c2])?, false, sn_on, mode)?;
     let gamma = ws.get(&format!("{name}.gamma"))?.clone();
     let out = ew::axpy_dev(rec, &gamma, &out_o, x)?;
     Ok((
@@ -385,20 +386,21 @@ pub fn attention(rec: &mut Recorder, ws: &Weights, name: &str, x: &Tensor, sn_on
 
 impl AttnCtx {
     pub fn backward(&self, rec: &mut Recorder, grads: &mut Grads, dy: &Tensor) -> Result<Tensor> {
-        let (n, h, w, c) = (self.shape[0], self.shape[1], self.shape[2], self.shape[3]);
+        let (n, h, w) = (self.shape[0], self.shape[1], self.shape[2]);
+        let (c8, c2) = super::spec::attention_widths(self.shape[3]);
         let (hw, keys) = (h * w, h * w / 4);
         grads.add(rec, format!("{}.gamma", self.name), ew::dot(rec, &self.out_o, dy)?)?;
         let d_o = ew::scale_dev(rec, &self.gamma, dy)?;
         let d_ag = self.o.backward(rec, grads, &d_o)?;
         let attn3 = self.attn.reshape(&[n, hw, keys])?;
-        let (d_attn, d_g3) = gemm::bmm_backward(rec, &attn3, &self.g3, false, false, &d_ag.reshape(&[n, hw, c / 2])?)?;
+        let (d_attn, d_g3) = gemm::bmm_backward(rec, &attn3, &self.g3, false, false, &d_ag.reshape(&[n, hw, c2])?)?;
         let d_scores = softmax::softmax_backward(rec, &self.attn, &d_attn.reshape(&[n * hw, keys])?)?;
         let (d_th3, d_ph3) = gemm::bmm_backward(rec, &self.th3, &self.ph3, false, true, &d_scores.reshape(&[n, hw, keys])?)?;
-        let d_gfull = resample::maxpool2x2_backward(rec, &self.g_full, &d_g3.reshape(&[n, h / 2, w / 2, c / 2])?)?;
-        let d_phifull = resample::maxpool2x2_backward(rec, &self.phi_full, &d_ph3.reshape(&[n, h / 2, w / 2, c / 8])?)?;
+        let d_gfull = resample::maxpool2x2_backward(rec, &self.g_full, &d_g3.reshape(&[n, h / 2, w / 2, c2])?)?;
+        let d_phifull = resample::maxpool2x2_backward(rec, &self.phi_full, &d_ph3.reshape(&[n, h / 2, w / 2, c8])?)?;
         let dx_g = self.g.backward(rec, grads, &d_gfull)?;
         let dx_phi = self.phi.backward(rec, grads, &d_phifull)?;
-        let dx_theta = self.theta.backward(rec, grads, &d_th3.reshape(&[n, h, w, c / 8])?)?;
+        let dx_theta = self.theta.backward(rec, grads, &d_th3.reshape(&[n, h, w, c8])?)?;
         let dx = ew::add(rec, dy, &dx_g)?;
         let dx = ew::add(rec, &dx, &dx_phi)?;
         ew::add(rec, &dx, &dx_theta)

@@ -72,12 +72,19 @@ impl Builder<'_> {
     }
 
     fn attention(&mut self, name: &str, c: usize) {
-        self.conv(&format!("{name}.theta"), c / 8, c, 1, false);
-        self.conv(&format!("{name}.phi"), c / 8, c, 1, false);
-        self.conv(&format!("{name}.g"), c / 2, c, 1, false);
-        self.conv(&format!("{name}.o"), c, c / 2, 1, false);
+        let (c8, c2) = attention_widths(c);
+        self.conv(&format!("{name}.theta"), c8, c, 1, false);
+        self.conv(&format!("{name}.phi"), c8, c, 1, false);
+        self.conv(&format!("{name}.g"), c2, c, 1, false);
+        self.conv(&format!("{name}.o"), c, c2, 1, false);
         self.put(format!("{name}.gamma"), vec![1], Kind::Gain);
     }
+}
+
+/// Widths of attention's key/query and value projections for `c` channels: C/8 and C/2,
+/// at least 1 (tiny test models have fewer than 8 channels).
+pub fn attention_widths(c: usize) -> (usize, usize) {
+    ((c / 8).max(1), (c / 2).max(1))
 }
 
 /// Whether D block `i` has a 1x1 shortcut convolution.
