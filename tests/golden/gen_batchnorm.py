@@ -10,23 +10,8 @@ Channel 0 of x is scaled down so its variance (about 1e-4) is comparable with ep
 import torch
 import torch.nn.functional as F
 
-from common import HERE, Cases, nhwc, rand, uniform
+from common import Cases, nhwc, rand, uniform
 
-
-class _Cases(Cases):
-    """Cases whose file is byte-identical run to run: common.Cases.save passes two metadata
-    keys, which safetensors writes in hash-map order (random per process); one key has one
-    order. Drop this once common.py writes deterministic metadata."""
-
-    def save(self, family):
-        import os
-
-        from safetensors.torch import save_file
-
-        path = os.path.join(HERE, f"{family}.safetensors")
-        ordered = {k: self.tensors[k] for k in sorted(self.tensors)}
-        save_file(ordered, path, metadata={"generator": f"tests/golden/generate.py {family}"})
-        return path
 
 # (N, C, H=W, eps). The first three at both eps; the last two cross the runtime's chunking
 # (several chunks with a short last one; C % 4 == 0 for the vec4 kernels; C > 64 threads).
@@ -53,7 +38,7 @@ def inputs(seed, n, c, h):
 
 
 def generate():
-    c_ = _Cases()
+    c_ = Cases()
     for i, (n, c, h, eps) in enumerate(SHAPES):
         seed = 1000 + 20 * i
         x0, dy = inputs(seed, n, c, h)
