@@ -4,7 +4,9 @@
 
 use super::config::Config;
 use super::layers::{self, AttnCtx, BnCtx, BnStats, CbnCtx, DenseCtx, Grads, Mode, Weights};
+use crate::device::Context;
 use crate::error::{Error, Result};
+use std::collections::BTreeMap;
 use crate::kernel::Recorder;
 use crate::ops::{elementwise as ew, embedding, rearrange, resample};
 use crate::tensor::{DType, Tensor};
@@ -191,5 +193,36 @@ impl Generator<'_> {
             grads.add(rec, self.n("shared.weight"), dtable)?;
         }
         Ok(())
+    }
+
+    /// Accumulate standing batch-norm statistics: run G with batch statistics (u left alone)
+    /// on each (z, y) batch, average the per-batch means and biased variances, and store them
+    /// as the `.mean`/`.var` tensors of `ws`.
+    pub fn standing_stats(&self, ctx: &Context, ws: &mut Weights, batches: &[(Tensor, Tensor)]) -> Result<()> {
+        if batches.is_empty() {
+            return Err(Error::InvalidArgument("standing statistics need at least one batch".into()));
+        }
+        let mut sums: BTreeMap<String, (Tensor, Tensor)> = BTreeMap::new();
+        for (z, y) in batches {
+            ctx.run(|rec| {
+                let (_, gctx) = self.forward(rec, ws, z, y, Mode::STANDING)?;
+                for s in gctx.bn_stats() {
+                    let next = match sums.remove(&s.name) {
+                        Some((m, v)) => (ew::add(rec, &m, &s.mean)?, ew::add(rec, &v, &s.var)?),
+                        None => (s.mean.clone(), s.var.clone()),
+                    };
+                    sums.insert(s.name.clone(), next);
+                }
+                Ok(())
+            })?;
+        }
+        let k = 1.0 / batches.len() as f32;
+        ctx.run(|rec| {
+            for (name, (m, v)) in &sums {
+                ws.map.insert(format!("{name}.mean"), ew::scale(rec, m, k)?);
+                ws.map.insert(format!("{name}.var"), ew::scale(rec, v, k)?);
+            }
+            Ok(())
+        })
     }
 }

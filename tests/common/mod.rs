@@ -116,6 +116,33 @@ impl Golden {
         v
     }
 
+    /// Names (after the prefix) of the tensors whose name starts with `prefix`.
+    pub fn names(&self, prefix: &str) -> Vec<String> {
+        let mut v: Vec<String> = self
+            .tensors
+            .keys()
+            .filter_map(|k| k.strip_prefix(prefix).map(str::to_string))
+            .collect();
+        v.sort();
+        v
+    }
+
+    /// max |got - want| / max |want| for golden tensor `name` (shapes must agree; NaN gives
+    /// infinity).
+    pub fn rel_error(&self, name: &str, got: &Tensor) -> f32 {
+        assert_eq!(got.shape(), &self.shape(name)[..], "{name}: shape");
+        let want = self.f32(name);
+        let got = got.to_f32(ctx()).unwrap();
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-20);
+        got.iter().zip(&want).fold(0f32, |m, (g, w)| {
+            if g.is_finite() {
+                m.max((g - w).abs() / scale)
+            } else {
+                f32::INFINITY
+            }
+        })
+    }
+
     /// Download `got` and compare it with golden tensor `name`: the shapes must agree and
     /// max |got - want| <= tol * max|want|.
     pub fn check(&self, name: &str, got: &Tensor, tol: f32) {
