@@ -1,1 +1,318 @@
-//! gemm ops (placeholder until implemented).
+//! Matrix products: a batched, register-tiled GEMM and the layers built on it (linear,
+//! batched matmul for self-attention) with their backward passes, plus deterministic column
+//! sums ([`sum_rows`], used for bias gradients here and by other families).
+//! Shader: `shaders/gemm.wgsl`.
+//!
+//! Every product is `C[z] = op(A[z]) op(B[z]) (+ bias)` with `op` an optional transpose given
+//! by flags; the transposes are never materialised, the kernel reads the stored layout. Each
+//! thread computes a 16x16 block of C (a workgroup 128x128); when the sizes allow 16-byte
+//! runs along the stored rows and along the rows of C, a variant with `vec4` loads and stores
+//! is used. The block is large because on lavapipe a storage-buffer load costs far more than a
+//! multiply-add (see the shader's header).
+
+use crate::ensure_shape;
+use crate::error::Result;
+use crate::kernel::Recorder;
+use crate::tensor::{DType, Tensor};
+
+/// Rows and columns of C covered by one workgroup (8x8 threads, 16x16 outputs each).
+const TILE: usize = 128;
+/// Threads per workgroup of `sum_rows_partial`.
+const SUM_WG: usize = 64;
+
+/// Gradients of [`linear`].
+#[derive(Debug)]
+pub struct LinearGrads {
+    /// `[N, in]`
+    pub dx: Tensor,
+    /// `[out, in]`
+    pub dw: Tensor,
+    /// `[out]`, present when the layer has a bias.
+    pub db: Option<Tensor>,
+}
+
+fn ensure_f32(op: &str, name: &str, t: &Tensor) -> Result<()> {
+    ensure_shape!(t.dtype() == DType::F32, "{op}: {name} {t:?} is not f32");
+    Ok(())
+}
+
+fn ensure_u32(op: &str, name: &str, elems: usize) -> Result<()> {
+    ensure_shape!(
+        u32::try_from(elems).is_ok(),
+        "{op}: {name} has {elems} elements, more than 32-bit indices reach"
+    );
+    Ok(())
+}
+
+/// Record `C[z] = op(A[z]) op(B[z]) (+ bias[n])` for z < batch, with op(A) `[m, k]` and
+/// op(B) `[k, n]`; returns C as `[batch, m, n]`. Shapes must already be checked.
+#[allow(clippy::too_many_arguments)]
+fn gemm_raw(
+    rec: &mut Recorder,
+    op: &str,
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+    bias: Option<&Tensor>,
+    dims: [usize; 4],
+) -> Result<Tensor> {
+    let [batch, m, n, k] = dims;
+    ensure_u32(op, "A", batch * m * k)?;
+    ensure_u32(op, "B", batch * k * n)?;
+    ensure_u32(op, "C", batch * m * n)?;
+    let groups = [n.div_ceil(TILE), m.div_ceil(TILE), batch];
+    ensure_shape!(
+        groups.iter().all(|&g| g <= 65535),
+        "{op}: [batch {batch}, {m} x {n}] needs {groups:?} workgroups, more than 65535 in one \
+         dimension"
+    );
+    let c = Tensor::empty(rec.ctx, &[batch, m, n], DType::F32)?;
+    // vec4 loads run along the contiguous dimension of each stored operand: k for A [m, k]
+    // and B [n, k], m for A [k, m], n for B [k, n]; stores along n.
+    let a_run = if trans_a { m } else { k };
+    let b_run = if trans_b { k } else { n };
+    let vec4 = m > 0 && n > 0 && k > 0 && a_run % 4 == 0 && b_run % 4 == 0 && n % 4 == 0;
+    let entry = format!(
+        "gemm_{}{}{}",
+        if trans_a { 't' } else { 'n' },
+        if trans_b { 't' } else { 'n' },
+        if vec4 { "_v4" } else { "" }
+    );
+    // Without a bias the kernel never reads binding 3, but it must be bound.
+    let dummy;
+    let bias_t = match bias {
+        Some(t) => t,
+        None => {
+            dummy = Tensor::empty(rec.ctx, &[1], DType::F32)?;
+            &dummy
+        }
+    };
+    let params = [
+        m as u32,
+        n as u32,
+        k as u32,
+        bias.is_some() as u32,
+        (m * k) as u32,
+        (k * n) as u32,
+        (m * n) as u32,
+        0,
+    ];
+    let (ba, bb, bc) = if vec4 { (5, 6, 7) } else { (1, 2, 4) };
+    rec.dispatch(
+        "gemm",
+        &entry,
+        &params,
+        &[(ba, a), (bb, b), (3, bias_t), (bc, &c)],
+        groups.map(|g| g as u32),
+    )?;
+    Ok(c)
+}
+
+/// Rows and columns of `op(t)` for a 2-D or batched (last two dimensions) operand.
+fn op_dims(t: &Tensor, trans: bool) -> (usize, usize) {
+    let s = t.shape();
+    let (r, c) = (s[s.len() - 2], s[s.len() - 1]);
+    if trans {
+        (c, r)
+    } else {
+        (r, c)
+    }
+}
+
+/// `op(a) op(b) (+ bias)` for 2-D `a` and `b`, `op` an optional transpose: `a` is `[M, K]`
+/// (or `[K, M]` with `trans_a`), `b` is `[K, N]` (or `[N, K]` with `trans_b`), `bias` is `[N]`
+/// and is added to every row. Returns `[M, N]`.
+pub fn matmul(
+    rec: &mut Recorder,
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
+    const OP: &str = "matmul";
+    ensure_f32(OP, "a", a)?;
+    ensure_f32(OP, "b", b)?;
+    ensure_shape!(a.shape().len() == 2, "{OP}: a {a:?} is not 2-D");
+    ensure_shape!(b.shape().len() == 2, "{OP}: b {b:?} is not 2-D");
+    let (m, k) = op_dims(a, trans_a);
+    let (kb, n) = op_dims(b, trans_b);
+    ensure_shape!(
+        k == kb,
+        "{OP}: inner sizes differ: a {a:?} (trans {trans_a}) gives K = {k}, b {b:?} (trans \
+         {trans_b}) gives K = {kb}"
+    );
+    if let Some(t) = bias {
+        ensure_f32(OP, "bias", t)?;
+        ensure_shape!(t.shape() == [n], "{OP}: bias {t:?} is not [{n}]");
+    }
+    gemm_raw(rec, OP, a, b, trans_a, trans_b, bias, [1, m, n, k])?.reshape(&[m, n])
+}
+
+/// Fully connected layer `y = x w^T + b`: `x [N, in]`, `w [out, in]` (PyTorch layout),
+/// `b [out]` optional. Returns `y [N, out]`.
+pub fn linear(rec: &mut Recorder, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    const OP: &str = "linear";
+    ensure_f32(OP, "x", x)?;
+    ensure_f32(OP, "w", w)?;
+    ensure_shape!(x.shape().len() == 2, "{OP}: x {x:?} is not [N, in]");
+    ensure_shape!(w.shape().len() == 2, "{OP}: w {w:?} is not [out, in]");
+    let (n, fin) = (x.shape()[0], x.shape()[1]);
+    let fout = w.shape()[0];
+    ensure_shape!(
+        w.shape()[1] == fin,
+        "{OP}: w {w:?} does not take {fin} inputs (x {x:?})"
+    );
+    if let Some(t) = b {
+        ensure_f32(OP, "b", t)?;
+        ensure_shape!(t.shape() == [fout], "{OP}: b {t:?} is not [{fout}]");
+    }
+    gemm_raw(rec, OP, x, w, false, true, b, [1, n, fout, fin])?.reshape(&[n, fout])
+}
+
+/// Backward of [`linear`]: with `x` and `w` the forward inputs and `dy [N, out]`,
+/// `dx = dy w`, `dw = dy^T x`, `db = sum over rows of dy` (when `has_bias`).
+pub fn linear_backward(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    has_bias: bool,
+) -> Result<LinearGrads> {
+    const OP: &str = "linear_backward";
+    ensure_f32(OP, "x", x)?;
+    ensure_f32(OP, "w", w)?;
+    ensure_f32(OP, "dy", dy)?;
+    ensure_shape!(x.shape().len() == 2, "{OP}: x {x:?} is not [N, in]");
+    ensure_shape!(w.shape().len() == 2, "{OP}: w {w:?} is not [out, in]");
+    let (n, fin) = (x.shape()[0], x.shape()[1]);
+    let fout = w.shape()[0];
+    ensure_shape!(
+        w.shape()[1] == fin,
+        "{OP}: w {w:?} does not take {fin} inputs (x {x:?})"
+    );
+    ensure_shape!(
+        dy.shape() == [n, fout],
+        "{OP}: dy {dy:?} is not [{n}, {fout}] (x {x:?}, w {w:?})"
+    );
+    let dx = gemm_raw(rec, OP, dy, w, false, false, None, [1, n, fin, fout])?.reshape(&[n, fin])?;
+    let dw =
+        gemm_raw(rec, OP, dy, x, true, false, None, [1, fout, fin, n])?.reshape(&[fout, fin])?;
+    let db = if has_bias {
+        Some(sum_rows(rec, dy)?)
+    } else {
+        None
+    };
+    Ok(LinearGrads { dx, dw, db })
+}
+
+/// Batched matrix product `c[i] = op(a[i]) op(b[i])` for 3-D tensors: `a` is `[B, M, K]`
+/// (`[B, K, M]` with `trans_a`), `b` is `[B, K, N]` (`[B, N, K]` with `trans_b`). Returns
+/// `[B, M, N]`. Self-attention uses it for `theta phi^T` (`trans_b`) and `A g`.
+pub fn bmm(
+    rec: &mut Recorder,
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+) -> Result<Tensor> {
+    const OP: &str = "bmm";
+    ensure_f32(OP, "a", a)?;
+    ensure_f32(OP, "b", b)?;
+    ensure_shape!(a.shape().len() == 3, "{OP}: a {a:?} is not 3-D [B, ., .]");
+    ensure_shape!(b.shape().len() == 3, "{OP}: b {b:?} is not 3-D [B, ., .]");
+    let batch = a.shape()[0];
+    ensure_shape!(
+        b.shape()[0] == batch,
+        "{OP}: batch sizes differ: a {a:?}, b {b:?}"
+    );
+    let (m, k) = op_dims(a, trans_a);
+    let (kb, n) = op_dims(b, trans_b);
+    ensure_shape!(
+        k == kb,
+        "{OP}: inner sizes differ: a {a:?} (trans {trans_a}) gives K = {k}, b {b:?} (trans \
+         {trans_b}) gives K = {kb}"
+    );
+    gemm_raw(rec, OP, a, b, trans_a, trans_b, None, [batch, m, n, k])
+}
+
+/// Backward of [`bmm`] with the same flags: given the forward inputs and `dc [B, M, N]`,
+/// returns `(da, db)` shaped like `a` and `b`. From `d op(a) = dc op(b)^T` and
+/// `d op(b) = op(a)^T dc`, each transposed back to the stored layout.
+pub fn bmm_backward(
+    rec: &mut Recorder,
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+    dc: &Tensor,
+) -> Result<(Tensor, Tensor)> {
+    const OP: &str = "bmm_backward";
+    ensure_f32(OP, "dc", dc)?;
+    ensure_shape!(
+        a.shape().len() == 3 && b.shape().len() == 3,
+        "{OP}: a {a:?} and b {b:?} must be 3-D"
+    );
+    let (m, k) = op_dims(a, trans_a);
+    let (kb, n) = op_dims(b, trans_b);
+    ensure_shape!(
+        k == kb && a.shape()[0] == b.shape()[0],
+        "{OP}: a {a:?} (trans {trans_a}) and b {b:?} (trans {trans_b}) do not multiply"
+    );
+    ensure_shape!(
+        dc.shape() == [a.shape()[0], m, n],
+        "{OP}: dc {dc:?} is not [{}, {m}, {n}] (a {a:?}, b {b:?})",
+        a.shape()[0]
+    );
+    let (da, db) = match (trans_a, trans_b) {
+        (false, false) => (bmm(rec, dc, b, false, true)?, bmm(rec, a, dc, true, false)?),
+        (false, true) => (
+            bmm(rec, dc, b, false, false)?,
+            bmm(rec, dc, a, true, false)?,
+        ),
+        (true, false) => (
+            bmm(rec, b, dc, false, true)?,
+            bmm(rec, a, dc, false, false)?,
+        ),
+        (true, true) => (bmm(rec, b, dc, true, true)?, bmm(rec, dc, a, true, true)?),
+    };
+    Ok((da, db))
+}
+
+/// Column sums of `x [R, C]`: returns `[C]` with `out[c] = sum_r x[r, c]`.
+///
+/// Deterministic: the same input gives the same bits every time (no atomics; fixed
+/// summation order). Up to 256 rows are summed by one thread per column; more rows are cut
+/// into about sqrt(R) chunks summed in parallel, then the chunk sums are added in order.
+/// For a bias gradient of an NHWC activation, reshape `dy` to `[N*H*W, C]` first.
+pub fn sum_rows(rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
+    const OP: &str = "sum_rows";
+    ensure_f32(OP, "x", x)?;
+    ensure_shape!(x.shape().len() == 2, "{OP}: x {x:?} is not [R, C]");
+    let (r, c) = (x.shape()[0], x.shape()[1]);
+    ensure_u32(OP, "x", r * c)?;
+    let out = Tensor::empty(rec.ctx, &[c], DType::F32)?;
+    let cols = c.div_ceil(SUM_WG);
+    ensure_shape!(cols <= 65535, "{OP}: x {x:?} has too many columns");
+    let pass = |rec: &mut Recorder, src: &Tensor, dst: &Tensor, rows: usize, chunk: usize| {
+        let chunks = rows.div_ceil(chunk).max(1);
+        rec.dispatch(
+            "gemm",
+            "sum_rows_partial",
+            &[rows as u32, c as u32, chunk as u32, 0, 0, 0, 0, 0],
+            &[(1, src), (4, dst)],
+            [cols as u32, chunks as u32, 1],
+        )
+    };
+    if r <= 256 {
+        pass(rec, x, &out, r, r.max(1))?;
+    } else {
+        let chunk = (r as f64).sqrt().ceil() as usize;
+        let chunks = r.div_ceil(chunk);
+        let partial = Tensor::empty(rec.ctx, &[chunks, c], DType::F32)?;
+        pass(rec, x, &partial, r, chunk)?;
+        pass(rec, &partial, &out, chunks, chunks)?;
+    }
+    Ok(out)
+}
