@@ -1,1 +1,388 @@
-//! conv ops (placeholder until implemented).
+//! 2-D convolution for BigGAN: kernel 1x1 or 3x3, stride 1, 'same' zero padding (k / 2),
+//! NHWC activations, weights in PyTorch's `[Cout, Cin, k, k]` layout, optional bias.
+//! Shader: `shaders/conv.wgsl` (its header describes the kernels and their tiling).
+//!
+//! Every pass is an implicit GEMM (no im2col buffer):
+//! - forward: M = N*H*W pixels, N = Cout, K = Cin*k*k, on a weight repacked per call into
+//!   `[k*k, Cin, Cout]` (channel counts padded to multiples of 4). 3x3 on images at least 8
+//!   wide and high uses `conv3x3_*` (8x8 pixel blocks sharing one input window per lane);
+//!   1x1, and 3x3 on smaller images, use `conv_gemm_*` (32 consecutive pixels per lane);
+//! - input gradient: the same kernels on `dy`, with the weight flipped and transposed;
+//! - weight and bias gradients: the reduction over N*H*W is split into chunks whose partial
+//!   sums go to a scratch tensor, then `conv_reduce` adds the chunks in order (deterministic,
+//!   no atomics).
+//!
+//! The `_v4` kernels load channels as vec4 and need the channel counts they read to be
+//! multiples of 4 (Cin for the forward pass, Cout for the input gradient, both for the weight
+//! gradient); other counts take the `_s` kernels, which load scalars with bounds checks.
+
+use crate::ensure_shape;
+use crate::error::Result;
+use crate::kernel::{grid_1d, Recorder};
+use crate::tensor::{DType, Tensor};
+
+const SHADER: &str = "conv";
+/// Invocations per workgroup of the forward kernels (WG_FWD in the shader).
+const WG_FWD: u64 = 16;
+/// Invocations per workgroup of the weight-gradient kernels (WG_DW in the shader).
+const WG_DW: u64 = 8;
+/// Pixels per invocation of `conv_gemm_*`.
+const GEMM_PIXELS: u64 = 32;
+/// Pixels per chunk of the weight-gradient reduction, before capping the chunk count.
+const DW_CHUNK_PIXELS: u64 = 1024;
+/// Most chunks the weight gradient is split into.
+const MAX_CHUNKS: u64 = 16;
+/// Pixels per chunk of the bias-gradient reduction.
+const DB_CHUNK_PIXELS: u64 = 256;
+/// Most floats of weight-gradient partial sums (64 MiB).
+const MAX_PARTIAL_FLOATS: u64 = 1 << 24;
+
+/// Gradients of [`conv2d`].
+#[derive(Debug)]
+pub struct ConvGrads {
+    /// Input gradient, `[N, H, W, Cin]`.
+    pub dx: Tensor,
+    /// Weight gradient, `[Cout, Cin, k, k]`.
+    pub dw: Tensor,
+    /// Bias gradient, `[Cout]`, when the forward pass had a bias.
+    pub db: Option<Tensor>,
+}
+
+/// Shapes of one convolution, checked.
+#[derive(Clone, Copy)]
+struct Dims {
+    n: usize,
+    h: usize,
+    w: usize,
+    cin: usize,
+    cout: usize,
+    k: usize,
+}
+
+impl Dims {
+    fn m(&self) -> usize {
+        self.n * self.h * self.w
+    }
+}
+
+fn check(op: &str, x: &Tensor, w: &Tensor) -> Result<Dims> {
+    ensure_shape!(x.dtype() == DType::F32, "{op}: input x {x:?} is not f32");
+    ensure_shape!(w.dtype() == DType::F32, "{op}: weight {w:?} is not f32");
+    ensure_shape!(
+        x.shape().len() == 4,
+        "{op}: input x {x:?} is not NHWC (rank 4)"
+    );
+    ensure_shape!(
+        w.shape().len() == 4,
+        "{op}: weight {w:?} is not [Cout, Cin, k, k] (rank 4)"
+    );
+    let (n, h, wd, cin) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+    let (cout, wcin, kh, kw) = (w.shape()[0], w.shape()[1], w.shape()[2], w.shape()[3]);
+    ensure_shape!(
+        kh == kw && (kh == 1 || kh == 3),
+        "{op}: weight {w:?} has a {kh}x{kw} kernel; only 1x1 and 3x3 are supported"
+    );
+    ensure_shape!(
+        wcin == cin,
+        "{op}: weight {w:?} expects {wcin} input channels but x {x:?} has {cin}"
+    );
+    ensure_shape!(
+        n > 0 && h > 0 && wd > 0 && cin > 0 && cout > 0,
+        "{op}: empty tensor (x {x:?}, weight {w:?})"
+    );
+    let d = Dims {
+        n,
+        h,
+        w: wd,
+        cin,
+        cout,
+        k: kh,
+    };
+    ensure_shape!(
+        (d.m() as u64) * (cin.max(cout) as u64) < i32::MAX as u64,
+        "{op}: x {x:?} with {cout} output channels is too large for 31-bit indexing"
+    );
+    Ok(d)
+}
+
+fn quads(c: usize) -> usize {
+    c.div_ceil(4)
+}
+
+/// Uniform words for the GEMM kernels (see `Params` in the shader).
+fn params(d: &Dims, cin: usize, cout: usize, flags: u32, chunk: u64) -> [u32; 12] {
+    [
+        d.n as u32,
+        d.h as u32,
+        d.w as u32,
+        cin as u32,
+        cout as u32,
+        d.k as u32,
+        quads(cin) as u32,
+        quads(cout) as u32,
+        flags,
+        chunk as u32,
+        d.m() as u32,
+        0,
+    ]
+}
+
+/// Repack `w` `[Cout, Cin, k, k]` into the GEMM weight `[k*k, gin_pad, gout_pad]`: with
+/// `transposed` false gin = Cin, gout = Cout; with it true gin = Cout, gout = Cin and the
+/// kernel is flipped (for the input gradient).
+fn repack(rec: &mut Recorder, w: &Tensor, d: &Dims, transposed: bool) -> Result<Tensor> {
+    let (gin, gout) = if transposed {
+        (d.cout, d.cin)
+    } else {
+        (d.cin, d.cout)
+    };
+    let kk = d.k * d.k;
+    let len = kk * quads(gin) * 4 * quads(gout) * 4;
+    let wt = Tensor::empty(rec.ctx, &[len], DType::F32)?;
+    let p = params(d, gin, gout, if transposed { 2 } else { 0 }, 0);
+    rec.dispatch(
+        SHADER,
+        "conv_repack",
+        &p,
+        &[(4, w), (5, &wt)],
+        grid_1d(len as u64, 256),
+    )?;
+    Ok(wt)
+}
+
+/// The forward GEMM on `x` `[N, H, W, gin]` with repacked weight `wt`, giving
+/// `[N, H, W, gout]`. `bias` is added when given; `dummy` is any other read-only tensor bound
+/// in its place otherwise (the entry point always declares the binding).
+#[allow(clippy::too_many_arguments)]
+fn gemm(
+    rec: &mut Recorder,
+    op: &str,
+    x: &Tensor,
+    wt: &Tensor,
+    bias: Option<&Tensor>,
+    dummy: &Tensor,
+    d: &Dims,
+    gin: usize,
+    gout: usize,
+) -> Result<Tensor> {
+    let y = Tensor::empty(rec.ctx, &[d.n, d.h, d.w, gout], DType::F32)?;
+    let p = params(d, gin, gout, bias.is_some() as u32, 0);
+    let v4 = gin.is_multiple_of(4);
+    let (entry, groups) = if d.k == 3 && d.h >= 8 && d.w >= 8 {
+        let tiles = (d.n * d.h.div_ceil(8) * d.w.div_ceil(8)) as u64;
+        let entry = if v4 { "conv3x3_v4" } else { "conv3x3_s" };
+        (
+            entry,
+            [tiles.div_ceil(WG_FWD), quads(gout).div_ceil(2) as u64],
+        )
+    } else {
+        let lanes = (d.m() as u64).div_ceil(GEMM_PIXELS);
+        let entry = if v4 { "conv_gemm_v4" } else { "conv_gemm_s" };
+        (
+            entry,
+            [lanes.div_ceil(WG_FWD), quads(gout).div_ceil(4) as u64],
+        )
+    };
+    ensure_shape!(
+        groups.iter().all(|&g| g <= 65535),
+        "{op}: {} pixels x {gout} channels exceed one dispatch; split the batch",
+        d.m()
+    );
+    let xb = if v4 { 2 } else { 1 };
+    let aux = bias.unwrap_or(dummy);
+    rec.dispatch(
+        SHADER,
+        entry,
+        &p,
+        &[(xb, x), (3, wt), (4, aux), (5, &y)],
+        [groups[0] as u32, groups[1] as u32, 1],
+    )?;
+    Ok(y)
+}
+
+/// `y = conv2d(x, w) + b`: x `[N, H, W, Cin]`, w `[Cout, Cin, k, k]` with k in {1, 3},
+/// b `[Cout]`; stride 1 and zero padding k / 2, so y is `[N, H, W, Cout]`.
+pub fn conv2d(rec: &mut Recorder, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
+    let op = "conv2d";
+    let d = check(op, x, w)?;
+    if let Some(b) = b {
+        ensure_shape!(
+            b.dtype() == DType::F32 && b.shape() == [d.cout],
+            "{op}: bias {b:?} is not f32 [{}]",
+            d.cout
+        );
+    }
+    let wt = repack(rec, w, &d, false)?;
+    gemm(rec, op, x, &wt, b, w, &d, d.cin, d.cout)
+}
+
+/// Split `units` (image rows or pixels, `unit_px` pixels each) into chunks for the weight
+/// gradient with `floats_per_chunk` partial sums per chunk: returns (chunks, units per chunk).
+/// Fixed by the shapes alone, so results are reproducible.
+fn chunking(units: u64, unit_px: u64, floats_per_chunk: u64) -> (u64, u64) {
+    let cap = (MAX_PARTIAL_FLOATS / floats_per_chunk.max(1)).clamp(1, MAX_CHUNKS);
+    let want = (units * unit_px).div_ceil(DW_CHUNK_PIXELS);
+    let chunks = want.clamp(1, cap).min(units.max(1));
+    let per = units.div_ceil(chunks).max(1);
+    (units.div_ceil(per).max(1), per)
+}
+
+/// Sum `parts` (`chunks` partials of `stride` floats, laid out `[taps, ci_pad, co_pad]`)
+/// into `out` in PyTorch's `[co, ci, taps]` order.
+#[allow(clippy::too_many_arguments)]
+fn reduce(
+    rec: &mut Recorder,
+    parts: &Tensor,
+    out: &Tensor,
+    cin: usize,
+    taps: usize,
+    ci_pad: usize,
+    co_pad: usize,
+    chunks: u64,
+) -> Result<()> {
+    let total = out.numel() as u64;
+    let stride = (taps * ci_pad * co_pad) as u32;
+    let p = [
+        0,
+        0,
+        0,
+        cin as u32,
+        0,
+        taps as u32,
+        ci_pad as u32,
+        co_pad as u32,
+        0,
+        stride,
+        total as u32,
+        chunks as u32,
+    ];
+    rec.dispatch(
+        SHADER,
+        "conv_reduce",
+        &p,
+        &[(9, parts), (5, out)],
+        grid_1d(total, 256),
+    )
+}
+
+fn check_dy(op: &str, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<Dims> {
+    let d = check(op, x, w)?;
+    ensure_shape!(
+        dy.dtype() == DType::F32 && dy.shape() == [d.n, d.h, d.w, d.cout],
+        "{op}: dy {dy:?} is not f32 [{}, {}, {}, {}]",
+        d.n,
+        d.h,
+        d.w,
+        d.cout
+    );
+    Ok(d)
+}
+
+/// Backward pass of [`conv2d`]: `x` and `w` as given to the forward pass, `dy` the gradient
+/// of its output `[N, H, W, Cout]`; `has_bias` says whether the forward pass had a bias (then
+/// `db` is returned).
+pub fn conv2d_backward(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    has_bias: bool,
+) -> Result<ConvGrads> {
+    check_dy("conv2d_backward", x, w, dy)?;
+    let dx = conv2d_backward_input(rec, x, w, dy)?;
+    let (dw, db) = conv2d_backward_weight(rec, x, w, dy, has_bias)?;
+    Ok(ConvGrads { dx, dw, db })
+}
+
+/// The input gradient alone (the `dx` of [`conv2d_backward`]); `x` only gives the shape.
+pub fn conv2d_backward_input(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+) -> Result<Tensor> {
+    let op = "conv2d_backward_input";
+    let d = check_dy(op, x, w, dy)?;
+    // Correlate dy with the flipped, transposed kernel.
+    let wt = repack(rec, w, &d, true)?;
+    gemm(rec, op, dy, &wt, None, w, &d, d.cout, d.cin)
+}
+
+/// The weight gradient `[Cout, Cin, k, k]` and, with `has_bias`, the bias gradient `[Cout]`
+/// alone (the `dw` and `db` of [`conv2d_backward`]).
+pub fn conv2d_backward_weight(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    has_bias: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let op = "conv2d_backward_weight";
+    let d = check_dy(op, x, w, dy)?;
+
+    // dw: split-K over pixels.
+    let m = d.m() as u64;
+    let taps = d.k * d.k;
+    let (cin4, cout4) = (quads(d.cin), quads(d.cout));
+    let per_chunk = (taps * cin4 * 4 * cout4 * 4) as u64;
+    let v4 = d.cin.is_multiple_of(4) && d.cout.is_multiple_of(4);
+    let co_groups = cout4.div_ceil(4) as u64;
+    let (entry, chunks, per, lanes) = if d.k == 3 {
+        let (chunks, per) = chunking((d.n * d.h) as u64, d.w as u64, per_chunk);
+        let entry = if v4 { "conv_dw3_v4" } else { "conv_dw3_s" };
+        (entry, chunks, per, cin4 as u64)
+    } else {
+        let (chunks, per) = chunking(m, 1, per_chunk);
+        let entry = if v4 { "conv_dw1_v4" } else { "conv_dw1_s" };
+        (entry, chunks, per, cin4.div_ceil(4) as u64)
+    };
+    let groups = [lanes.div_ceil(WG_DW), co_groups, chunks];
+    ensure_shape!(
+        groups.iter().all(|&g| g <= 65535),
+        "{op}: weight {w:?} is too large for one dispatch"
+    );
+    let parts = Tensor::empty(rec.ctx, &[(chunks * per_chunk) as usize], DType::F32)?;
+    let p = params(&d, d.cin, d.cout, 0, per);
+    let bind: [(u32, &Tensor); 3] = if v4 {
+        [(2, x), (8, dy), (6, &parts)]
+    } else {
+        [(1, x), (7, dy), (6, &parts)]
+    };
+    rec.dispatch(
+        SHADER,
+        entry,
+        &p,
+        &bind,
+        [groups[0] as u32, groups[1] as u32, groups[2] as u32],
+    )?;
+    let dw = Tensor::empty(rec.ctx, w.shape(), DType::F32)?;
+    reduce(rec, &parts, &dw, d.cin, taps, cin4 * 4, cout4 * 4, chunks)?;
+    drop(parts);
+
+    // db: chunked sums of dy over pixels.
+    let db = if has_bias {
+        let chunks = m.div_ceil(DB_CHUNK_PIXELS).clamp(1, 65535);
+        let per = m.div_ceil(chunks);
+        let chunks = m.div_ceil(per);
+        let parts = Tensor::empty(rec.ctx, &[chunks as usize * cout4 * 4], DType::F32)?;
+        let p = params(&d, d.cin, d.cout, 0, per);
+        let (entry, dyb) = if d.cout.is_multiple_of(4) {
+            ("conv_db_v4", 8)
+        } else {
+            ("conv_db_s", 7)
+        };
+        rec.dispatch(
+            SHADER,
+            entry,
+            &p,
+            &[(dyb, dy), (6, &parts)],
+            [(cout4 as u64).div_ceil(64) as u32, chunks as u32, 1],
+        )?;
+        let db = Tensor::empty(rec.ctx, &[d.cout], DType::F32)?;
+        reduce(rec, &parts, &db, 1, 1, 1, cout4 * 4, chunks)?;
+        Some(db)
+    } else {
+        None
+    };
+    Ok((dw, db))
+}

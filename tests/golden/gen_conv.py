@@ -1,0 +1,77 @@
+"""Goldens for shaders/conv.wgsl: conv2d (k in {1, 3}, stride 1, 'same' zero padding) and its
+backward pass (dx, dw, db).
+
+Torch computes F.conv2d in NCHW in float64; x, y, dx, dy are stored NHWC, w and dw in
+PyTorch's [Cout, Cin, k, k] layout, b and db as [Cout].
+"""
+
+import torch
+import torch.nn.functional as F
+
+from common import HERE, Cases, nchw, nhwc, rand
+
+
+class DeterministicCases(Cases):
+    """Cases whose file is byte-for-byte reproducible.
+
+    safetensors keeps the metadata in a hash map, so two metadata keys come out in either
+    order from run to run; one key keeps the header (and the sha256) fixed.
+    """
+
+    def save(self, family):
+        import os
+
+        from safetensors.torch import save_file
+
+        path = os.path.join(HERE, f"{family}.safetensors")
+        ordered = {k: self.tensors[k] for k in sorted(self.tensors)}
+        save_file(ordered, path, metadata={"generator": f"tests/golden/generate.py {family}"})
+        return path
+
+
+# (name, N, Cin, Cout, H=W, k)
+SHAPES = [
+    ("k3_n3_ci5_co8_h9", 3, 5, 8, 9, 3),
+    ("k3_n2_ci8_co3_h5", 2, 8, 3, 5, 3),
+    ("k3_n1_ci3_co4_h6", 1, 3, 4, 6, 3),
+    ("k1_n3_ci3_co5_h6", 3, 3, 5, 6, 1),
+    ("k1_n2_ci8_co8_h5", 2, 8, 8, 5, 1),
+    # Cin and Cout multiples of 4 (the vec4 path), more pixels than one tile row.
+    ("k3_n2_ci16_co16_h8", 2, 16, 16, 8, 3),
+    ("k1_n2_ci16_co16_h8", 2, 16, 16, 8, 1),
+]
+
+# Shapes that cross the kernels' tiles (bias only, to keep the file small): several workgroups
+# of 8x8 blocks / 32-pixel groups, a partial output-channel group, and more than one chunk in
+# the weight- and bias-gradient reductions (N*H*W > 1024).
+CROSSING = [
+    ("k3_n3_ci8_co20_h19", 3, 8, 20, 19, 3),
+    ("k1_n2_ci4_co17_h23", 2, 4, 17, 23, 1),
+]
+
+
+def generate():
+    c = DeterministicCases()
+    seed = 10
+    runs = [(s, bias) for s in SHAPES for bias in (True, False)] + [(s, True) for s in CROSSING]
+    for (name, n, cin, cout, h, k), bias in runs:
+        case = f"conv_{name}_{'bias' if bias else 'nobias'}"
+        seed += 10
+        x = rand(seed, n, h, h, cin).requires_grad_()
+        # Weights at roughly PyTorch's default scale so outputs stay O(1).
+        w = rand(seed + 1, cout, cin, k, k, scale=(cin * k * k) ** -0.5).requires_grad_()
+        b = rand(seed + 2, cout).requires_grad_() if bias else None
+        dy = rand(seed + 3, n, h, h, cout)
+        y = nhwc(F.conv2d(nchw(x), w, b, stride=1, padding=k // 2))
+        inputs = (x, w) + ((b,) if bias else ())
+        grads = torch.autograd.grad(y, inputs, dy)
+        c.add(case, "x", x)
+        c.add(case, "w", w)
+        c.add(case, "dy", dy)
+        c.add(case, "y", y)
+        c.add(case, "dx", grads[0])
+        c.add(case, "dw", grads[1])
+        if bias:
+            c.add(case, "b", b)
+            c.add(case, "db", grads[2])
+    return c

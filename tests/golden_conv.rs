@@ -1,0 +1,317 @@
+//! conv2d and its backward pass against PyTorch float64 autograd goldens
+//! (tests/golden/gen_conv.py).
+//!
+//! Tolerance for every tensor (y, dx, dw, db): 1e-5 x max|reference| (`Golden::check`).
+//! Each value is one f32 sum: Cin*k*k fused multiply-adds (y, dx) or N*H*W products split
+//! into chunks added in a fixed order (dw, db); with these lengths (<= 1058) the errors seen
+//! are below 1e-6 x max|reference|, so 1e-5 leaves room without hiding indexing mistakes
+//! (those are O(1) relative errors).
+//!
+//! `conv2d_matches_cpu_reference` adds shapes with more channels than the goldens (several
+//! workgroups of input channels in the weight-gradient kernels) against an f64 loop on the
+//! host.
+
+mod common;
+use common::{ctx, Golden};
+use fewlabels::ops::conv::{
+    conv2d, conv2d_backward, conv2d_backward_input, conv2d_backward_weight,
+};
+use fewlabels::{Error, Tensor};
+
+const TOL_FWD: f32 = 1e-5;
+const TOL_GRAD: f32 = 1e-5;
+
+/// `Golden::check`, printing the error relative to max|reference| (see with --nocapture).
+fn check(g: &Golden, name: &str, got: &Tensor, tol: f32) {
+    let want = g.f32(name);
+    let have = got.to_f32(ctx()).unwrap();
+    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-20);
+    let err = have
+        .iter()
+        .zip(&want)
+        .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+    println!("{name}: max error {:.2e} x max|ref|", err / scale);
+    g.check(name, got, tol);
+}
+
+fn has_bias(case: &str) -> bool {
+    case.ends_with("_bias")
+}
+
+#[test]
+fn conv2d_forward() {
+    let g = Golden::load("conv");
+    for c in g.cases("conv_") {
+        let x = g.tensor(&format!("{c}/x"));
+        let w = g.tensor(&format!("{c}/w"));
+        let b = has_bias(&c).then(|| g.tensor(&format!("{c}/b")));
+        let y = ctx().run(|r| conv2d(r, &x, &w, b.as_ref())).unwrap();
+        check(&g, &format!("{c}/y"), &y, TOL_FWD);
+    }
+}
+
+#[test]
+fn conv2d_backward_grads() {
+    let g = Golden::load("conv");
+    for c in g.cases("conv_") {
+        let x = g.tensor(&format!("{c}/x"));
+        let w = g.tensor(&format!("{c}/w"));
+        let dy = g.tensor(&format!("{c}/dy"));
+        let bias = has_bias(&c);
+        let grads = ctx()
+            .run(|r| conv2d_backward(r, &x, &w, &dy, bias))
+            .unwrap();
+        check(&g, &format!("{c}/dx"), &grads.dx, TOL_FWD);
+        check(&g, &format!("{c}/dw"), &grads.dw, TOL_GRAD);
+        match (&grads.db, bias) {
+            (Some(db), true) => check(&g, &format!("{c}/db"), db, TOL_GRAD),
+            (None, false) => {}
+            (db, _) => panic!("{c}: db is {db:?} but the case has bias = {bias}"),
+        }
+    }
+}
+
+/// Running the same backward pass twice gives bit-identical gradients.
+#[test]
+fn conv2d_backward_is_deterministic() {
+    let g = Golden::load("conv");
+    let c = "conv_k3_n3_ci8_co20_h19_bias";
+    let x = g.tensor(&format!("{c}/x"));
+    let w = g.tensor(&format!("{c}/w"));
+    let dy = g.tensor(&format!("{c}/dy"));
+    let run = || {
+        let gr = ctx()
+            .run(|r| conv2d_backward(r, &x, &w, &dy, true))
+            .unwrap();
+        (
+            gr.dx.to_f32(ctx()).unwrap(),
+            gr.dw.to_f32(ctx()).unwrap(),
+            gr.db.unwrap().to_f32(ctx()).unwrap(),
+        )
+    };
+    let a = run();
+    let b = run();
+    assert!(a
+        .0
+        .iter()
+        .zip(&b.0)
+        .all(|(p, q)| p.to_bits() == q.to_bits()));
+    assert!(a
+        .1
+        .iter()
+        .zip(&b.1)
+        .all(|(p, q)| p.to_bits() == q.to_bits()));
+    assert!(a
+        .2
+        .iter()
+        .zip(&b.2)
+        .all(|(p, q)| p.to_bits() == q.to_bits()));
+}
+
+/// Plain f64 convolution on the host: (y, dx, dw, db) for NHWC x and dy, weight [co, ci, k, k].
+#[allow(clippy::type_complexity)]
+fn cpu_conv(
+    (n, h, w, ci, co, k): (usize, usize, usize, usize, usize, usize),
+    x: &[f32],
+    wt: &[f32],
+    b: &[f32],
+    dy: &[f32],
+) -> (Vec<f32>, Vec<f32>, Vec<f32>, Vec<f32>) {
+    let pad = (k / 2) as i64;
+    let mut y = vec![0f64; n * h * w * co];
+    let mut dx = vec![0f64; n * h * w * ci];
+    let mut dw = vec![0f64; co * ci * k * k];
+    let mut db = vec![0f64; co];
+    for img in 0..n {
+        for oh in 0..h {
+            for ow in 0..w {
+                let q = (img * h + oh) * w + ow;
+                for o in 0..co {
+                    y[q * co + o] += b[o] as f64;
+                    db[o] += dy[q * co + o] as f64;
+                }
+                for ky in 0..k {
+                    for kx in 0..k {
+                        let ih = oh as i64 + ky as i64 - pad;
+                        let iw = ow as i64 + kx as i64 - pad;
+                        if ih < 0 || iw < 0 || ih >= h as i64 || iw >= w as i64 {
+                            continue;
+                        }
+                        let s = (img * h + ih as usize) * w + iw as usize;
+                        for o in 0..co {
+                            let g = dy[q * co + o] as f64;
+                            for i in 0..ci {
+                                let wi = ((o * ci + i) * k + ky) * k + kx;
+                                y[q * co + o] += x[s * ci + i] as f64 * wt[wi] as f64;
+                                dx[s * ci + i] += g * wt[wi] as f64;
+                                dw[wi] += g * x[s * ci + i] as f64;
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+    let f = |v: Vec<f64>| v.into_iter().map(|a| a as f32).collect::<Vec<f32>>();
+    (f(y), f(dx), f(dw), f(db))
+}
+
+#[test]
+fn conv2d_matches_cpu_reference() {
+    let c = ctx();
+    // (n, h, w, cin, cout, k): input channels beyond one weight-gradient workgroup, a
+    // non-square image, partial blocks everywhere.
+    for &(n, h, w, ci, co, k) in &[
+        (2, 12, 10, 40, 36, 3),
+        (2, 9, 11, 40, 36, 1),
+        (1, 10, 9, 7, 6, 3),
+    ] {
+        let mut s = 0x9e3779b9u32 ^ (ci * 131 + co * 7 + k) as u32;
+        let mut rnd = |len: usize, scale: f32| -> Vec<f32> {
+            (0..len)
+                .map(|_| {
+                    s ^= s << 13;
+                    s ^= s >> 17;
+                    s ^= s << 5;
+                    ((s as f32 / u32::MAX as f32) - 0.5) * scale
+                })
+                .collect()
+        };
+        let xv = rnd(n * h * w * ci, 2.0);
+        let wv = rnd(co * ci * k * k, 2.0 / ((ci * k * k) as f32).sqrt());
+        let bv = rnd(co, 1.0);
+        let dyv = rnd(n * h * w * co, 2.0);
+        let (y_ref, dx_ref, dw_ref, db_ref) = cpu_conv((n, h, w, ci, co, k), &xv, &wv, &bv, &dyv);
+        let x = Tensor::from_f32(c, &[n, h, w, ci], &xv).unwrap();
+        let wt = Tensor::from_f32(c, &[co, ci, k, k], &wv).unwrap();
+        let b = Tensor::from_f32(c, &[co], &bv).unwrap();
+        let dy = Tensor::from_f32(c, &[n, h, w, co], &dyv).unwrap();
+        let (y, g) = c
+            .run(|r| {
+                Ok((
+                    conv2d(r, &x, &wt, Some(&b))?,
+                    conv2d_backward(r, &x, &wt, &dy, true)?,
+                ))
+            })
+            .unwrap();
+        let name = format!("cpu n{n} h{h} w{w} ci{ci} co{co} k{k}");
+        let tol = 1e-5;
+        common::check_close(&format!("{name} y"), &y.to_f32(c).unwrap(), &y_ref, tol);
+        common::check_close(
+            &format!("{name} dx"),
+            &g.dx.to_f32(c).unwrap(),
+            &dx_ref,
+            tol,
+        );
+        common::check_close(
+            &format!("{name} dw"),
+            &g.dw.to_f32(c).unwrap(),
+            &dw_ref,
+            tol,
+        );
+        let db = g.db.unwrap().to_f32(c).unwrap();
+        common::check_close(&format!("{name} db"), &db, &db_ref, tol);
+    }
+}
+
+#[test]
+fn conv2d_rejects_bad_input() {
+    let c = ctx();
+    let x = Tensor::zeros(c, &[2, 5, 5, 3]).unwrap();
+    let w = Tensor::zeros(c, &[4, 3, 3, 3]).unwrap();
+    let is_shape = |r: fewlabels::Result<Tensor>| matches!(r, Err(Error::Shape(_)));
+    // Rank-3 input.
+    let x3 = Tensor::zeros(c, &[5, 5, 3]).unwrap();
+    assert!(is_shape(c.run(|r| conv2d(r, &x3, &w, None))));
+    // Channel mismatch.
+    let w5 = Tensor::zeros(c, &[4, 5, 3, 3]).unwrap();
+    assert!(is_shape(c.run(|r| conv2d(r, &x, &w5, None))));
+    // Unsupported kernel sizes.
+    let w2 = Tensor::zeros(c, &[4, 3, 2, 2]).unwrap();
+    assert!(is_shape(c.run(|r| conv2d(r, &x, &w2, None))));
+    let w13 = Tensor::zeros(c, &[4, 3, 1, 3]).unwrap();
+    assert!(is_shape(c.run(|r| conv2d(r, &x, &w13, None))));
+    // Wrong bias length and dtype.
+    let b5 = Tensor::zeros(c, &[5]).unwrap();
+    assert!(is_shape(c.run(|r| conv2d(r, &x, &w, Some(&b5)))));
+    let bi = Tensor::from_i32(c, &[4], &[0; 4]).unwrap();
+    assert!(is_shape(c.run(|r| conv2d(r, &x, &w, Some(&bi)))));
+    // Integer input.
+    let xi = Tensor::from_i32(c, &[1, 1, 1, 3], &[0; 3]).unwrap();
+    assert!(is_shape(c.run(|r| conv2d(r, &xi, &w, None))));
+    // Backward with dy of the wrong shape.
+    let dy = Tensor::zeros(c, &[2, 5, 5, 3]).unwrap();
+    let r = c.run(|r| conv2d_backward(r, &x, &w, &dy, true));
+    assert!(matches!(r, Err(Error::Shape(_))));
+    // A good call still works afterwards.
+    let y = c.run(|r| conv2d(r, &x, &w, None)).unwrap();
+    assert_eq!(y.shape(), &[2, 5, 5, 4]);
+}
+
+fn median_ms(mut f: impl FnMut()) -> f64 {
+    let s = std::time::Instant::now();
+    f(); // warm-up (pipeline compilation, buffer pool)
+    println!(
+        "  (first call, with shader compilation: {:.0} ms)",
+        s.elapsed().as_secs_f64() * 1e3
+    );
+    let mut t: Vec<f64> = (0..3)
+        .map(|_| {
+            let s = std::time::Instant::now();
+            f();
+            s.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    t.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    t[1]
+}
+
+/// Timing of conv3x3 N=16, 64 -> 64 channels, 32x32: forward, dx and dw (dw includes the
+/// chunk reduction). Prints ms and GFLOP/s = 2*N*H*W*Cout*Cin*9 / t; asserts nothing.
+#[test]
+#[ignore]
+fn conv_speed() {
+    let c = ctx();
+    let (n, h, ci, co) = (16usize, 32usize, 64usize, 64usize);
+    let rnd = |len: usize, seed: u32| -> Vec<f32> {
+        let mut s = seed.wrapping_mul(2654435761).wrapping_add(12345);
+        (0..len)
+            .map(|_| {
+                s ^= s << 13;
+                s ^= s >> 17;
+                s ^= s << 5;
+                (s as f32 / u32::MAX as f32) - 0.5
+            })
+            .collect()
+    };
+    let x = Tensor::from_f32(c, &[n, h, h, ci], &rnd(n * h * h * ci, 1)).unwrap();
+    let w = Tensor::from_f32(c, &[co, ci, 3, 3], &rnd(co * ci * 9, 2)).unwrap();
+    let dy = Tensor::from_f32(c, &[n, h, h, co], &rnd(n * h * h * co, 3)).unwrap();
+    let flop = 2.0 * (n * h * h * co * ci * 9) as f64;
+    let report = |name: &str, ms: f64| {
+        println!(
+            "conv3x3 N={n} {ci}->{co} {h}x{h} {name}: {ms:.1} ms, {:.1} GFLOP/s",
+            flop / (ms * 1e-3) / 1e9
+        );
+    };
+    let fwd = median_ms(|| {
+        let y = c.run(|r| conv2d(r, &x, &w, None)).unwrap();
+        c.wait().unwrap();
+        drop(y);
+    });
+    report("forward", fwd);
+    let dx = median_ms(|| {
+        let t = c.run(|r| conv2d_backward_input(r, &x, &w, &dy)).unwrap();
+        c.wait().unwrap();
+        drop(t);
+    });
+    report("dx", dx);
+    let dw = median_ms(|| {
+        let t = c
+            .run(|r| conv2d_backward_weight(r, &x, &w, &dy, false))
+            .unwrap();
+        c.wait().unwrap();
+        drop(t);
+    });
+    report("dw", dw);
+}
