@@ -8,25 +8,7 @@ PyTorch's [Cout, Cin, k, k] layout, b and db as [Cout].
 import torch
 import torch.nn.functional as F
 
-from common import HERE, Cases, nchw, nhwc, rand
-
-
-class DeterministicCases(Cases):
-    """Cases whose file is byte-for-byte reproducible.
-
-    safetensors keeps the metadata in a hash map, so two metadata keys come out in either
-    order from run to run; one key keeps the header (and the sha256) fixed.
-    """
-
-    def save(self, family):
-        import os
-
-        from safetensors.torch import save_file
-
-        path = os.path.join(HERE, f"{family}.safetensors")
-        ordered = {k: self.tensors[k] for k in sorted(self.tensors)}
-        save_file(ordered, path, metadata={"generator": f"tests/golden/generate.py {family}"})
-        return path
+from common import Cases, nchw, nhwc, rand
 
 
 # (name, N, Cin, Cout, H=W, k)
@@ -51,7 +33,7 @@ CROSSING = [
 
 
 def generate():
-    c = DeterministicCases()
+    c = Cases()
     seed = 10
     runs = [(s, bias) for s in SHAPES for bias in (True, False)] + [(s, True) for s in CROSSING]
     for (name, n, cin, cout, h, k), bias in runs:
