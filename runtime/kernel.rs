@@ -199,6 +199,8 @@ pub struct Recorder<'a> {
     pub ctx: &'a Context,
     encoder: wgpu::CommandEncoder,
     dispatches: usize,
+    /// Every tensor bound so far, kept out of the pool until the work is submitted.
+    live: Vec<Arc<crate::tensor::Storage>>,
 }
 
 impl Context {
@@ -212,6 +214,7 @@ impl Context {
                     label: Some("fewlabels"),
                 }),
             dispatches: 0,
+            live: Vec::new(),
         }
     }
 
@@ -299,6 +302,7 @@ impl<'a> Recorder<'a> {
                     "{shader}::{entry}: {t:?} is larger than one binding may be ({max_bytes} bytes)"
                 )));
             }
+            self.live.push(t.keep_alive());
             entries.push(wgpu::BindGroupEntry {
                 binding: b,
                 resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
@@ -350,6 +354,8 @@ impl<'a> Recorder<'a> {
         if src.numel() != dst.numel() {
             return Err(Error::Shape(format!("cannot copy {src:?} into {dst:?}")));
         }
+        self.live.push(src.keep_alive());
+        self.live.push(dst.keep_alive());
         if src.bytes() > 0 {
             self.encoder
                 .copy_buffer_to_buffer(src.buffer(), 0, dst.buffer(), 0, src.bytes());
@@ -360,6 +366,8 @@ impl<'a> Recorder<'a> {
     /// Submit everything recorded, in one `queue.submit`, and report device errors.
     pub fn submit(self) -> Result<()> {
         self.ctx.queue.submit([self.encoder.finish()]);
+        // Buffers freed from here on may be reused: later work is submitted after this.
+        drop(self.live);
         self.ctx.check()
     }
 }

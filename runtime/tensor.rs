@@ -7,9 +7,10 @@
 //!
 //! Transient tensors come from a [`BufferPool`]: when the last handle to a pooled tensor is
 //! dropped its buffer goes back to the pool and is handed out again for the next tensor of the
-//! same size class. Work recorded earlier on the queue still sees the old contents, since the
-//! queue runs in recording order. A fresh tensor's contents are unspecified: every kernel
-//! writes all of its outputs.
+//! same size class. A [`crate::Recorder`] holds a handle to every tensor it binds until it has
+//! submitted, so a buffer returns to the pool only when no unsubmitted work can use it; work
+//! recorded later (by any thread) is submitted later and runs after. A fresh tensor's contents
+//! are unspecified: every kernel writes all of its outputs.
 
 use crate::device::Context;
 use crate::error::{Error, Result};
@@ -31,6 +32,9 @@ const USAGE: wgpu::BufferUsages = wgpu::BufferUsages::STORAGE
 #[derive(Default, Clone)]
 pub(crate) struct BufferPool {
     free: Arc<Mutex<HashMap<u64, Vec<wgpu::Buffer>>>>,
+    /// Fill every handed-out buffer with NaN (a debugging aid: a kernel that reads an output
+    /// it did not write, or leaves part of it unwritten, then fails loudly).
+    poison: Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl BufferPool {
@@ -46,23 +50,28 @@ impl BufferPool {
         b.div_ceil(step) * step
     }
 
-    fn take(&self, device: &wgpu::Device, bytes: u64) -> wgpu::Buffer {
+    fn take(&self, device: &wgpu::Device, queue: &wgpu::Queue, bytes: u64) -> wgpu::Buffer {
         let class = Self::class(bytes);
-        if let Some(buf) = self
+        let reused = self
             .free
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .get_mut(&class)
-            .and_then(|v| v.pop())
-        {
-            return buf;
+            .and_then(|v| v.pop());
+        let buf = reused.unwrap_or_else(|| {
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("fewlabels pooled"),
+                size: class,
+                usage: USAGE,
+                mapped_at_creation: false,
+            })
+        });
+        if self.poison.load(std::sync::atomic::Ordering::Relaxed) {
+            // Lands after all submitted work and before the work that will use the buffer.
+            let nan = vec![0xffu8; class as usize];
+            queue.write_buffer(&buf, 0, &nan);
         }
-        device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("fewlabels pooled"),
-            size: class,
-            usage: USAGE,
-            mapped_at_creation: false,
-        })
+        buf
     }
 
     fn give(&self, buf: wgpu::Buffer) {
@@ -141,7 +150,7 @@ impl Tensor {
     /// A pooled tensor with unspecified contents.
     pub fn empty(ctx: &Context, shape: &[usize], dtype: DType) -> Result<Tensor> {
         let bytes = Self::check_size(ctx, shape)?;
-        let buf = ctx.pool.take(&ctx.device, bytes);
+        let buf = ctx.pool.take(&ctx.device, &ctx.queue, bytes);
         Ok(Tensor {
             storage: Arc::new(Storage {
                 buffer: Some(buf),
@@ -242,6 +251,11 @@ impl Tensor {
         })
     }
 
+    /// A handle that keeps the buffer out of the pool while recorded work may use it.
+    pub(crate) fn keep_alive(&self) -> Arc<Storage> {
+        self.storage.clone()
+    }
+
     pub(crate) fn buffer(&self) -> &wgpu::Buffer {
         self.storage
             .buffer
@@ -329,5 +343,13 @@ impl Context {
     /// Release the transient-buffer pool's free buffers.
     pub fn trim_pool(&self) {
         self.pool.trim()
+    }
+
+    /// Fill every transient tensor with NaN when it is handed out (for tests: a kernel that
+    /// reads what it did not write, or leaves an output element unwritten, shows up as NaN).
+    pub fn set_poison_pool(&self, on: bool) {
+        self.pool
+            .poison
+            .store(on, std::sync::atomic::Ordering::Relaxed);
     }
 }

@@ -6,7 +6,10 @@
 //!
 //! Tolerances (max error / max |reference| per tensor): outputs 1e-4; gradients 1e-3 (dozens
 //! of f32 ops deep, through batch statistics of 3 samples, attention softmax and spectral
-//! norm; the worst seen is printed).
+//! norm; the worst seen is printed). A conv bias that feeds batch norm has a true gradient of
+//! exactly zero (BN removes any constant shift), which f32 reproduces only as rounding noise;
+//! so gradient errors are measured against max(max |reference|, 1e-3 x the largest gradient
+//! of that call).
 
 mod common;
 use common::{ctx, Golden};
@@ -19,7 +22,8 @@ const GRAD_TOL: f32 = 1e-3;
 fn weights(g: &Golden, case: &str) -> Weights {
     let mut w = Weights::default();
     for name in g.names(&format!("{case}/param.")) {
-        w.map.insert(name.clone(), g.tensor(&format!("{case}/param.{name}")));
+        w.map
+            .insert(name.clone(), g.tensor(&format!("{case}/param.{name}")));
     }
     assert!(!w.map.is_empty(), "{case}: no parameters");
     w
@@ -29,18 +33,38 @@ fn weights(g: &Golden, case: &str) -> Weights {
 #[derive(Default)]
 struct Report(Vec<(String, f32, f32)>);
 
+/// The largest gradient magnitude among golden tensors `<case>/<call>.*`.
+fn grad_scale(g: &Golden, case: &str, call: &str) -> f32 {
+    g.names(&format!("{case}/{call}."))
+        .iter()
+        .map(|n| g.max_abs(&format!("{case}/{call}.{n}")))
+        .fold(0f32, f32::max)
+}
+
 impl Report {
     fn add(&mut self, g: &Golden, name: &str, got: &fewlabels::Tensor, tol: f32) {
         let e = g.rel_error(name, got);
         self.0.push((name.to_string(), e, tol));
     }
+    fn add_grad(&mut self, g: &Golden, name: &str, got: &fewlabels::Tensor, floor: f32) {
+        let e = g.rel_error_floor(name, got, floor);
+        self.0.push((name.to_string(), e, GRAD_TOL));
+    }
     fn finish(self, what: &str) {
         let worst = self.0.iter().map(|r| r.1).fold(0f32, f32::max);
-        eprintln!("{what}: {} tensors compared, worst relative error {worst:e}", self.0.len());
+        eprintln!(
+            "{what}: {} tensors compared, worst relative error {worst:e}",
+            self.0.len()
+        );
+        if std::env::var_os("FL_VERBOSE").is_some() {
+            for (n, e, t) in &self.0 {
+                eprintln!("  {n}: {e:e} (tolerance {t:e})");
+            }
+        }
         let bad: Vec<String> = self
             .0
             .iter()
-            .filter(|(_, e, t)| !(e <= t))
+            .filter(|(_, e, t)| e.is_nan() || e > t)
             .map(|(n, e, t)| format!("{n}: {e:e} > {t:e}"))
             .collect();
         assert!(bad.is_empty(), "{what}:\n{}", bad.join("\n"));
@@ -52,7 +76,10 @@ fn generator_case(preset: &str) {
     let cfg = Config::preset(preset).unwrap();
     let case = format!("{preset}_g");
     let ws = weights(&g, &case);
-    let gen = Generator { cfg: &cfg, prefix: "G" };
+    let gen = Generator {
+        cfg: &cfg,
+        prefix: "G",
+    };
     let z = g.tensor(&format!("{case}/z"));
     let y = g.tensor(&format!("{case}/y"));
     let r = g.tensor(&format!("{case}/R"));
@@ -67,19 +94,39 @@ fn generator_case(preset: &str) {
                 Ok(grads)
             })
             .unwrap();
-        report.add(&g, &format!("{case}/out{suffix}"), &grads.map["image"], OUT_TOL);
+        report.add(
+            &g,
+            &format!("{case}/out{suffix}"),
+            &grads.map["image"],
+            OUT_TOL,
+        );
         let names = g.names(&format!("{case}/{call}."));
         assert!(names.len() > 20, "{case}: too few gradients in the golden");
+        let floor = 1e-3 * grad_scale(&g, &case, call);
         for name in names {
             let got = grads
                 .map
                 .get(&name)
                 .unwrap_or_else(|| panic!("{case}: no gradient for {name}"));
-            report.add(&g, &format!("{case}/{call}.{name}"), got, GRAD_TOL);
+            report.add_grad(&g, &format!("{case}/{call}.{name}"), got, floor);
         }
-        let u_key = if suffix.is_empty() { "u_after" } else { "u_after2" };
+        assert_eq!(
+            grads.map.len() - 1,
+            g.names(&format!("{case}/{call}.")).len(),
+            "{case}: gradients the reference does not have"
+        );
+        let u_key = if suffix.is_empty() {
+            "u_after"
+        } else {
+            "u_after2"
+        };
         for name in g.names(&format!("{case}/{u_key}.")) {
-            report.add(&g, &format!("{case}/{u_key}.{name}"), &ws.map[&name], OUT_TOL);
+            report.add(
+                &g,
+                &format!("{case}/{u_key}.{name}"),
+                &ws.map[&name],
+                OUT_TOL,
+            );
         }
     }
     report.finish(&case);
@@ -118,20 +165,45 @@ fn discriminator_case(preset: &str) {
             })
             .unwrap();
         report.add(&g, &format!("{case}/logit{suffix}"), &out.logit, OUT_TOL);
-        report.add(&g, &format!("{case}/rot{suffix}"), out.rotation.as_ref().unwrap(), OUT_TOL);
-        report.add(&g, &format!("{case}/cls{suffix}"), out.class.as_ref().unwrap(), OUT_TOL);
-        report.add(&g, &format!("{case}/{call}.x"), &dx, GRAD_TOL);
+        report.add(
+            &g,
+            &format!("{case}/rot{suffix}"),
+            out.rotation.as_ref().unwrap(),
+            OUT_TOL,
+        );
+        report.add(
+            &g,
+            &format!("{case}/cls{suffix}"),
+            out.class.as_ref().unwrap(),
+            OUT_TOL,
+        );
+        let floor = 1e-3 * grad_scale(&g, &case, call);
+        report.add_grad(&g, &format!("{case}/{call}.x"), &dx, floor);
         for name in g.names(&format!("{case}/{call}.D.")) {
             let name = format!("D.{name}");
             let got = grads
                 .map
                 .get(&name)
                 .unwrap_or_else(|| panic!("{case}: no gradient for {name}"));
-            report.add(&g, &format!("{case}/{call}.{name}"), got, GRAD_TOL);
+            report.add_grad(&g, &format!("{case}/{call}.{name}"), got, floor);
         }
-        let u_key = if suffix.is_empty() { "u_after" } else { "u_after2" };
+        assert_eq!(
+            grads.map.len(),
+            g.names(&format!("{case}/{call}.D.")).len(),
+            "{case}: gradients the reference does not have"
+        );
+        let u_key = if suffix.is_empty() {
+            "u_after"
+        } else {
+            "u_after2"
+        };
         for name in g.names(&format!("{case}/{u_key}.")) {
-            report.add(&g, &format!("{case}/{u_key}.{name}"), &ws.map[&name], OUT_TOL);
+            report.add(
+                &g,
+                &format!("{case}/{u_key}.{name}"),
+                &ws.map[&name],
+                OUT_TOL,
+            );
         }
     }
     report.finish(&case);
@@ -142,7 +214,10 @@ fn eval_case(preset: &str) {
     let cfg = Config::preset(preset).unwrap();
     let case = format!("{preset}_eval");
     let ws = weights(&g, &case);
-    let gen = Generator { cfg: &cfg, prefix: "G" };
+    let gen = Generator {
+        cfg: &cfg,
+        prefix: "G",
+    };
     let mut report = Report::default();
     for b in ["b1", "b7"] {
         let z = g.tensor(&format!("{case}/z_{b}"));
@@ -189,7 +264,12 @@ fn eval_case(preset: &str) {
         .collect();
     assert!(stats.len() >= 10);
     for name in stats {
-        report.add(&g, &format!("{case}/param.{name}"), &fresh.map[&name], OUT_TOL);
+        report.add(
+            &g,
+            &format!("{case}/param.{name}"),
+            &fresh.map[&name],
+            OUT_TOL,
+        );
     }
     report.finish(&case);
 }

@@ -57,12 +57,21 @@ pub struct Discriminator<'a> {
 
 impl Discriminator<'_> {
     /// Logits for images x `[N, R, R, channels]` (NHWC) with projection labels y i32 `[N]`.
-    pub fn forward(&self, rec: &mut Recorder, ws: &Weights, x: &Tensor, y: &Tensor, mode: Mode) -> Result<(DOut, DiscCtx)> {
+    pub fn forward(
+        &self,
+        rec: &mut Recorder,
+        ws: &Weights,
+        x: &Tensor,
+        y: &Tensor,
+        mode: Mode,
+    ) -> Result<(DOut, DiscCtx)> {
         let cfg = self.cfg;
         let n = y.numel();
         let r = cfg.resolution;
         if y.dtype() != DType::I32 || y.shape().len() != 1 || n == 0 {
-            return Err(Error::Shape(format!("discriminator: labels {y:?} must be i32 [N], N > 0")));
+            return Err(Error::Shape(format!(
+                "discriminator: labels {y:?} must be i32 [N], N > 0"
+            )));
         }
         if x.dtype() != DType::F32 || x.shape() != [n, r, r, cfg.channels] {
             return Err(Error::Shape(format!(
@@ -81,15 +90,25 @@ impl Discriminator<'_> {
             let (a, conv1) = layers::conv2d(rec, ws, &format!("{p}.conv1"), &a_in, true, sn, mode)?;
             let m = ew::relu(rec, &a)?;
             let (b, conv2) = layers::conv2d(rec, ws, &format!("{p}.conv2"), &m, true, sn, mode)?;
-            let main = if down { resample::avgpool2x2(rec, &b)? } else { b };
+            let main = if down {
+                resample::avgpool2x2(rec, &b)?
+            } else {
+                b
+            };
             let (sc, conv_sc) = if spec::d_has_shortcut(cfg, i) {
                 if first {
                     let pooled = resample::avgpool2x2(rec, &h)?;
-                    let (s, c) = layers::conv2d(rec, ws, &format!("{p}.conv_sc"), &pooled, true, sn, mode)?;
+                    let (s, c) =
+                        layers::conv2d(rec, ws, &format!("{p}.conv_sc"), &pooled, true, sn, mode)?;
                     (s, Some(c))
                 } else {
-                    let (s, c) = layers::conv2d(rec, ws, &format!("{p}.conv_sc"), &h, true, sn, mode)?;
-                    let s = if down { resample::avgpool2x2(rec, &s)? } else { s };
+                    let (s, c) =
+                        layers::conv2d(rec, ws, &format!("{p}.conv_sc"), &h, true, sn, mode)?;
+                    let s = if down {
+                        resample::avgpool2x2(rec, &s)?
+                    } else {
+                        s
+                    };
                     (s, Some(c))
                 }
             } else {
@@ -137,7 +156,11 @@ impl Discriminator<'_> {
             (None, None)
         };
         Ok((
-            DOut { logit, rotation, class },
+            DOut {
+                logit,
+                rotation,
+                class,
+            },
             DiscCtx {
                 y: y.clone(),
                 blocks,
@@ -154,18 +177,35 @@ impl Discriminator<'_> {
     }
 
     /// Gradients of every D parameter; returns the gradient of the input images.
-    pub fn backward(&self, rec: &mut Recorder, ctx: &DiscCtx, dout: DGrads, grads: &mut Grads) -> Result<Tensor> {
+    pub fn backward(
+        &self,
+        rec: &mut Recorder,
+        ctx: &DiscCtx,
+        dout: DGrads,
+        grads: &mut Grads,
+    ) -> Result<Tensor> {
         let cfg = self.cfg;
         let n = ctx.batch;
         if dout.logit.numel() != n {
-            return Err(Error::Shape(format!("discriminator backward: dlogit {:?} must have {n} values", dout.logit)));
+            return Err(Error::Shape(format!(
+                "discriminator backward: dlogit {:?} must have {n} values",
+                dout.logit
+            )));
         }
         let c = ctx.feat3.shape()[2];
         let dlogit = dout.logit.reshape(&[n, 1])?;
         let mut dfeat = ctx.linear.backward(rec, grads, &dlogit)?;
-        let (dfeat3, demb3) = gemm::bmm_backward(rec, &ctx.feat3, &ctx.emb3, false, false, &dout.logit.reshape(&[n, 1, 1])?)?;
+        let (dfeat3, demb3) = gemm::bmm_backward(
+            rec,
+            &ctx.feat3,
+            &ctx.emb3,
+            false,
+            false,
+            &dout.logit.reshape(&[n, 1, 1])?,
+        )?;
         dfeat = ew::add(rec, &dfeat, &dfeat3.reshape(&[n, c])?)?;
-        let dtable = embedding::embedding_backward(rec, &ctx.y, &demb3.reshape(&[n, c])?, cfg.num_classes)?;
+        let dtable =
+            embedding::embedding_backward(rec, &ctx.y, &demb3.reshape(&[n, c])?, cfg.num_classes)?;
         ctx.embed.backward(rec, grads, dtable)?;
         if let (Some(head), Some(d)) = (&ctx.rotation, dout.rotation) {
             let g = head.backward(rec, grads, d)?;
@@ -183,18 +223,30 @@ impl Discriminator<'_> {
                 d = a.backward(rec, grads, &d)?;
             }
             let first = i == 0;
-            let dm = if b.down { resample::avgpool2x2_backward(rec, &d)? } else { d.clone() };
+            let dm = if b.down {
+                resample::avgpool2x2_backward(rec, &d)?
+            } else {
+                d.clone()
+            };
             let dm = b.conv2.backward(rec, grads, &dm)?;
             let dm = ew::relu_backward(rec, &b.mid, &dm)?;
             let dm = b.conv1.backward(rec, grads, &dm)?;
-            let dx1 = if first { dm } else { ew::relu_backward(rec, &b.input, &dm)? };
+            let dx1 = if first {
+                dm
+            } else {
+                ew::relu_backward(rec, &b.input, &dm)?
+            };
             let dx2 = match &b.conv_sc {
                 Some(sc) if first => {
                     let ds = sc.backward(rec, grads, &d)?;
                     resample::avgpool2x2_backward(rec, &ds)?
                 }
                 Some(sc) => {
-                    let ds = if b.down { resample::avgpool2x2_backward(rec, &d)? } else { d.clone() };
+                    let ds = if b.down {
+                        resample::avgpool2x2_backward(rec, &d)?
+                    } else {
+                        d.clone()
+                    };
                     sc.backward(rec, grads, &ds)?
                 }
                 None => d.clone(),

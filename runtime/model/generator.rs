@@ -6,10 +6,10 @@ use super::config::Config;
 use super::layers::{self, AttnCtx, BnCtx, BnStats, CbnCtx, DenseCtx, Grads, Mode, Weights};
 use crate::device::Context;
 use crate::error::{Error, Result};
-use std::collections::BTreeMap;
 use crate::kernel::Recorder;
 use crate::ops::{elementwise as ew, embedding, rearrange, resample};
 use crate::tensor::{DType, Tensor};
+use std::collections::BTreeMap;
 
 struct BlockCtx {
     bn1: CbnCtx,
@@ -62,7 +62,9 @@ impl Generator<'_> {
     fn check(&self, z: &Tensor, y: &Tensor) -> Result<usize> {
         let n = y.numel();
         if y.dtype() != DType::I32 || y.shape().len() != 1 {
-            return Err(Error::Shape(format!("generator: labels {y:?} must be i32 [N]")));
+            return Err(Error::Shape(format!(
+                "generator: labels {y:?} must be i32 [N]"
+            )));
         }
         if z.dtype() != DType::F32 || z.shape() != [n, self.cfg.z_dim] {
             return Err(Error::Shape(format!(
@@ -77,7 +79,14 @@ impl Generator<'_> {
     }
 
     /// Images `[N, R, R, channels]` in [-1, 1] from z `[N, z_dim]` and labels i32 `[N]`.
-    pub fn forward(&self, rec: &mut Recorder, ws: &Weights, z: &Tensor, y: &Tensor, mode: Mode) -> Result<(Tensor, GenCtx)> {
+    pub fn forward(
+        &self,
+        rec: &mut Recorder,
+        ws: &Weights,
+        z: &Tensor,
+        y: &Tensor,
+        mode: Mode,
+    ) -> Result<(Tensor, GenCtx)> {
         let cfg = self.cfg;
         let n = self.check(z, y)?;
         let sn = cfg.sn;
@@ -99,15 +108,17 @@ impl Generator<'_> {
         let mut blocks = Vec::with_capacity(nb);
         for (i, c) in conds.iter().enumerate() {
             let p = self.n(&format!("blocks.{i}"));
-            let (a, bn1) = layers::cbn(rec, ws, &format!("{p}.bn1"), &h, c, sn, cfg.bn_eps, mode)?;
+            let (a, bn1) = layers::cbn(rec, ws, &format!("{p}.bn1"), &h, c, cfg, mode)?;
             let r = ew::relu(rec, &a)?;
             let u = resample::upsample2x(rec, &r)?;
             let (b, conv1) = layers::conv2d(rec, ws, &format!("{p}.conv1"), &u, true, sn, mode)?;
-            let (b2, bn2) = layers::cbn(rec, ws, &format!("{p}.bn2"), &b, c, sn, cfg.bn_eps, mode)?;
+            let (b2, bn2) = layers::cbn(rec, ws, &format!("{p}.bn2"), &b, c, cfg, mode)?;
             let r2 = ew::relu(rec, &b2)?;
-            let (main, conv2) = layers::conv2d(rec, ws, &format!("{p}.conv2"), &r2, true, sn, mode)?;
+            let (main, conv2) =
+                layers::conv2d(rec, ws, &format!("{p}.conv2"), &r2, true, sn, mode)?;
             let us = resample::upsample2x(rec, &h)?;
-            let (sc, conv_sc) = layers::conv2d(rec, ws, &format!("{p}.conv_sc"), &us, true, sn, mode)?;
+            let (sc, conv_sc) =
+                layers::conv2d(rec, ws, &format!("{p}.conv_sc"), &us, true, sn, mode)?;
             let mut out = ew::add(rec, &main, &sc)?;
             let attn = if cfg.g_attn.contains(&(4 << (i + 1))) {
                 let (o, ctx) = layers::attention(rec, ws, &format!("{p}.attn"), &out, sn, mode)?;
@@ -148,7 +159,14 @@ impl Generator<'_> {
     }
 
     /// Gradients of every generator parameter from the image gradient `dimage` (NHWC).
-    pub fn backward(&self, rec: &mut Recorder, ws: &Weights, ctx: &GenCtx, dimage: &Tensor, grads: &mut Grads) -> Result<()> {
+    pub fn backward(
+        &self,
+        rec: &mut Recorder,
+        ws: &Weights,
+        ctx: &GenCtx,
+        dimage: &Tensor,
+        grads: &mut Grads,
+    ) -> Result<()> {
         let cfg = self.cfg;
         if dimage.shape() != ctx.image.shape() {
             return Err(Error::Shape(format!(
@@ -198,9 +216,16 @@ impl Generator<'_> {
     /// Accumulate standing batch-norm statistics: run G with batch statistics (u left alone)
     /// on each (z, y) batch, average the per-batch means and biased variances, and store them
     /// as the `.mean`/`.var` tensors of `ws`.
-    pub fn standing_stats(&self, ctx: &Context, ws: &mut Weights, batches: &[(Tensor, Tensor)]) -> Result<()> {
+    pub fn standing_stats(
+        &self,
+        ctx: &Context,
+        ws: &mut Weights,
+        batches: &[(Tensor, Tensor)],
+    ) -> Result<()> {
         if batches.is_empty() {
-            return Err(Error::InvalidArgument("standing statistics need at least one batch".into()));
+            return Err(Error::InvalidArgument(
+                "standing statistics need at least one batch".into(),
+            ));
         }
         let mut sums: BTreeMap<String, (Tensor, Tensor)> = BTreeMap::new();
         for (z, y) in batches {

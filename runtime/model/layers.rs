@@ -2,6 +2,7 @@
 //! needs and a backward that adds every parameter gradient to [`Grads`] and returns the
 //! input gradient. Weights live in [`Weights`] by their model-file names.
 
+use super::config::Config;
 use crate::error::{Error, Result};
 use crate::kernel::Recorder;
 use crate::ops::batchnorm::{self as bn, Affine};
@@ -77,7 +78,13 @@ pub struct LayerWeight {
 }
 
 impl LayerWeight {
-    pub fn new(rec: &mut Recorder, ws: &Weights, layer: &str, sn_on: bool, mode: Mode) -> Result<Self> {
+    pub fn new(
+        rec: &mut Recorder,
+        ws: &Weights,
+        layer: &str,
+        sn_on: bool,
+        mode: Mode,
+    ) -> Result<Self> {
         let raw = ws.get(&format!("{layer}.weight"))?;
         if sn_on {
             let u = ws.get(&format!("{layer}.u"))?;
@@ -216,10 +223,10 @@ pub fn cbn(
     name: &str,
     x: &Tensor,
     c: &Tensor,
-    sn_on: bool,
-    eps: f32,
+    cfg: &Config,
     mode: Mode,
 ) -> Result<(Tensor, CbnCtx)> {
+    let (sn_on, eps) = (cfg.sn, cfg.bn_eps);
     let (gain, gain_ctx) = linear(rec, ws, &format!("{name}.gain"), c, false, sn_on, mode)?;
     let (bias, bias_ctx) = linear(rec, ws, &format!("{name}.bias"), c, false, sn_on, mode)?;
     let affine = Affine::Conditional {
@@ -237,7 +244,11 @@ pub fn cbn(
     } else {
         let mean = ws.get(&format!("{name}.mean"))?;
         let var = ws.get(&format!("{name}.var"))?;
-        (bn::batch_norm_eval(rec, x, mean, var, affine, eps)?, BnState::Eval, None)
+        (
+            bn::batch_norm_eval(rec, x, mean, var, affine, eps)?,
+            BnState::Eval,
+            None,
+        )
     };
     Ok((
         out,
@@ -258,7 +269,12 @@ fn no_eval_backward() -> Error {
 
 impl CbnCtx {
     /// Returns (dx, dc).
-    pub fn backward(&self, rec: &mut Recorder, grads: &mut Grads, dy: &Tensor) -> Result<(Tensor, Tensor)> {
+    pub fn backward(
+        &self,
+        rec: &mut Recorder,
+        grads: &mut Grads,
+        dy: &Tensor,
+    ) -> Result<(Tensor, Tensor)> {
         let BnState::Train(saved) = &self.state else {
             return Err(no_eval_backward());
         };
@@ -280,7 +296,14 @@ pub struct BnCtx {
     pub stats: Option<BnStats>,
 }
 
-pub fn bn_affine(rec: &mut Recorder, ws: &Weights, name: &str, x: &Tensor, eps: f32, mode: Mode) -> Result<(Tensor, BnCtx)> {
+pub fn bn_affine(
+    rec: &mut Recorder,
+    ws: &Weights,
+    name: &str,
+    x: &Tensor,
+    eps: f32,
+    mode: Mode,
+) -> Result<(Tensor, BnCtx)> {
     let weight = ws.get(&format!("{name}.weight"))?;
     let bias = ws.get(&format!("{name}.bias"))?;
     let affine = Affine::Channel { weight, bias };
@@ -295,7 +318,11 @@ pub fn bn_affine(rec: &mut Recorder, ws: &Weights, name: &str, x: &Tensor, eps: 
     } else {
         let mean = ws.get(&format!("{name}.mean"))?;
         let var = ws.get(&format!("{name}.var"))?;
-        (bn::batch_norm_eval(rec, x, mean, var, affine, eps)?, BnState::Eval, None)
+        (
+            bn::batch_norm_eval(rec, x, mean, var, affine, eps)?,
+            BnState::Eval,
+            None,
+        )
     };
     Ok((
         out,
@@ -308,7 +335,13 @@ pub fn bn_affine(rec: &mut Recorder, ws: &Weights, name: &str, x: &Tensor, eps: 
 }
 
 impl BnCtx {
-    pub fn backward(&self, rec: &mut Recorder, ws: &Weights, grads: &mut Grads, dy: &Tensor) -> Result<Tensor> {
+    pub fn backward(
+        &self,
+        rec: &mut Recorder,
+        ws: &Weights,
+        grads: &mut Grads,
+        dy: &Tensor,
+    ) -> Result<Tensor> {
         let BnState::Train(saved) = &self.state else {
             return Err(no_eval_backward());
         };
@@ -339,9 +372,16 @@ pub struct AttnCtx {
     shape: Vec<usize>,
 }
 
-pub fn attention(rec: &mut Recorder, ws: &Weights, name: &str, x: &Tensor, sn_on: bool, mode: Mode) -> Result<(Tensor, AttnCtx)> {
+pub fn attention(
+    rec: &mut Recorder,
+    ws: &Weights,
+    name: &str,
+    x: &Tensor,
+    sn_on: bool,
+    mode: Mode,
+) -> Result<(Tensor, AttnCtx)> {
     let s = x.shape().to_vec();
-    if s.len() != 4 || s[1] % 2 != 0 || s[2] % 2 != 0 {
+    if s.len() != 4 || !s[1].is_multiple_of(2) || !s[2].is_multiple_of(2) {
         return Err(Error::Shape(format!(
             "attention {name}: input {s:?} needs even H and W"
         )));
@@ -360,7 +400,15 @@ pub fn attention(rec: &mut Recorder, ws: &Weights, name: &str, x: &Tensor, sn_on
     let scores = gemm::bmm(rec, &th3, &ph3, false, true)?;
     let attn = softmax::softmax(rec, &scores.reshape(&[n * hw, keys])?)?;
     let ag = gemm::bmm(rec, &attn.reshape(&[n, hw, keys])?, &g3, false, false)?;
-    let (out_o, o) = conv2d(rec, ws, &format!("{name}.o"), &ag.reshape(&[n, h, w, c2])?, false, sn_on, mode)?;
+    let (out_o, o) = conv2d(
+        rec,
+        ws,
+        &format!("{name}.o"),
+        &ag.reshape(&[n, h, w, c2])?,
+        false,
+        sn_on,
+        mode,
+    )?;
     let gamma = ws.get(&format!("{name}.gamma"))?.clone();
     let out = ew::axpy_dev(rec, &gamma, &out_o, x)?;
     Ok((
@@ -389,18 +437,44 @@ impl AttnCtx {
         let (n, h, w) = (self.shape[0], self.shape[1], self.shape[2]);
         let (c8, c2) = super::spec::attention_widths(self.shape[3]);
         let (hw, keys) = (h * w, h * w / 4);
-        grads.add(rec, format!("{}.gamma", self.name), ew::dot(rec, &self.out_o, dy)?)?;
+        let dgamma = ew::dot(rec, &self.out_o, dy)?;
+        grads.add(rec, format!("{}.gamma", self.name), dgamma)?;
         let d_o = ew::scale_dev(rec, &self.gamma, dy)?;
         let d_ag = self.o.backward(rec, grads, &d_o)?;
         let attn3 = self.attn.reshape(&[n, hw, keys])?;
-        let (d_attn, d_g3) = gemm::bmm_backward(rec, &attn3, &self.g3, false, false, &d_ag.reshape(&[n, hw, c2])?)?;
-        let d_scores = softmax::softmax_backward(rec, &self.attn, &d_attn.reshape(&[n * hw, keys])?)?;
-        let (d_th3, d_ph3) = gemm::bmm_backward(rec, &self.th3, &self.ph3, false, true, &d_scores.reshape(&[n, hw, keys])?)?;
-        let d_gfull = resample::maxpool2x2_backward(rec, &self.g_full, &d_g3.reshape(&[n, h / 2, w / 2, c2])?)?;
-        let d_phifull = resample::maxpool2x2_backward(rec, &self.phi_full, &d_ph3.reshape(&[n, h / 2, w / 2, c8])?)?;
+        let (d_attn, d_g3) = gemm::bmm_backward(
+            rec,
+            &attn3,
+            &self.g3,
+            false,
+            false,
+            &d_ag.reshape(&[n, hw, c2])?,
+        )?;
+        let d_scores =
+            softmax::softmax_backward(rec, &self.attn, &d_attn.reshape(&[n * hw, keys])?)?;
+        let (d_th3, d_ph3) = gemm::bmm_backward(
+            rec,
+            &self.th3,
+            &self.ph3,
+            false,
+            true,
+            &d_scores.reshape(&[n, hw, keys])?,
+        )?;
+        let d_gfull = resample::maxpool2x2_backward(
+            rec,
+            &self.g_full,
+            &d_g3.reshape(&[n, h / 2, w / 2, c2])?,
+        )?;
+        let d_phifull = resample::maxpool2x2_backward(
+            rec,
+            &self.phi_full,
+            &d_ph3.reshape(&[n, h / 2, w / 2, c8])?,
+        )?;
         let dx_g = self.g.backward(rec, grads, &d_gfull)?;
         let dx_phi = self.phi.backward(rec, grads, &d_phifull)?;
-        let dx_theta = self.theta.backward(rec, grads, &d_th3.reshape(&[n, h, w, c8])?)?;
+        let dx_theta = self
+            .theta
+            .backward(rec, grads, &d_th3.reshape(&[n, h, w, c8])?)?;
         let dx = ew::add(rec, dy, &dx_g)?;
         let dx = ew::add(rec, &dx, &dx_phi)?;
         ew::add(rec, &dx, &dx_theta)

@@ -38,12 +38,20 @@ pub struct Model {
     pub metadata: BTreeMap<String, String>,
 }
 
-fn upload(ctx: &Context, spec: &Spec, file: &TensorFile, prefix_in_file: &str, prefix: &str) -> Result<Weights> {
+fn upload(
+    ctx: &Context,
+    spec: &Spec,
+    file: &TensorFile,
+    prefix_in_file: &str,
+    prefix: &str,
+) -> Result<Weights> {
     let mut w = Weights::default();
     for (name, entry) in spec {
         let file_name = format!("{prefix_in_file}{}", &name[prefix.len()..]);
         let t = file.tensors.get(&file_name).ok_or_else(|| {
-            Error::Format(format!("the model file has no tensor {file_name} (its config needs it)"))
+            Error::Format(format!(
+                "the model file has no tensor {file_name} (its config needs it)"
+            ))
         })?;
         if t.shape != entry.shape {
             return Err(Error::Format(format!(
@@ -52,9 +60,12 @@ fn upload(ctx: &Context, spec: &Spec, file: &TensorFile, prefix_in_file: &str, p
             )));
         }
         if let Some(bad) = t.data.iter().position(|v| !v.is_finite()) {
-            return Err(Error::Format(format!("tensor {file_name} holds a non-finite value at {bad}")));
+            return Err(Error::Format(format!(
+                "tensor {file_name} holds a non-finite value at {bad}"
+            )));
         }
-        w.map.insert(name.clone(), Tensor::from_f32(ctx, &t.shape, &t.data)?);
+        w.map
+            .insert(name.clone(), Tensor::from_f32(ctx, &t.shape, &t.data)?);
     }
     Ok(w)
 }
@@ -62,7 +73,8 @@ fn upload(ctx: &Context, spec: &Spec, file: &TensorFile, prefix_in_file: &str, p
 fn download(ctx: &Context, w: &Weights, prefix: &str, out: &mut TensorFile) -> Result<()> {
     for (name, t) in &w.map {
         let file_name = format!("{prefix}{}", &name[name.find('.').unwrap_or(0)..]);
-        out.tensors.insert(file_name, HostTensor::new(t.shape(), t.to_f32(ctx)?)?);
+        out.tensors
+            .insert(file_name, HostTensor::new(t.shape(), t.to_f32(ctx)?)?);
     }
     Ok(())
 }
@@ -97,7 +109,8 @@ impl Model {
                     Kind::Stat if name.ends_with(".var") => vec![1.0; n],
                     Kind::Stat => vec![0.0; n],
                 };
-                w.map.insert(name.clone(), Tensor::from_f32(ctx, &e.shape, &data)?);
+                w.map
+                    .insert(name.clone(), Tensor::from_f32(ctx, &e.shape, &data)?);
             }
             Ok(w)
         };
@@ -115,10 +128,9 @@ impl Model {
 
     /// Load a model from parsed file contents, checking every tensor against the config.
     pub fn from_file(ctx: &Context, file: &TensorFile) -> Result<Model> {
-        let json = file
-            .metadata
-            .get(CONFIG_KEY)
-            .ok_or_else(|| Error::Format("the file has no model config (metadata key \"config\")".into()))?;
+        let json = file.metadata.get(CONFIG_KEY).ok_or_else(|| {
+            Error::Format("the file has no model config (metadata key \"config\")".into())
+        })?;
         let cfg = Config::from_json(json)?;
         let g_spec = spec::generator(&cfg, "G");
         let d_spec = spec::discriminator(&cfg);
@@ -142,7 +154,9 @@ impl Model {
             known.extend(g_spec.keys().map(|k| format!("G_ema{}", &k[1..])));
         }
         if let Some(extra) = file.tensors.keys().find(|k| !known.contains(k)) {
-            return Err(Error::Format(format!("the model file has a tensor {extra} that its config does not name")));
+            return Err(Error::Format(format!(
+                "the model file has a tensor {extra} that its config does not name"
+            )));
         }
         let mut metadata = file.metadata.clone();
         metadata.remove(CONFIG_KEY);
@@ -166,8 +180,10 @@ impl Model {
 
     /// Everything as file contents (downloads from the device).
     pub fn to_file(&self, ctx: &Context) -> Result<TensorFile> {
-        let mut f = TensorFile::default();
-        f.metadata = self.metadata.clone();
+        let mut f = TensorFile {
+            metadata: self.metadata.clone(),
+            ..Default::default()
+        };
         f.metadata.insert(CONFIG_KEY.into(), self.cfg.to_json());
         download(ctx, &self.g, "G", &mut f)?;
         if let Some(d) = &self.d {
@@ -196,7 +212,9 @@ impl Model {
     pub fn check_inputs(&self, classes: &[i32], z: &[f32]) -> Result<()> {
         let k = self.cfg.num_classes as i32;
         if let Some(c) = classes.iter().find(|&&c| c < 0 || c >= k) {
-            return Err(Error::InvalidArgument(format!("class id {c} is outside [0, {k})")));
+            return Err(Error::InvalidArgument(format!(
+                "class id {c} is outside [0, {k})"
+            )));
         }
         if z.len() != classes.len() * self.cfg.z_dim {
             return Err(Error::InvalidArgument(format!(
@@ -208,7 +226,10 @@ impl Model {
             )));
         }
         if let Some(i) = z.iter().position(|v| !v.is_finite()) {
-            return Err(Error::InvalidArgument(format!("z[{i}] = {} is not finite", z[i])));
+            return Err(Error::InvalidArgument(format!(
+                "z[{i}] = {} is not finite",
+                z[i]
+            )));
         }
         Ok(())
     }
@@ -232,7 +253,13 @@ impl Model {
 
     /// Sample images: one per class id, z `[n * z_dim]`; returns `n * channels * H * W` floats
     /// in [0, 1], each image channel-major (CHW). Uses standing statistics (eval mode).
-    pub fn sample(&self, ctx: &Context, which: Which, classes: &[i32], z: &[f32]) -> Result<Vec<f32>> {
+    pub fn sample(
+        &self,
+        ctx: &Context,
+        which: Which,
+        classes: &[i32],
+        z: &[f32],
+    ) -> Result<Vec<f32>> {
         self.check_inputs(classes, z)?;
         let ws = self.sampling_weights(which);
         let gen = Generator {
@@ -241,7 +268,10 @@ impl Model {
         };
         let (r, ch, zd) = (self.cfg.resolution, self.cfg.channels, self.cfg.z_dim);
         let mut out = Vec::with_capacity(classes.len() * ch * r * r);
-        for (cs, zs) in classes.chunks(self.max_batch(ctx)).zip(z.chunks(self.max_batch(ctx) * zd)) {
+        for (cs, zs) in classes
+            .chunks(self.max_batch(ctx))
+            .zip(z.chunks(self.max_batch(ctx) * zd))
+        {
             let n = cs.len();
             let zt = Tensor::from_f32(ctx, &[n, zd], zs)?;
             let yt = Tensor::from_i32(ctx, &[n], cs)?;
@@ -258,7 +288,13 @@ impl Model {
     }
 
     /// One image as `H * W * 4` bytes (RGBA, grey images replicated, alpha 255).
-    pub fn sample_rgba8(&self, ctx: &Context, which: Which, class: i32, z: &[f32]) -> Result<Vec<u8>> {
+    pub fn sample_rgba8(
+        &self,
+        ctx: &Context,
+        which: Which,
+        class: i32,
+        z: &[f32],
+    ) -> Result<Vec<u8>> {
         let chw = self.sample(ctx, which, &[class], z)?;
         Ok(chw_to_rgba8(&chw, self.cfg.channels, self.cfg.resolution))
     }
@@ -267,7 +303,9 @@ impl Model {
     /// [-2, 2], times `truncation` in (0, 1]. Bit-reproducible on any machine.
     pub fn make_z(&self, seed: u64, truncation: f32, n: usize) -> Result<Vec<f32>> {
         if !(truncation > 0.0 && truncation <= 1.0) {
-            return Err(Error::InvalidArgument(format!("truncation {truncation} is outside (0, 1]")));
+            return Err(Error::InvalidArgument(format!(
+                "truncation {truncation} is outside (0, 1]"
+            )));
         }
         Ok(rng::truncated_normal(seed, n * self.cfg.z_dim, truncation))
     }

@@ -15,6 +15,9 @@ pub fn ctx() -> &'static Context {
             std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
         }
         let c = Context::new().unwrap_or_else(|e| panic!("{e}"));
+        // Every transient tensor starts as NaN, so a kernel that leaves part of its output
+        // unwritten, or reads scratch it did not fill, fails the comparison.
+        c.set_poison_pool(true);
         eprintln!("adapter: {}", c.description);
         c
     })
@@ -130,10 +133,21 @@ impl Golden {
     /// max |got - want| / max |want| for golden tensor `name` (shapes must agree; NaN gives
     /// infinity).
     pub fn rel_error(&self, name: &str, got: &Tensor) -> f32 {
+        self.rel_error_floor(name, got, 1e-20)
+    }
+
+    /// Largest |value| of a golden tensor.
+    pub fn max_abs(&self, name: &str) -> f32 {
+        self.f32(name).iter().fold(0f32, |m, v| m.max(v.abs()))
+    }
+
+    /// Like [`Golden::rel_error`] with the scale at least `floor`: for tensors whose true
+    /// value is (near) zero, such as the gradient of a bias that feeds batch norm.
+    pub fn rel_error_floor(&self, name: &str, got: &Tensor, floor: f32) -> f32 {
         assert_eq!(got.shape(), &self.shape(name)[..], "{name}: shape");
         let want = self.f32(name);
         let got = got.to_f32(ctx()).unwrap();
-        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(1e-20);
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs())).max(floor);
         got.iter().zip(&want).fold(0f32, |m, (g, w)| {
             if g.is_finite() {
                 m.max((g - w).abs() / scale)
