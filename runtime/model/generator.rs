@@ -24,7 +24,8 @@ struct BlockCtx {
 
 /// What a generator forward pass saved for its backward pass.
 pub struct GenCtx {
-    y: Tensor,
+    /// Labels, when the embedding came from them (a mixed embedding has no backward pass).
+    y: Option<Tensor>,
     lin: DenseCtx,
     blocks: Vec<BlockCtx>,
     out_bn: BnCtx,
@@ -87,16 +88,52 @@ impl Generator<'_> {
         y: &Tensor,
         mode: Mode,
     ) -> Result<(Tensor, GenCtx)> {
+        self.check(z, y)?;
+        let e = embedding::embedding(rec, ws.get(&self.n("shared.weight"))?, y)?;
+        self.forward_embedded(rec, ws, z, &e, Some(y), mode)
+    }
+
+    /// Class interpolation: images whose class embedding is `(1 - t) E[a] + t E[b]` per row
+    /// (t f32 `[N]`, usually in [0, 1]). Forward only.
+    pub fn forward_mix(
+        &self,
+        rec: &mut Recorder,
+        ws: &Weights,
+        z: &Tensor,
+        a: &Tensor,
+        b: &Tensor,
+        t: &Tensor,
+        mode: Mode,
+    ) -> Result<Tensor> {
+        let n = self.check(z, a)?;
+        self.check(z, b)?;
+        if t.dtype() != DType::F32 || t.shape() != [n] {
+            return Err(Error::Shape(format!(
+                "generator: mix weights {t:?} must be f32 [{n}]"
+            )));
+        }
+        let e = embedding::embedding_mix(rec, ws.get(&self.n("shared.weight"))?, a, b, t)?;
+        Ok(self.forward_embedded(rec, ws, z, &e, None, mode)?.0)
+    }
+
+    fn forward_embedded(
+        &self,
+        rec: &mut Recorder,
+        ws: &Weights,
+        z: &Tensor,
+        e: &Tensor,
+        y: Option<&Tensor>,
+        mode: Mode,
+    ) -> Result<(Tensor, GenCtx)> {
         let cfg = self.cfg;
-        let n = self.check(z, y)?;
+        let n = z.shape()[0];
         let sn = cfg.sn;
         let nb = cfg.g_blocks();
-        let e = embedding::embedding(rec, ws.get(&self.n("shared.weight"))?, y)?;
         let (z0, conds) = if cfg.hier {
             let chunks = rearrange::split_channels(rec, z, &vec![cfg.z_chunk(); nb + 1])?;
             let mut conds = Vec::with_capacity(nb);
             for c in &chunks[1..] {
-                conds.push(rearrange::concat_channels(rec, &[c, &e])?);
+                conds.push(rearrange::concat_channels(rec, &[c, e])?);
             }
             (chunks[0].clone(), conds)
         } else {
@@ -146,7 +183,7 @@ impl Generator<'_> {
         Ok((
             image.clone(),
             GenCtx {
-                y: y.clone(),
+                y: y.cloned(),
                 lin,
                 blocks,
                 out_bn,
@@ -207,7 +244,10 @@ impl Generator<'_> {
         let d = d.reshape(&[ctx.batch, 16 * cfg.g_channels()[0]])?;
         ctx.lin.backward(rec, grads, &d)?;
         if let Some(de) = de {
-            let dtable = embedding::embedding_backward(rec, &ctx.y, &de, cfg.num_classes)?;
+            let y = ctx.y.as_ref().ok_or_else(|| {
+                Error::InvalidArgument("a mixed-embedding forward pass has no backward pass".into())
+            })?;
+            let dtable = embedding::embedding_backward(rec, y, &de, cfg.num_classes)?;
             grads.add(rec, self.n("shared.weight"), dtable)?;
         }
         Ok(())

@@ -266,25 +266,115 @@ impl Model {
             cfg: &self.cfg,
             prefix: "G",
         };
-        let (r, ch, zd) = (self.cfg.resolution, self.cfg.channels, self.cfg.z_dim);
-        let mut out = Vec::with_capacity(classes.len() * ch * r * r);
-        for (cs, zs) in classes
-            .chunks(self.max_batch(ctx))
-            .zip(z.chunks(self.max_batch(ctx) * zd))
-        {
+        let zd = self.cfg.z_dim;
+        let per = self.max_batch(ctx);
+        let mut out = Vec::with_capacity(classes.len() * self.image_len());
+        for (cs, zs) in classes.chunks(per).zip(z.chunks(per * zd)) {
             let n = cs.len();
             let zt = Tensor::from_f32(ctx, &[n, zd], zs)?;
             let yt = Tensor::from_i32(ctx, &[n], cs)?;
             let img = ctx.run(|rec| Ok(gen.forward(rec, ws, &zt, &yt, Mode::EVAL)?.0))?;
-            let hwc = img.to_f32(ctx)?;
-            for b in 0..n {
-                let im = &hwc[b * r * r * ch..(b + 1) * r * r * ch];
-                for c in 0..ch {
-                    out.extend((0..r * r).map(|p| ((im[p * ch + c] + 1.0) * 0.5).clamp(0.0, 1.0)));
-                }
-            }
+            self.append_chw01(&img.to_f32(ctx)?, &mut out);
         }
         Ok(out)
+    }
+
+    /// Floats per image: channels * height * width.
+    pub fn image_len(&self) -> usize {
+        self.cfg.channels * self.cfg.resolution * self.cfg.resolution
+    }
+
+    /// NHWC images in [-1, 1] to CHW images in [0, 1], appended to `out`.
+    fn append_chw01(&self, nhwc: &[f32], out: &mut Vec<f32>) {
+        let (r, ch) = (self.cfg.resolution, self.cfg.channels);
+        for im in nhwc.chunks(r * r * ch) {
+            for c in 0..ch {
+                out.extend((0..r * r).map(|p| ((im[p * ch + c] + 1.0) * 0.5).clamp(0.0, 1.0)));
+            }
+        }
+    }
+
+    /// Class interpolation: image i has the class embedding `(1 - t[i]) E[a[i]] + t[i] E[b[i]]`.
+    /// Same output layout as [`Model::sample`].
+    pub fn sample_mix(
+        &self,
+        ctx: &Context,
+        which: Which,
+        a: &[i32],
+        b: &[i32],
+        t: &[f32],
+        z: &[f32],
+    ) -> Result<Vec<f32>> {
+        self.check_inputs(a, z)?;
+        self.check_inputs(b, z)?;
+        if t.len() != a.len() || t.iter().any(|v| !v.is_finite()) {
+            return Err(Error::InvalidArgument(format!(
+                "{} images need {} finite mix weights, got {}",
+                a.len(),
+                a.len(),
+                t.len()
+            )));
+        }
+        let ws = self.sampling_weights(which);
+        let gen = Generator {
+            cfg: &self.cfg,
+            prefix: "G",
+        };
+        let zd = self.cfg.z_dim;
+        let per = self.max_batch(ctx);
+        let mut out = Vec::with_capacity(a.len() * self.image_len());
+        for (i, zs) in z.chunks(per * zd).enumerate() {
+            let n = zs.len() / zd;
+            let rows = i * per..i * per + n;
+            let zt = Tensor::from_f32(ctx, &[n, zd], zs)?;
+            let at = Tensor::from_i32(ctx, &[n], &a[rows.clone()])?;
+            let bt = Tensor::from_i32(ctx, &[n], &b[rows.clone()])?;
+            let tt = Tensor::from_f32(ctx, &[n], &t[rows])?;
+            let img = ctx.run(|rec| gen.forward_mix(rec, ws, &zt, &at, &bt, &tt, Mode::EVAL))?;
+            self.append_chw01(&img.to_f32(ctx)?, &mut out);
+        }
+        Ok(out)
+    }
+
+    /// Accumulate standing batch-norm statistics of G (and of the EMA generator) over
+    /// `batches` batches of `batch` standard-normal z and uniformly drawn classes from `seed`,
+    /// so that sampling one image at a time matches the batch statistics of training.
+    pub fn accumulate_standing_stats(
+        &mut self,
+        ctx: &Context,
+        batches: usize,
+        batch: usize,
+        seed: u64,
+    ) -> Result<()> {
+        if batches == 0 || batch == 0 {
+            return Err(Error::InvalidArgument(
+                "standing statistics need batches > 0 and batch > 0".into(),
+            ));
+        }
+        let (zd, k) = (self.cfg.z_dim, self.cfg.num_classes as u32);
+        let mut data = Vec::with_capacity(batches);
+        for b in 0..batches {
+            let base = (b * batch) as u64;
+            let z: Vec<f32> = (0..(batch * zd) as u64)
+                .map(|i| rng::normal(seed, Stream::Z, base * zd as u64 + i, 0) as f32)
+                .collect();
+            let y: Vec<i32> = (0..batch as u64)
+                .map(|i| rng::below(seed, Stream::Labels, base + i, k) as i32)
+                .collect();
+            data.push((
+                Tensor::from_f32(ctx, &[batch, zd], &z)?,
+                Tensor::from_i32(ctx, &[batch], &y)?,
+            ));
+        }
+        let gen = Generator {
+            cfg: &self.cfg,
+            prefix: "G",
+        };
+        gen.standing_stats(ctx, &mut self.g, &data)?;
+        if let Some(e) = &mut self.g_ema {
+            gen.standing_stats(ctx, e, &data)?;
+        }
+        Ok(())
     }
 
     /// One image as `H * W * 4` bytes (RGBA, grey images replicated, alpha 255).
