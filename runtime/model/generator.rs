@@ -48,6 +48,14 @@ impl GenCtx {
     }
 }
 
+/// Two label tensors (i32 `[N]`) and the weight of the second (f32 `[N]`).
+#[derive(Clone, Copy)]
+pub struct Mix<'a> {
+    pub a: &'a Tensor,
+    pub b: &'a Tensor,
+    pub t: &'a Tensor,
+}
+
 /// A generator: its configuration and the name prefix of its tensors (`G` or `G_ema`).
 pub struct Generator<'a> {
     pub cfg: &'a Config,
@@ -100,11 +108,10 @@ impl Generator<'_> {
         rec: &mut Recorder,
         ws: &Weights,
         z: &Tensor,
-        a: &Tensor,
-        b: &Tensor,
-        t: &Tensor,
+        mix: Mix,
         mode: Mode,
     ) -> Result<Tensor> {
+        let Mix { a, b, t } = mix;
         let n = self.check(z, a)?;
         self.check(z, b)?;
         if t.dtype() != DType::F32 || t.shape() != [n] {

@@ -3,7 +3,7 @@
 
 use super::config::Config;
 use super::file::{HostTensor, TensorFile};
-use super::generator::Generator;
+use super::generator::{Generator, Mix};
 use super::layers::{Mode, Weights};
 use super::spec::{self, Kind, Spec};
 use crate::device::Context;
@@ -330,7 +330,19 @@ impl Model {
             let at = Tensor::from_i32(ctx, &[n], &a[rows.clone()])?;
             let bt = Tensor::from_i32(ctx, &[n], &b[rows.clone()])?;
             let tt = Tensor::from_f32(ctx, &[n], &t[rows])?;
-            let img = ctx.run(|rec| gen.forward_mix(rec, ws, &zt, &at, &bt, &tt, Mode::EVAL))?;
+            let img = ctx.run(|rec| {
+                gen.forward_mix(
+                    rec,
+                    ws,
+                    &zt,
+                    Mix {
+                        a: &at,
+                        b: &bt,
+                        t: &tt,
+                    },
+                    Mode::EVAL,
+                )
+            })?;
             self.append_chw01(&img.to_f32(ctx)?, &mut out);
         }
         Ok(out)
