@@ -131,13 +131,8 @@ pub fn linear(
     sn_on: bool,
     mode: Mode,
 ) -> Result<(Tensor, DenseCtx)> {
-    let weight = LayerWeight::new(rec, ws, layer, sn_on, mode)?;
-    let b = if bias {
-        Some(ws.get(&format!("{layer}.bias"))?)
-    } else {
-        None
-    };
-    let y = gemm::linear(rec, x, &weight.w, b)?;
+    let (weight, b) = dense_weights(rec, ws, layer, bias, sn_on, mode)?;
+    let y = gemm::linear(rec, x, &weight.w, b.as_ref())?;
     Ok((
         y,
         DenseCtx {
@@ -159,13 +154,8 @@ pub fn conv2d(
     sn_on: bool,
     mode: Mode,
 ) -> Result<(Tensor, DenseCtx)> {
-    let weight = LayerWeight::new(rec, ws, layer, sn_on, mode)?;
-    let b = if bias {
-        Some(ws.get(&format!("{layer}.bias"))?)
-    } else {
-        None
-    };
-    let y = conv::conv2d(rec, x, &weight.w, b)?;
+    let (weight, b) = dense_weights(rec, ws, layer, bias, sn_on, mode)?;
+    let y = conv::conv2d(rec, x, &weight.w, b.as_ref())?;
     Ok((
         y,
         DenseCtx {
@@ -175,6 +165,23 @@ pub fn conv2d(
             conv: true,
         },
     ))
+}
+
+/// The weight as used (spectrally normalised when on) and the bias, if the layer has one.
+fn dense_weights(
+    rec: &mut Recorder,
+    ws: &Weights,
+    layer: &str,
+    bias: bool,
+    sn_on: bool,
+    mode: Mode,
+) -> Result<(LayerWeight, Option<Tensor>)> {
+    let weight = LayerWeight::new(rec, ws, layer, sn_on, mode)?;
+    let b = match bias {
+        true => Some(ws.get(&format!("{layer}.bias"))?.clone()),
+        false => None,
+    };
+    Ok((weight, b))
 }
 
 impl DenseCtx {
