@@ -25,7 +25,7 @@
 //!   gradient is far above the gradient error is nearly exact, while one whose gradient is
 //!   within the error of 0 can move by anything in [-lr, lr]. So each element may differ by
 //!   what Adam makes of any gradient within the gradient tolerance d of the reference one,
-//!       lr * max |f(g_ref +- d) - f(g_ref)|,
+//!   `lr * max |f(g_ref +- d) - f(g_ref)|`,
 //!   plus the f32 rounding of p (2 ulp of |p|) and of the update (1e-5 lr). This is tight
 //!   where the gradient is well determined and loose only where it cannot be.
 //! - G_ema: (1 - decay) x the parameter bound (1 when G_ema copies G) plus 2 ulp.
@@ -377,4 +377,165 @@ fn conditional_d_step_then_g_step() {
 #[test]
 fn ssgan_d_step_then_g_step() {
     run_case(&CASES[2]);
+}
+
+#[test]
+fn fill_unlabelled_keeps_labels_and_takes_the_argmax_elsewhere() {
+    use fewlabels::ops::loss::fill_unlabelled;
+    let (r, c) = (37, 5);
+    let logits: Vec<f32> = (0..r * c)
+        .map(|i| ((i * 7919) % 101) as f32 * 0.01 - 0.5)
+        .collect();
+    let labels: Vec<i32> = (0..r as i32)
+        .map(|i| if i % 3 == 0 { -1 } else { i % c as i32 })
+        .collect();
+    let lt = Tensor::from_f32(ctx(), &[r, c], &logits).unwrap();
+    let yt = Tensor::from_i32(ctx(), &[r], &labels).unwrap();
+    let out = ctx()
+        .run(|rec| fill_unlabelled(rec, &lt, &yt))
+        .unwrap()
+        .to_i32(ctx())
+        .unwrap();
+    for i in 0..r {
+        let want = if labels[i] >= 0 {
+            labels[i]
+        } else {
+            let row = &logits[i * c..(i + 1) * c];
+            // First index of the maximum, as torch.argmax.
+            (0..c).fold(0, |b, j| if row[j] > row[b] { j } else { b }) as i32
+        };
+        assert_eq!(out[i], want, "row {i}");
+    }
+    let bad = Tensor::from_i32(ctx(), &[r - 1], &labels[1..]).unwrap();
+    assert!(ctx().run(|rec| fill_unlabelled(rec, &lt, &bad)).is_err());
+}
+
+#[test]
+fn concat_batch_and_split_batch_invert_each_other() {
+    use fewlabels::ops::rearrange::{concat_batch, split_batch};
+    let a: Vec<f32> = (0..2 * 3 * 3 * 2).map(|i| i as f32).collect();
+    let b: Vec<f32> = (0..3 * 3 * 2).map(|i| -(i as f32)).collect();
+    let at = Tensor::from_f32(ctx(), &[2, 3, 3, 2], &a).unwrap();
+    let bt = Tensor::from_f32(ctx(), &[1, 3, 3, 2], &b).unwrap();
+    let (cat, parts) = ctx()
+        .run(|rec| {
+            let cat = concat_batch(rec, &[&at, &bt])?;
+            let parts = split_batch(rec, &cat, &[1, 2])?;
+            Ok((cat, parts))
+        })
+        .unwrap();
+    assert_eq!(cat.shape(), [3, 3, 3, 2]);
+    let all: Vec<f32> = a.iter().chain(&b).copied().collect();
+    assert_eq!(cat.to_f32(ctx()).unwrap(), all);
+    assert_eq!(parts[0].shape(), [1, 3, 3, 2]);
+    assert_eq!(parts[0].to_f32(ctx()).unwrap(), all[..18]);
+    assert_eq!(parts[1].to_f32(ctx()).unwrap(), all[18..]);
+    let odd = Tensor::from_f32(ctx(), &[1, 3, 2, 3], &b).unwrap();
+    assert!(ctx().run(|rec| concat_batch(rec, &[&at, &odd])).is_err());
+    assert!(ctx().run(|rec| split_batch(rec, &cat, &[1, 1])).is_err());
+}
+
+#[test]
+fn variants_and_config() {
+    for v in Variant::ALL {
+        assert_eq!(Variant::parse(v.name()).unwrap(), v);
+    }
+    assert!(Variant::parse("s4gan").is_err());
+    let mut tc = TrainConfig::new(Variant::S3ganCo);
+    assert_eq!(tc.rot_rows(8), 2);
+    tc.rot_fraction = 1.0 / 3.0;
+    assert_eq!(tc.rot_rows(6), 2);
+    tc.rot_fraction = 0.01;
+    assert_eq!(tc.rot_rows(6), 1);
+    assert_eq!(TrainConfig::new(Variant::S2ganCo).rot_rows(8), 0);
+    tc.rot_fraction = 0.0;
+    assert!(tc.validate().is_err());
+    let mut tc = TrainConfig::new(Variant::Conditional);
+    tc.ema_decay = 1.5;
+    assert!(tc.validate().is_err());
+}
+
+fn tiny_trainer(variant: Variant, ema_start: u64) -> Trainer {
+    let cfg = Config::preset("tiny").unwrap();
+    let model = Model::init(ctx(), &cfg, 7).unwrap();
+    let mut tc = TrainConfig::new(variant);
+    tc.ema_start = ema_start;
+    tc.ema_decay = 0.5;
+    tc.seed = 11;
+    Trainer::new(ctx(), model, tc).unwrap()
+}
+
+fn real_batch(n: usize, step: usize) -> Tensor {
+    let data: Vec<f32> = (0..n * 16 * 16)
+        .map(|i| (((i + 31 * step) * 2654435761usize) % 2001) as f32 / 1000.0 - 1.0)
+        .collect();
+    Tensor::from_f32(ctx(), &[n, 16, 16, 1], &data).unwrap()
+}
+
+#[test]
+fn every_variant_trains_a_few_steps() {
+    let labels = [0, -1, 2, -1, 1, -1, 0, 1];
+    let known = [0, 1, 2, 0, 1, 2, 0, 1];
+    for variant in Variant::ALL {
+        let mut tr = tiny_trainer(variant, 2);
+        let y: &[i32] = if variant == Variant::Conditional {
+            &known
+        } else {
+            &labels
+        };
+        for it in 0..2 {
+            for s in 0..tr.cfg.d_steps {
+                let (z, yf) = tr.fake_batch(ctx(), 8).unwrap();
+                let r = tr
+                    .d_step(ctx(), &real_batch(8, 2 * it + s), y, &z, &yf)
+                    .unwrap();
+                assert!(r.total.is_finite() && r.hinge >= 0.0, "{variant:?}: {r:?}");
+                assert_eq!(r.rotation != 0.0, variant.rotation(), "{variant:?}");
+                assert_eq!(r.class != 0.0, variant.class_head(), "{variant:?}");
+                let sum = r.hinge + r.rotation + r.class;
+                assert!((r.total - sum).abs() <= 1e-5 * sum.abs().max(1.0));
+            }
+            let (z, yf) = tr.fake_batch(ctx(), 8).unwrap();
+            let r = tr.g_step(ctx(), &z, &yf).unwrap();
+            assert!(r.total.is_finite(), "{variant:?}: {r:?}");
+            // Step 1 < ema_start = 2 copies G; step 2 averages.
+            let g = tr.model.g.map["G.out_conv.weight"].to_f32(ctx()).unwrap();
+            let e = tr.model.g_ema.as_ref().unwrap().map["G.out_conv.weight"]
+                .to_f32(ctx())
+                .unwrap();
+            assert_eq!(g == e, it == 0, "{variant:?}: EMA at G step {}", it + 1);
+        }
+        assert_eq!((tr.d_steps_done(), tr.g_steps_done()), (4, 2));
+        // A head the variant does not use keeps its initial weights and no Adam steps.
+        if !variant.class_head() {
+            assert_eq!(tr.adam_state("D.classifier.weight").unwrap().2, 0);
+        }
+        assert_eq!(tr.adam_state("D.linear.weight").unwrap().2, 4);
+    }
+}
+
+#[test]
+fn bad_inputs_are_errors() {
+    let mut tr = tiny_trainer(Variant::Conditional, 0);
+    let (z, yf) = tr.fake_batch(ctx(), 4).unwrap();
+    let x = real_batch(4, 0);
+    // The conditional variant needs every label.
+    assert!(tr.d_step(ctx(), &x, &[0, -1, 1, 2], &z, &yf).is_err());
+    // Labels outside the classes.
+    assert!(tr.d_step(ctx(), &x, &[0, 3, 1, 2], &z, &yf).is_err());
+    assert!(tr
+        .d_step(ctx(), &x, &[0, 1, 1, 2], &z, &[0, 1, 5, 0])
+        .is_err());
+    // Shapes.
+    assert!(tr.d_step(ctx(), &x, &[0, 1, 1], &z, &yf).is_err());
+    let (z3, _) = tr.fake_batch(ctx(), 3).unwrap();
+    assert!(tr.g_step(ctx(), &z3, &yf).is_err());
+    assert!(tr.d_step(ctx(), &x, &[0, 1, 1, 2], &z, &yf).is_ok());
+    // A variant whose head the model lacks.
+    let cfg = Config {
+        class_head: false,
+        ..Config::preset("tiny").unwrap()
+    };
+    let model = Model::init(ctx(), &cfg, 1).unwrap();
+    assert!(Trainer::new(ctx(), model, TrainConfig::new(Variant::S2ganCo)).is_err());
 }

@@ -18,8 +18,8 @@
 //!    the argmax of its own class logits from this same forward
 //!    ([`Discriminator::forward_fill`]). A rotated row's logit enters no loss, so its label does
 //!    not matter.
-//! 3. Loss_D = mean(relu(1 - D(real))) + mean(relu(1 + D(fake)))  (unrotated rows)
-//!    + d_rot_weight * CE(rotation head, real rotation set) + class_weight * CE(class head,
+//! 3. Loss_D = mean(relu(1 - D(real))) + mean(relu(1 + D(fake))) (unrotated rows) +
+//!    d_rot_weight * CE(rotation head, real rotation set) + class_weight * CE(class head,
 //!    labelled real rows; mean over them, 0 if none). The rotation set of a half is its last
 //!    4k rows: the last k unrotated images (target 0), then their rotations by 90, 180, 270
 //!    degrees (targets 1, 2, 3). compare_gan's CE is -log(softmax + 1e-10); this is the exact
