@@ -539,3 +539,22 @@ fn bad_inputs_are_errors() {
     let model = Model::init(ctx(), &cfg, 1).unwrap();
     assert!(Trainer::new(ctx(), model, TrainConfig::new(Variant::S2ganCo)).is_err());
 }
+
+#[test]
+fn every_row_rotated() {
+    let cfg = Config::preset("tiny").unwrap();
+    let model = Model::init(ctx(), &cfg, 3).unwrap();
+    let mut tc = TrainConfig::new(Variant::S3ganCo);
+    tc.rot_fraction = 1.0;
+    let mut tr = Trainer::new(ctx(), model, tc).unwrap();
+    assert_eq!(tr.cfg.rot_rows(2), 2);
+    let (z, yf) = tr.fake_batch(ctx(), 2).unwrap();
+    let d = tr
+        .d_step(ctx(), &real_batch(2, 5), &[-1, 1], &z, &yf)
+        .unwrap();
+    assert_eq!(d.y_used.shape(), [16]);
+    assert!(d.total.is_finite() && d.rotation > 0.0);
+    let (z, yf) = tr.fake_batch(ctx(), 2).unwrap();
+    let g = tr.g_step(ctx(), &z, &yf).unwrap();
+    assert!(g.total.is_finite() && g.rotation > 0.0);
+}
