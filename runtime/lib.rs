@@ -17,3 +17,4 @@ pub use kernel::Recorder;
 pub use tensor::{DType, Tensor};
 pub mod model;
 pub mod rng;
+pub mod train;

@@ -166,3 +166,28 @@ fn argmax_rows(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     }
     index_out[r] = i32(bi);
 }
+
+// Projection labels with the class head's choice for unlabelled rows, one thread per row:
+// index_out[r] = labels[r] when it names a class (in [0, C)), else the argmax of row r of
+// the class logits (ties to the first index, as argmax_rows).
+@compute @workgroup_size(64)
+fn fill_unlabelled(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = index(gid, nwg, WG);
+    if r >= p.n { return; }
+    let lab = labels[r];
+    if labelled(lab) {
+        index_out[r] = lab;
+        return;
+    }
+    let base = r * p.cols;
+    var best = a[base];
+    var bi = 0u;
+    for (var c = 1u; c < p.cols; c++) {
+        let v = a[base + c];
+        if v > best {
+            best = v;
+            bi = c;
+        }
+    }
+    index_out[r] = i32(bi);
+}

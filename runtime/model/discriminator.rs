@@ -7,7 +7,7 @@ use super::layers::{self, AttnCtx, DenseCtx, Grads, LayerWeight, Mode, Weights};
 use super::spec;
 use crate::error::{Error, Result};
 use crate::kernel::Recorder;
-use crate::ops::{elementwise as ew, embedding, gemm, resample};
+use crate::ops::{elementwise as ew, embedding, gemm, loss, resample};
 use crate::tensor::{DType, Tensor};
 
 struct BlockCtx {
@@ -28,6 +28,9 @@ pub struct DOut {
     pub rotation: Option<Tensor>,
     /// `[N, num_classes]` when the class head is on.
     pub class: Option<Tensor>,
+    /// i32 `[N]`: the projection labels (the input labels, with unlabelled rows filled in by
+    /// [`Discriminator::forward_fill`]).
+    pub y_used: Tensor,
 }
 
 /// What a discriminator forward pass saved.
@@ -64,6 +67,37 @@ impl Discriminator<'_> {
         x: &Tensor,
         y: &Tensor,
         mode: Mode,
+    ) -> Result<(DOut, DiscCtx)> {
+        self.forward_impl(rec, ws, x, y, mode, false)
+    }
+
+    /// Like [`Discriminator::forward`], but a row whose label is -1 (unlabelled) is projected
+    /// with the argmax of its own class-head logits from this same pass (S3GAN; no gradient
+    /// flows through the choice). The labels used are [`DOut::y_used`]. Needs the class head.
+    pub fn forward_fill(
+        &self,
+        rec: &mut Recorder,
+        ws: &Weights,
+        x: &Tensor,
+        y: &Tensor,
+        mode: Mode,
+    ) -> Result<(DOut, DiscCtx)> {
+        if !self.cfg.class_head {
+            return Err(Error::InvalidArgument(
+                "discriminator: filling unlabelled rows needs the class head".into(),
+            ));
+        }
+        self.forward_impl(rec, ws, x, y, mode, true)
+    }
+
+    fn forward_impl(
+        &self,
+        rec: &mut Recorder,
+        ws: &Weights,
+        x: &Tensor,
+        y: &Tensor,
+        mode: Mode,
+        fill: bool,
     ) -> Result<(DOut, DiscCtx)> {
         let cfg = self.cfg;
         let n = y.numel();
@@ -136,13 +170,7 @@ impl Discriminator<'_> {
         let hr = ew::relu(rec, &h)?;
         let feat = resample::sum_hw(rec, &hr)?;
         let c = feat.shape()[1];
-        let (lin, linear) = layers::linear(rec, ws, "D.linear", &feat, true, sn, mode)?;
-        let embed = LayerWeight::new(rec, ws, "D.embed", sn, mode)?;
-        let emb = embedding::embedding(rec, &embed.w, y)?;
-        let feat3 = feat.reshape(&[n, 1, c])?;
-        let emb3 = emb.reshape(&[n, c, 1])?;
-        let proj = gemm::bmm(rec, &feat3, &emb3, false, false)?;
-        let logit = ew::add(rec, &lin.reshape(&[n])?, &proj.reshape(&[n])?)?;
+        // The heads come first: the projection may need the class head's argmax.
         let (rotation, rot_ctx) = if cfg.rotation_head {
             let (t, c) = layers::linear(rec, ws, "D.rotation", &feat, true, sn, mode)?;
             (Some(t), Some(c))
@@ -155,14 +183,26 @@ impl Discriminator<'_> {
         } else {
             (None, None)
         };
+        let y_used = match (&class, fill) {
+            (Some(cls), true) => loss::fill_unlabelled(rec, cls, y)?,
+            _ => y.clone(),
+        };
+        let (lin, linear) = layers::linear(rec, ws, "D.linear", &feat, true, sn, mode)?;
+        let embed = LayerWeight::new(rec, ws, "D.embed", sn, mode)?;
+        let emb = embedding::embedding(rec, &embed.w, &y_used)?;
+        let feat3 = feat.reshape(&[n, 1, c])?;
+        let emb3 = emb.reshape(&[n, c, 1])?;
+        let proj = gemm::bmm(rec, &feat3, &emb3, false, false)?;
+        let logit = ew::add(rec, &lin.reshape(&[n])?, &proj.reshape(&[n])?)?;
         Ok((
             DOut {
                 logit,
                 rotation,
                 class,
+                y_used: y_used.clone(),
             },
             DiscCtx {
-                y: y.clone(),
+                y: y_used,
                 blocks,
                 h_last: h,
                 feat3,

@@ -1,5 +1,6 @@
 //! Losses whose values and gradients stay on the device (nothing is read back): hinge for the
-//! discriminator and the generator, softmax cross-entropy with masked rows, and row argmax.
+//! discriminator and the generator, softmax cross-entropy with masked rows, row argmax, and
+//! labels whose unlabelled rows are filled by argmax.
 //! Shader: `shaders/loss.wgsl`.
 //!
 //! Each loss is a one-element f32 tensor; each gradient is that of the loss itself (multiply
@@ -168,6 +169,27 @@ pub fn argmax(rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
         "argmax_rows",
         &[r as u32, 0, c as u32, 0],
         &[(1, x), (8, &out)],
+        grid_1d(r as u64, ROWS_WG),
+    )?;
+    Ok(out)
+}
+
+/// Labels with the gaps filled from a classifier: row `r` keeps `labels[r]` when it is a class
+/// in `[0, C)` and otherwise (-1, unlabelled) takes the argmax of `logits[r]` (ties to the
+/// first index). `logits [R, C]`, `labels i32 [R]` -> i32 `[R]`. No gradient flows through
+/// the choice (S3GAN's projection labels for unlabelled real images).
+pub fn fill_unlabelled(rec: &mut Recorder, logits: &Tensor, labels: &Tensor) -> Result<Tensor> {
+    let (r, c) = check_matrix("fill_unlabelled", "logits", logits)?;
+    ensure_shape!(
+        labels.dtype() == DType::I32 && labels.shape() == [r],
+        "fill_unlabelled: labels {labels:?} must be i32 [{r}] (one per logits row)"
+    );
+    let out = Tensor::empty(rec.ctx, &[r], DType::I32)?;
+    rec.dispatch(
+        "loss",
+        "fill_unlabelled",
+        &[r as u32, 0, c as u32, 0],
+        &[(1, logits), (3, labels), (8, &out)],
         grid_1d(r as u64, ROWS_WG),
     )?;
     Ok(out)

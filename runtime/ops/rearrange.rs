@@ -1,4 +1,5 @@
-//! Rearranging ops: concatenation and splitting along the channel (last) axis, and per-image
+//! Rearranging ops: concatenation and splitting along the channel (last) axis and along the
+//! batch (first) axis, and per-image
 //! rotation of square images by multiples of 90 degrees (S3GAN's self-supervised rotation
 //! task). They move elements bit for bit, so they accept f32 and i32 tensors alike.
 //! Shader: `shaders/rearrange.wgsl`.
@@ -199,4 +200,58 @@ pub fn rotate_all(rec: &mut Recorder, x: &Tensor, k: u32) -> Result<Tensor> {
 /// Gradient of [`rotate_all`]: every image of `dy` rotated by `-k * 90` degrees.
 pub fn rotate_all_backward(rec: &mut Recorder, dy: &Tensor, k: u32) -> Result<Tensor> {
     rotate_impl(rec, "rotate_all_backward", dy, None, k, true)
+}
+
+/// Concatenate tensors along their first (batch) axis, like `torch.cat(xs, dim=0)`: every
+/// input must have the same trailing dimensions and dtype. The data of a row-major tensor is
+/// its rows one after another, so this is [`concat_channels`] of the inputs seen as
+/// `[1, numel]`. Backward: [`split_batch`]`(dy, &[n0, n1, ...])`.
+pub fn concat_batch(rec: &mut Recorder, xs: &[&Tensor]) -> Result<Tensor> {
+    ensure_shape!(!xs.is_empty(), "concat_batch: no input tensors");
+    let first = xs[0];
+    ensure_shape!(
+        !first.shape().is_empty(),
+        "concat_batch: input 0 {first:?} has no axis"
+    );
+    let tail = &first.shape()[1..];
+    let mut rows = 0;
+    let mut flat = Vec::with_capacity(xs.len());
+    for (i, x) in xs.iter().enumerate() {
+        ensure_shape!(
+            x.shape().len() == first.shape().len() && &x.shape()[1..] == tail,
+            "concat_batch: input {i} {x:?} does not match input 0 {first:?} in all but the \
+             first axis"
+        );
+        rows += x.shape()[0];
+        flat.push(x.reshape(&[1, x.numel()])?);
+    }
+    let refs: Vec<&Tensor> = flat.iter().collect();
+    let y = concat_channels(rec, &refs)?;
+    let mut shape = vec![rows];
+    shape.extend_from_slice(tail);
+    y.reshape(&shape)
+}
+
+/// Split a tensor along its first (batch) axis into pieces of `sizes` rows (in order; they
+/// must add up to the first dimension), like `torch.split(x, sizes, dim=0)`. Also the
+/// backward pass of [`concat_batch`]; its own backward pass is [`concat_batch`].
+pub fn split_batch(rec: &mut Recorder, x: &Tensor, sizes: &[usize]) -> Result<Vec<Tensor>> {
+    ensure_shape!(!x.shape().is_empty(), "split_batch: x {x:?} has no axis");
+    let rows = x.shape()[0];
+    ensure_shape!(
+        sizes.iter().sum::<usize>() == rows,
+        "split_batch: sizes {sizes:?} do not add up to the first axis of x {x:?}"
+    );
+    let row: usize = x.shape()[1..].iter().product();
+    let widths: Vec<usize> = sizes.iter().map(|s| s * row).collect();
+    let pieces = split_channels(rec, &x.reshape(&[1, x.numel()])?, &widths)?;
+    pieces
+        .iter()
+        .zip(sizes)
+        .map(|(p, &s)| {
+            let mut shape = vec![s];
+            shape.extend_from_slice(&x.shape()[1..]);
+            p.reshape(&shape)
+        })
+        .collect()
 }
