@@ -112,7 +112,8 @@ typedef struct fl_model fl_model;
 typedef int32_t fl_status;
 
 /**
- * What a model is. Filled by `fl_model_get_info`. New fields are only ever added at the end.
+ * What a model is. Filled by `fl_model_get_info`. The layout is fixed for this ABI: a later
+ * release that needs more fields adds a new struct and a new call.
  */
 typedef struct fl_model_info {
   /**
@@ -195,8 +196,10 @@ const char *fl_status_name(fl_status status);
  * `out`: receives a new handle, owned by the caller, to be freed with `fl_model_free`; set
  * to NULL on failure.
  *
- * The first call that needs the GPU opens the process-wide device (`FL_ERR_NO_DEVICE` with
- * an install hint when there is none). Errors: `FL_ERR_IO` (cannot read), `FL_ERR_FORMAT`
+ * The first call that needs the GPU opens the process-wide device, honouring the environment
+ * variables `FEWLABELS_BACKEND` (vulkan, metal, dx12, gl) and `FEWLABELS_ADAPTER` (part of an
+ * adapter name); `FL_ERR_NO_DEVICE` with an install hint when there is none (the failure is
+ * remembered for the life of the process). Errors: `FL_ERR_IO` (cannot read), `FL_ERR_FORMAT`
  * (truncated, corrupt, not a model file), `FL_ERR_NULL_POINTER` (`out` is NULL).
  *
  * # Safety
@@ -263,8 +266,8 @@ fl_status fl_make_z(const struct fl_model *model,
  *
  * `out` receives `channels * height * width` floats in [0, 1], channel-major (CHW), owned by
  * the caller. Uses the EMA generator when the model has one, and standing batch-norm
- * statistics; the same inputs give the same image on the same device. Several threads may
- * sample from one model at once.
+ * statistics; the same call with the same inputs gives the same image on the same device.
+ * Several threads may sample from one model at once.
  *
  * Errors: `FL_ERR_OUT_OF_RANGE` (class id outside 0 .. num_classes - 1),
  * `FL_ERR_NON_FINITE` (z holds NaN/inf), `FL_ERR_NULL_POINTER`, `FL_ERR_DEVICE`.

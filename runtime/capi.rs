@@ -83,7 +83,8 @@ pub struct fl_model {
     model: RwLock<Model>,
 }
 
-/// What a model is. Filled by `fl_model_get_info`. New fields are only ever added at the end.
+/// What a model is. Filled by `fl_model_get_info`. The layout is fixed for this ABI: a later
+/// release that needs more fields adds a new struct and a new call.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct fl_model_info {
@@ -465,8 +466,10 @@ pub extern "C" fn fl_status_name(status: fl_status) -> *const c_char {
 /// `out`: receives a new handle, owned by the caller, to be freed with `fl_model_free`; set
 /// to NULL on failure.
 ///
-/// The first call that needs the GPU opens the process-wide device (`FL_ERR_NO_DEVICE` with
-/// an install hint when there is none). Errors: `FL_ERR_IO` (cannot read), `FL_ERR_FORMAT`
+/// The first call that needs the GPU opens the process-wide device, honouring the environment
+/// variables `FEWLABELS_BACKEND` (vulkan, metal, dx12, gl) and `FEWLABELS_ADAPTER` (part of an
+/// adapter name); `FL_ERR_NO_DEVICE` with an install hint when there is none (the failure is
+/// remembered for the life of the process). Errors: `FL_ERR_IO` (cannot read), `FL_ERR_FORMAT`
 /// (truncated, corrupt, not a model file), `FL_ERR_NULL_POINTER` (`out` is NULL).
 ///
 /// # Safety
@@ -616,8 +619,8 @@ pub unsafe extern "C" fn fl_make_z(
 ///
 /// `out` receives `channels * height * width` floats in [0, 1], channel-major (CHW), owned by
 /// the caller. Uses the EMA generator when the model has one, and standing batch-norm
-/// statistics; the same inputs give the same image on the same device. Several threads may
-/// sample from one model at once.
+/// statistics; the same call with the same inputs gives the same image on the same device.
+/// Several threads may sample from one model at once.
 ///
 /// Errors: `FL_ERR_OUT_OF_RANGE` (class id outside 0 .. num_classes - 1),
 /// `FL_ERR_NON_FINITE` (z holds NaN/inf), `FL_ERR_NULL_POINTER`, `FL_ERR_DEVICE`.
@@ -747,3 +750,49 @@ const _: () = {
     fn sync<T: Sync + Send>() {}
     let _ = sync::<fl_model>;
 };
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn last() -> String {
+        unsafe { CStr::from_ptr(fl_last_error()) }
+            .to_string_lossy()
+            .into_owned()
+    }
+
+    #[test]
+    fn a_panic_becomes_a_status_and_a_message() {
+        let st = guard("fl_test", || panic!("boom {}", 42));
+        assert_eq!(st, FL_ERR_PANIC as fl_status);
+        let msg = last();
+        assert!(msg.contains("fl_test") && msg.contains("boom 42"), "{msg}");
+        let st = guard("fl_test", || panic!("static boom"));
+        assert_eq!(st, FL_ERR_PANIC as fl_status);
+        assert!(last().contains("static boom"));
+    }
+
+    #[test]
+    fn errors_map_to_their_codes_and_messages_lose_nul_bytes() {
+        let cases = [
+            (Error::NoAdapter("x".into()), FL_ERR_NO_DEVICE),
+            (Error::Device("x".into()), FL_ERR_DEVICE),
+            (Error::InvalidArgument("x".into()), FL_ERR_INVALID_ARGUMENT),
+            (Error::Shape("x".into()), FL_ERR_INTERNAL),
+            (Error::Io("x".into()), FL_ERR_IO),
+            (Error::Format("x".into()), FL_ERR_FORMAT),
+        ];
+        for (e, code) in cases {
+            assert_eq!(guard("c", || Err(e.into())), code as fl_status);
+        }
+        assert_eq!(
+            guard("c", || fail(FL_ERR_IO, "a\0b")),
+            FL_ERR_IO as fl_status
+        );
+        assert_eq!(last(), "c: a b");
+        for code in 0..=12 {
+            let name = unsafe { CStr::from_ptr(fl_status_name(code)) };
+            assert_ne!(name.to_str().unwrap(), "FL_ERR_UNKNOWN", "code {code}");
+        }
+    }
+}

@@ -451,3 +451,23 @@ fn failures_set_a_thread_local_message() {
     let v = unsafe { CStr::from_ptr(fl_version()) };
     assert_eq!(v.to_str().unwrap(), env!("CARGO_PKG_VERSION"));
 }
+
+#[test]
+fn python_bindings_sample() {
+    let f = files();
+    let so = shared_lib();
+    let res = Command::new("python3")
+        .arg(root().join("bindings/python/test_fewlabels.py"))
+        .arg(&f.tiny)
+        .arg(&f.no_d)
+        .env("FEWLABELS_LIB", &so)
+        .env("PYTHONDONTWRITEBYTECODE", "1")
+        .output()
+        .expect("running python3 (needed for the Python bindings test)");
+    assert!(
+        res.status.success(),
+        "bindings/python/test_fewlabels.py failed:\n{}\n{}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
+}
