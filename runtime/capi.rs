@@ -487,8 +487,13 @@ pub unsafe extern "C" fn fl_model_load(path: *const c_char, out: *mut *mut fl_mo
             );
         }
         let path = path_of(path)?;
+        // The file first: a missing or damaged file is reported even without a device.
+        let file = TensorFile::load(&path)?;
         let ctx = context()?;
-        let model = Model::load(ctx, &path)?;
+        let model = Model::from_file(ctx, &file).map_err(|e| match e {
+            Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
+            other => other,
+        })?;
         finish_load(model, out)
     })
 }

@@ -29,23 +29,34 @@ fn work_dir() -> PathBuf {
     d
 }
 
+/// The libfewlabels.so this test run built. `cargo test` leaves it in target/<profile>/deps
+/// (only `cargo build` copies it up to target/<profile>), so take the newer of the two.
 fn shared_lib() -> PathBuf {
-    let so = lib_dir().join("libfewlabels.so");
-    assert!(
-        so.exists(),
-        "{} is missing: cargo builds it with the library (crate-type cdylib); run `cargo build`",
-        so.display()
-    );
-    so
+    let candidates = [
+        lib_dir().join("deps/libfewlabels.so"),
+        lib_dir().join("libfewlabels.so"),
+    ];
+    let newest = candidates
+        .iter()
+        .filter_map(|p| Some((std::fs::metadata(p).ok()?.modified().ok()?, p)))
+        .max_by_key(|(t, _)| *t)
+        .map(|(_, p)| p.clone());
+    newest.unwrap_or_else(|| {
+        panic!(
+            "libfewlabels.so is missing from {}: cargo builds it with the library (crate-type \
+             cdylib); run `cargo build`",
+            lib_dir().display()
+        )
+    })
 }
 
 const C_FLAGS: &[&str] = &["-Wall", "-Wextra", "-Werror", "-pedantic"];
 
 /// Compile and link a C file against libfewlabels.so; returns the executable.
 fn build_c(src: &Path, name: &str) -> PathBuf {
-    shared_lib();
+    let so = shared_lib();
     let out = work_dir().join(name);
-    let dir = lib_dir();
+    let dir = so.parent().unwrap();
     let res = Command::new("cc")
         .arg("-std=c99")
         .args(C_FLAGS)
@@ -55,7 +66,7 @@ fn build_c(src: &Path, name: &str) -> PathBuf {
         .arg("-L")
         .arg(&dir)
         .arg(format!("-Wl,-rpath,{}", dir.display()))
-        .args(["-lfewlabels", "-lm", "-o"])
+        .args(["-l:libfewlabels.so", "-lm", "-o"])
         .arg(&out)
         .output()
         .expect("running cc");
@@ -69,8 +80,17 @@ fn build_c(src: &Path, name: &str) -> PathBuf {
 }
 
 fn run(exe: &Path, args: &[&Path]) -> std::process::Output {
+    run_env(exe, args, &[])
+}
+
+fn run_env(exe: &Path, args: &[&Path], env: &[(&str, &str)]) -> std::process::Output {
+    // cargo puts target/<profile> on LD_LIBRARY_PATH, which outranks the rpath and may hold an
+    // older libfewlabels.so than the one this run built: point it at the right one.
+    let so = shared_lib();
     Command::new(exe)
         .args(args)
+        .env("LD_LIBRARY_PATH", so.parent().unwrap())
+        .envs(env.iter().copied())
         .env(
             "XDG_RUNTIME_DIR",
             std::env::var_os("XDG_RUNTIME_DIR").unwrap_or_else(|| std::env::temp_dir().into()),
@@ -470,4 +490,23 @@ fn python_bindings_sample() {
         String::from_utf8_lossy(&res.stdout),
         String::from_utf8_lossy(&res.stderr)
     );
+}
+
+#[test]
+fn without_a_device_calls_report_no_device_and_file_errors_still_come_first() {
+    let f = files();
+    let exe = build_c(&root().join("examples/c/sample.c"), "sample_no_device");
+    // No Linux machine has a DX12 adapter: this is a machine without a usable device.
+    let env = [("FEWLABELS_BACKEND", "dx12")];
+    let res = run_env(&exe, &[&f.tiny], &env);
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("FL_ERR_NO_DEVICE") && stderr.contains("no usable GPU adapter"),
+        "{stderr}"
+    );
+    let res = run_env(&exe, &[&f.missing], &env);
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("FL_ERR_IO"), "{stderr}");
 }
