@@ -64,7 +64,7 @@ fn build_c(src: &Path, name: &str) -> PathBuf {
         .arg(root().join("include"))
         .arg(src)
         .arg("-L")
-        .arg(&dir)
+        .arg(dir)
         .arg(format!("-Wl,-rpath,{}", dir.display()))
         .args(["-l:libfewlabels.so", "-lm", "-o"])
         .arg(&out)
