@@ -510,3 +510,58 @@ fn without_a_device_calls_report_no_device_and_file_errors_still_come_first() {
     assert_eq!(res.status.code(), Some(1), "{stderr}");
     assert!(stderr.contains("FL_ERR_IO"), "{stderr}");
 }
+
+#[test]
+fn install_script_and_pkg_config_build_the_example() {
+    let f = files();
+    let so = shared_lib();
+    let prefix = work_dir().join("prefix");
+    let _ = std::fs::remove_dir_all(&prefix);
+    let res = Command::new("bash")
+        .arg(root().join("scripts/install.sh"))
+        .arg(&prefix)
+        .env("FEWLABELS_LIB_DIR", so.parent().unwrap())
+        .env("FEWLABELS_INSTALL_STATIC", "0")
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "install.sh failed:\n{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let pc = prefix.join("lib/pkgconfig");
+    let flags = Command::new("pkg-config")
+        .args(["--cflags", "--libs", "fewlabels"])
+        .env("PKG_CONFIG_PATH", &pc)
+        .output()
+        .expect("running pkg-config");
+    assert!(flags.status.success(), "pkg-config does not find fewlabels");
+    let flags = String::from_utf8(flags.stdout).unwrap();
+    let exe = work_dir().join("sample_pkg_config");
+    let res = Command::new("cc")
+        .arg("-std=c99")
+        .args(C_FLAGS)
+        .arg(root().join("examples/c/sample.c"))
+        .args(flags.split_whitespace())
+        .args(["-lm", "-o"])
+        .arg(&exe)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "cc with pkg-config flags {flags:?} failed:\n{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let res = Command::new(&exe)
+        .arg(&f.tiny)
+        .arg(work_dir().join("grid_pkg_config.pgm"))
+        .env("LD_LIBRARY_PATH", prefix.join("lib"))
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+}
