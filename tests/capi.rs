@@ -565,3 +565,37 @@ fn install_script_and_pkg_config_build_the_example() {
         String::from_utf8_lossy(&res.stderr)
     );
 }
+
+#[test]
+fn cpp_wrapper_samples_and_throws() {
+    let f = files();
+    let so = shared_lib();
+    let dir = so.parent().unwrap();
+    let exe = work_dir().join("cpp_wrapper");
+    let res = Command::new("c++")
+        .arg("-std=c++11")
+        .args(C_FLAGS)
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg("-I")
+        .arg(root().join("bindings/cpp"))
+        .arg(root().join("tests/c/cpp_wrapper.cpp"))
+        .arg("-L")
+        .arg(dir)
+        .args(["-l:libfewlabels.so", "-pthread", "-o"])
+        .arg(&exe)
+        .output()
+        .expect("running c++");
+    assert!(
+        res.status.success(),
+        "c++ failed:\n{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let res = run(&exe, &[&f.tiny]);
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        res.status.success() && stdout.contains("C++ wrapper: ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+}
