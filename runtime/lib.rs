@@ -5,6 +5,7 @@
 //! [`device`] and [`tensor`] -> [`kernel`] (shader registry, pipeline cache, command recording)
 //! -> [`ops`] (forward and backward of every layer, one WGSL file per op family).
 
+pub mod capi;
 pub mod device;
 pub mod error;
 pub mod kernel;

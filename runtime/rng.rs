@@ -61,17 +61,20 @@ pub fn normal(seed: u64, stream: Stream, index: u64, attempt: u32) -> f64 {
 /// Value i depends only on (seed, i): the first k of n values equal the n = k draw.
 pub fn truncated_normal(seed: u64, n: usize, truncation: f32) -> Vec<f32> {
     (0..n as u64)
-        .map(|i| {
-            let mut attempt = 0;
-            loop {
-                let z = normal(seed, Stream::Z, i, attempt);
-                if z.abs() <= 2.0 {
-                    return (z * truncation as f64) as f32;
-                }
-                attempt += 1;
-            }
-        })
+        .map(|i| truncated_normal_at(seed, i, truncation))
         .collect()
+}
+
+/// Value `i` of [`truncated_normal`] alone (so a caller can fill its own buffer).
+pub fn truncated_normal_at(seed: u64, i: u64, truncation: f32) -> f32 {
+    let mut attempt = 0;
+    loop {
+        let z = normal(seed, Stream::Z, i, attempt);
+        if z.abs() <= 2.0 {
+            return (z * truncation as f64) as f32;
+        }
+        attempt += 1;
+    }
 }
 
 /// A uniform integer in [0, n) for (seed, stream, index), without modulo bias worth noting

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Install what libfewlabels needs on Debian/Ubuntu: a Vulkan loader and, when the machine has
-# no Vulkan driver, Mesa's software one (lavapipe). Safe to run again.
+# no Vulkan driver, Mesa's software one (lavapipe); C/C++ compilers and python3 for the C ABI
+# tests. Safe to run again.
 set -euo pipefail
 
 as_root() {
@@ -12,6 +13,11 @@ need=()
 ls /usr/lib/*/libvulkan.so.1 /usr/lib/libvulkan.so.1 >/dev/null 2>&1 || need+=(libvulkan1)
 icds=$(ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json 2>/dev/null || true)
 [ -n "$icds" ] || need+=(mesa-vulkan-drivers)
+# The C ABI tests compile C and C++ against the library and run the Python bindings.
+command -v cc >/dev/null || need+=(gcc)
+command -v c++ >/dev/null || need+=(g++)
+command -v python3 >/dev/null || need+=(python3)
+command -v pkg-config >/dev/null || need+=(pkg-config)
 if [ ${#need[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null; then
         echo "setup: installing ${need[*]}"

@@ -1,0 +1,216 @@
+"""Python bindings for libfewlabels through ctypes (no compiled extension, no dependencies).
+
+    import fewlabels
+    model = fewlabels.Model("model.safetensors")
+    z = model.make_z(seed=1, truncation=0.8, n=1)
+    img = model.sample(class_id=0, z=z)      # array('f'): channels*height*width, CHW, [0, 1]
+    rgba = model.sample_rgba8(0, z)          # bytes: height*width*4
+
+Arrays are `array.array('f')` (buffer protocol: `numpy.frombuffer(img, numpy.float32)` works
+without a copy); any sequence of floats is accepted as input. Failures raise `FewlabelsError`
+with the status name and the library's message.
+
+The library is found at $FEWLABELS_LIB, else as libfewlabels.so / .dylib / fewlabels.dll on the
+system's library path. One `Model` may be sampled from several threads at once.
+"""
+
+import ctypes
+import ctypes.util
+import os
+import sys
+from array import array
+
+__all__ = ["FewlabelsError", "Model", "ModelInfo", "library", "version"]
+
+_lib = None
+
+
+class FewlabelsError(Exception):
+    """A libfewlabels call failed: `status` is the code, `name` its name (FL_ERR_...)."""
+
+    def __init__(self, status, name, message):
+        super().__init__(f"{name}: {message}")
+        self.status = status
+        self.name = name
+        self.message = message
+
+
+class ModelInfo(ctypes.Structure):
+    """Mirror of fl_model_info."""
+
+    _fields_ = [
+        ("num_classes", ctypes.c_uint32),
+        ("z_dim", ctypes.c_uint32),
+        ("channels", ctypes.c_uint32),
+        ("height", ctypes.c_uint32),
+        ("width", ctypes.c_uint32),
+        ("has_discriminator", ctypes.c_uint32),
+        ("has_class_head", ctypes.c_uint32),
+        ("has_rotation_head", ctypes.c_uint32),
+        ("has_ema", ctypes.c_uint32),
+        ("max_batch", ctypes.c_uint32),
+        ("generator_params", ctypes.c_uint64),
+        ("discriminator_params", ctypes.c_uint64),
+    ]
+
+    def __repr__(self):
+        fields = ", ".join(f"{k}={getattr(self, k)}" for k, _ in self._fields_)
+        return f"ModelInfo({fields})"
+
+
+def _find():
+    path = os.environ.get("FEWLABELS_LIB")
+    if path:
+        return path
+    names = {"darwin": "libfewlabels.dylib", "win32": "fewlabels.dll"}
+    return ctypes.util.find_library("fewlabels") or names.get(sys.platform, "libfewlabels.so")
+
+
+def library():
+    """The loaded library, with every call's signature declared."""
+    global _lib
+    if _lib is not None:
+        return _lib
+    lib = ctypes.CDLL(_find())
+    st = ctypes.c_int32
+    model_p = ctypes.c_void_p
+    f32p = ctypes.POINTER(ctypes.c_float)
+    i32p = ctypes.POINTER(ctypes.c_int32)
+    sigs = {
+        "fl_version": (ctypes.c_char_p, []),
+        "fl_last_error": (ctypes.c_char_p, []),
+        "fl_status_name": (ctypes.c_char_p, [st]),
+        "fl_model_load": (st, [ctypes.c_char_p, ctypes.POINTER(model_p)]),
+        "fl_model_load_memory": (
+            st,
+            [ctypes.c_char_p, ctypes.c_size_t, ctypes.POINTER(model_p)],
+        ),
+        "fl_model_free": (None, [model_p]),
+        "fl_model_save": (st, [model_p, ctypes.c_char_p]),
+        "fl_model_get_info": (st, [model_p, ctypes.POINTER(ModelInfo)]),
+        "fl_make_z": (st, [model_p, ctypes.c_uint64, ctypes.c_float, ctypes.c_uint32, f32p]),
+        "fl_sample": (st, [model_p, ctypes.c_int32, f32p, f32p]),
+        "fl_sample_batch": (st, [model_p, ctypes.c_uint32, i32p, f32p, f32p]),
+        "fl_sample_rgba8": (st, [model_p, ctypes.c_int32, f32p, ctypes.c_char_p]),
+        "fl_classify": (st, [model_p, ctypes.c_uint32, f32p, i32p, f32p]),
+    }
+    for name, (res, args) in sigs.items():
+        fn = getattr(lib, name)
+        fn.restype = res
+        fn.argtypes = args
+    _lib = lib
+    return lib
+
+
+def version():
+    """The library version string."""
+    return library().fl_version().decode()
+
+
+def _check(status):
+    if status != 0:
+        lib = library()
+        raise FewlabelsError(
+            status,
+            lib.fl_status_name(status).decode(),
+            lib.fl_last_error().decode(errors="replace"),
+        )
+
+
+def _floats(values, n, what):
+    a = values if isinstance(values, array) and values.typecode == "f" else array("f", values)
+    if len(a) != n:
+        raise ValueError(f"{what} needs {n} floats, got {len(a)}")
+    return a
+
+
+def _ptr(a, ctype=ctypes.c_float):
+    address, _ = a.buffer_info()
+    return ctypes.cast(address, ctypes.POINTER(ctype))
+
+
+class Model:
+    """A model on the GPU. `path=None` asks for the embedded default model."""
+
+    def __init__(self, path=None, data=None):
+        lib = library()
+        handle = ctypes.c_void_p()
+        if data is not None:
+            data = bytes(data)
+            _check(lib.fl_model_load_memory(data, len(data), ctypes.byref(handle)))
+        else:
+            p = None if path is None else os.fsencode(path)
+            _check(lib.fl_model_load(p, ctypes.byref(handle)))
+        self._handle = handle
+        self.info = ModelInfo()
+        _check(lib.fl_model_get_info(handle, ctypes.byref(self.info)))
+        self.image_floats = self.info.channels * self.info.height * self.info.width
+
+    def close(self):
+        """Free the model now (also done when it is garbage collected)."""
+        if self._handle:
+            library().fl_model_free(self._handle)
+            self._handle = ctypes.c_void_p()
+
+    def __del__(self):
+        if getattr(self, "_handle", None):
+            self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _h(self):
+        if not self._handle:
+            raise ValueError("the model is closed")
+        return self._handle
+
+    def save(self, path):
+        _check(library().fl_model_save(self._h(), os.fsencode(path)))
+
+    def make_z(self, seed, truncation=1.0, n=1):
+        """`n` z vectors (n * z_dim floats), truncated normal, reproducible from `seed`."""
+        out = array("f", bytes(4 * n * self.info.z_dim))
+        _check(library().fl_make_z(self._h(), seed, truncation, n, _ptr(out)))
+        return out
+
+    def sample(self, class_id, z):
+        """One image: channels * height * width floats in [0, 1], CHW."""
+        z = _floats(z, self.info.z_dim, "z")
+        out = array("f", bytes(4 * self.image_floats))
+        _check(library().fl_sample(self._h(), class_id, _ptr(z), _ptr(out)))
+        return out
+
+    def sample_batch(self, class_ids, z):
+        """len(class_ids) images, one after another, each CHW."""
+        n = len(class_ids)
+        ids = array("i", class_ids)
+        z = _floats(z, n * self.info.z_dim, "z")
+        out = array("f", bytes(4 * n * self.image_floats))
+        _check(
+            library().fl_sample_batch(
+                self._h(), n, _ptr(ids, ctypes.c_int32), _ptr(z), _ptr(out)
+            )
+        )
+        return out
+
+    def sample_rgba8(self, class_id, z):
+        """One image as height * width * 4 bytes, RGBA."""
+        z = _floats(z, self.info.z_dim, "z")
+        out = ctypes.create_string_buffer(self.info.height * self.info.width * 4)
+        _check(library().fl_sample_rgba8(self._h(), class_id, _ptr(z), out))
+        return out.raw
+
+    def classify(self, images, n):
+        """Labels (list of n ints) and probabilities (array, n * num_classes) of n images."""
+        images = _floats(images, n * self.image_floats, "images")
+        labels = array("i", bytes(4 * n))
+        probs = array("f", bytes(4 * n * self.info.num_classes))
+        _check(
+            library().fl_classify(
+                self._h(), n, _ptr(images), _ptr(labels, ctypes.c_int32), _ptr(probs)
+            )
+        )
+        return list(labels), probs

@@ -1,0 +1,188 @@
+/* Bad calls through the C ABI: each must answer the expected non-zero status with a
+ * non-empty fl_last_error(), and a valid call must still work afterwards.
+ *
+ * usage: bad_calls MODEL TRUNCATED EMPTY MISSING NO_D NO_CLASS_HEAD
+ *   MODEL          a valid model file
+ *   TRUNCATED      the first half of a model file
+ *   EMPTY          an empty file
+ *   MISSING        a path that does not exist
+ *   NO_D           a model file without a discriminator
+ *   NO_CLASS_HEAD  a model file whose discriminator has no class head
+ * Prints one line per check and "N passed, N failed"; exits 0 when all passed. */
+#include "fewlabels.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int passed, failed;
+
+static void expect(const char *what, fl_status got, fl_status want) {
+    const char *msg = fl_last_error();
+    int ok = got == want && (want == FL_OK || (msg != NULL && msg[0] != '\0'));
+    if (ok)
+        passed++;
+    else
+        failed++;
+    printf("%s %s: got %s, want %s", ok ? "ok  " : "FAIL", what, fl_status_name(got),
+           fl_status_name(want));
+    if (got != FL_OK)
+        printf("; last error: %s", msg ? msg : "(NULL)");
+    printf("\n");
+}
+
+static void check(const char *what, int cond) {
+    if (cond)
+        passed++;
+    else
+        failed++;
+    printf("%s %s\n", cond ? "ok  " : "FAIL", what);
+}
+
+int main(int argc, char **argv) {
+    fl_model *m = NULL, *other = NULL;
+    fl_model_info info;
+    float *z, *img, *probs;
+    unsigned char *rgba;
+    int32_t classes[2], labels[2];
+    size_t per;
+    uint32_t i;
+    int in_range = 1;
+    unsigned char junk[16] = {0};
+
+    if (argc != 7) {
+        fprintf(stderr, "usage: bad_calls MODEL TRUNCATED EMPTY MISSING NO_D NO_CLASS_HEAD\n");
+        return 2;
+    }
+    check("fl_version is not empty", fl_version()[0] != '\0');
+    check("fl_last_error is \"\" before any failure", fl_last_error()[0] == '\0');
+    check("fl_status_name(FL_ERR_OUT_OF_RANGE)",
+          strcmp(fl_status_name(FL_ERR_OUT_OF_RANGE), "FL_ERR_OUT_OF_RANGE") == 0);
+    check("fl_status_name(999)", strcmp(fl_status_name(999), "FL_ERR_UNKNOWN") == 0);
+
+    /* Loading. */
+    other = (fl_model *)junk;
+    expect("load default model", fl_model_load(NULL, &other), FL_ERR_NO_DEFAULT_MODEL);
+    check("failed load sets *out to NULL", other == NULL);
+    check("the message names the missing default model",
+          strstr(fl_last_error(), "default model") != NULL);
+    expect("load with out NULL", fl_model_load(argv[1], NULL), FL_ERR_NULL_POINTER);
+    expect("load missing file", fl_model_load(argv[4], &other), FL_ERR_IO);
+    expect("load empty file", fl_model_load(argv[3], &other), FL_ERR_FORMAT);
+    expect("load truncated file", fl_model_load(argv[2], &other), FL_ERR_FORMAT);
+    expect("load empty path", fl_model_load("", &other), FL_ERR_INVALID_ARGUMENT);
+    expect("load_memory NULL data", fl_model_load_memory(NULL, 10, &other), FL_ERR_NULL_POINTER);
+    expect("load_memory len 0", fl_model_load_memory(junk, 0, &other), FL_ERR_FORMAT);
+    expect("load_memory junk", fl_model_load_memory(junk, sizeof junk, &other), FL_ERR_FORMAT);
+    check("no handle came back from failed loads", other == NULL);
+
+    expect("load valid model", fl_model_load(argv[1], &m), FL_OK);
+    if (m == NULL) {
+        printf("%d passed, %d failed\n", passed, failed + 1);
+        return 1;
+    }
+    expect("get_info model NULL", fl_model_get_info(NULL, &info), FL_ERR_NULL_POINTER);
+    expect("get_info out NULL", fl_model_get_info(m, NULL), FL_ERR_NULL_POINTER);
+    expect("get_info", fl_model_get_info(m, &info), FL_OK);
+    per = (size_t)info.channels * info.height * info.width;
+    z = calloc(2 * info.z_dim, sizeof(float));
+    img = calloc(2 * per, sizeof(float));
+    probs = calloc(2 * info.num_classes, sizeof(float));
+    rgba = calloc((size_t)info.height * info.width * 4, 1);
+
+    /* z. */
+    expect("make_z model NULL", fl_make_z(NULL, 1, 1.0f, 1, z), FL_ERR_NULL_POINTER);
+    expect("make_z out NULL", fl_make_z(m, 1, 1.0f, 1, NULL), FL_ERR_NULL_POINTER);
+    expect("make_z truncation 0", fl_make_z(m, 1, 0.0f, 1, z), FL_ERR_INVALID_ARGUMENT);
+    expect("make_z truncation 1.5", fl_make_z(m, 1, 1.5f, 1, z), FL_ERR_INVALID_ARGUMENT);
+    expect("make_z truncation -1", fl_make_z(m, 1, -1.0f, 1, z), FL_ERR_INVALID_ARGUMENT);
+    expect("make_z truncation NaN", fl_make_z(m, 1, NAN, 1, z), FL_ERR_INVALID_ARGUMENT);
+    expect("make_z n 0", fl_make_z(m, 1, 1.0f, 0, z), FL_ERR_OUT_OF_RANGE);
+    expect("make_z n FL_MAX_N + 1", fl_make_z(m, 1, 1.0f, FL_MAX_N + 1, z), FL_ERR_OUT_OF_RANGE);
+    expect("make_z n (uint32_t)-1", fl_make_z(m, 1, 1.0f, (uint32_t)-1, z), FL_ERR_OUT_OF_RANGE);
+
+    /* Sampling. */
+    expect("make_z", fl_make_z(m, 7, 0.5f, 2, z), FL_OK);
+    expect("sample model NULL", fl_sample(NULL, 0, z, img), FL_ERR_NULL_POINTER);
+    expect("sample z NULL", fl_sample(m, 0, NULL, img), FL_ERR_NULL_POINTER);
+    expect("sample out NULL", fl_sample(m, 0, z, NULL), FL_ERR_NULL_POINTER);
+    expect("sample class -1", fl_sample(m, -1, z, img), FL_ERR_OUT_OF_RANGE);
+    expect("sample class num_classes", fl_sample(m, (int32_t)info.num_classes, z, img),
+           FL_ERR_OUT_OF_RANGE);
+    z[1] = NAN;
+    expect("sample NaN z", fl_sample(m, 0, z, img), FL_ERR_NON_FINITE);
+    check("the message names z[1]", strstr(fl_last_error(), "z[1]") != NULL);
+    z[1] = INFINITY;
+    expect("sample infinite z", fl_sample(m, 0, z, img), FL_ERR_NON_FINITE);
+    expect("make_z again", fl_make_z(m, 7, 0.5f, 2, z), FL_OK);
+    classes[0] = 0;
+    classes[1] = 99;
+    expect("sample_batch class 99 at entry 1", fl_sample_batch(m, 2, classes, z, img),
+           FL_ERR_OUT_OF_RANGE);
+    check("the message names entry 1", strstr(fl_last_error(), "entry 1") != NULL);
+    classes[1] = 1 % (int32_t)info.num_classes;
+    expect("sample_batch n 0", fl_sample_batch(m, 0, classes, z, img), FL_ERR_OUT_OF_RANGE);
+    expect("sample_batch huge n", fl_sample_batch(m, (uint32_t)-1, classes, z, img),
+           FL_ERR_OUT_OF_RANGE);
+    expect("sample_batch class_ids NULL", fl_sample_batch(m, 2, NULL, z, img),
+           FL_ERR_NULL_POINTER);
+    expect("sample_rgba8 out NULL", fl_sample_rgba8(m, 0, z, NULL), FL_ERR_NULL_POINTER);
+    expect("sample_rgba8 class -5", fl_sample_rgba8(m, -5, z, rgba), FL_ERR_OUT_OF_RANGE);
+
+    /* Classification. */
+    img[0] = NAN;
+    expect("classify NaN pixel", fl_classify(m, 1, img, labels, probs), FL_ERR_NON_FINITE);
+    img[0] = 2.0f;
+    expect("classify pixel 2.0", fl_classify(m, 1, img, labels, probs), FL_ERR_OUT_OF_RANGE);
+    img[0] = 0.5f;
+    expect("classify labels NULL", fl_classify(m, 1, img, NULL, probs), FL_ERR_NULL_POINTER);
+    expect("classify n 0", fl_classify(m, 0, img, labels, probs), FL_ERR_OUT_OF_RANGE);
+    expect("load model without D", fl_model_load(argv[5], &other), FL_OK);
+    expect("classify without D", fl_classify(other, 1, img, labels, NULL),
+           FL_ERR_INVALID_ARGUMENT);
+    check("the message says there is no discriminator",
+          strstr(fl_last_error(), "no discriminator") != NULL);
+    fl_model_free(other);
+    other = NULL;
+    expect("load model without class head", fl_model_load(argv[6], &other), FL_OK);
+    expect("classify without class head", fl_classify(other, 1, img, labels, NULL),
+           FL_ERR_INVALID_ARGUMENT);
+    check("the message says there is no class head", strstr(fl_last_error(), "class head") != NULL);
+    fl_model_free(other);
+
+    /* Saving. */
+    expect("save path NULL", fl_model_save(m, NULL), FL_ERR_NULL_POINTER);
+    expect("save model NULL", fl_model_save(NULL, "x.safetensors"), FL_ERR_NULL_POINTER);
+    expect("save into a missing directory",
+           fl_model_save(m, "/nonexistent-fewlabels-dir/sub/model.safetensors"), FL_ERR_IO);
+    fl_model_free(NULL);
+
+    /* After all that, valid calls still work. */
+    expect("valid sample_batch", fl_sample_batch(m, 2, classes, z, img), FL_OK);
+    for (i = 0; i < 2 * per; i++)
+        if (!(img[i] >= 0.0f && img[i] <= 1.0f))
+            in_range = 0;
+    check("sampled pixels are in [0, 1]", in_range);
+    check("a success leaves the last error in place", fl_last_error()[0] != '\0');
+    expect("valid sample_rgba8", fl_sample_rgba8(m, 0, z, rgba), FL_OK);
+    check("rgba8 alpha is 255", rgba[3] == 255);
+    expect("valid classify", fl_classify(m, 2, img, labels, probs), FL_OK);
+    check("labels are class ids",
+          labels[0] >= 0 && labels[0] < (int32_t)info.num_classes && labels[1] >= 0 &&
+              labels[1] < (int32_t)info.num_classes);
+    {
+        float s = 0.0f;
+        for (i = 0; i < info.num_classes; i++)
+            s += probs[i];
+        check("probabilities sum to 1", fabsf(s - 1.0f) < 1e-4f);
+    }
+
+    free(z);
+    free(img);
+    free(probs);
+    free(rgba);
+    fl_model_free(m);
+    printf("%d passed, %d failed\n", passed, failed);
+    return failed == 0 ? 0 : 1;
+}
