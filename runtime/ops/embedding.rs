@@ -53,17 +53,6 @@ fn check_mix(
     Ok((k, d, n))
 }
 
-/// `x`, or a copy of it when it shares a buffer with `other`: the recorder refuses two
-/// bindings of one buffer in one dispatch.
-fn distinct(rec: &mut Recorder, x: &Tensor, other: &Tensor) -> Result<Tensor> {
-    if !x.same_buffer(other) {
-        return Ok(x.clone());
-    }
-    let copy = Tensor::empty(rec.ctx, x.shape(), x.dtype())?;
-    rec.copy(x, &copy)?;
-    Ok(copy)
-}
-
 fn params(n: usize, d: usize, k: usize) -> [u32; 3] {
     [n as u32, d as u32, k as u32]
 }
@@ -126,7 +115,6 @@ pub fn embedding_mix(
     t: &Tensor,
 ) -> Result<Tensor> {
     let (k, d, n) = check_mix("embedding_mix", table, ids_a, ids_b, t)?;
-    let ids_b = &distinct(rec, ids_b, ids_a)?;
     let out = Tensor::empty(rec.ctx, &[n, d], DType::F32)?;
     rec.dispatch(
         "embedding",
@@ -161,7 +149,6 @@ pub fn embedding_mix_backward(
         dy.dtype() == DType::F32 && dy.shape() == [n, d],
         "embedding_mix_backward: dy {dy:?} must be f32 [{n}, {d}]"
     );
-    let ids_b = &distinct(rec, ids_b, ids_a)?;
     let p = params(n, d, k);
     let dtable = Tensor::empty(rec.ctx, &[k, d], DType::F32)?;
     rec.dispatch(
