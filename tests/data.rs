@@ -245,7 +245,7 @@ fn image_folder_with_csv() {
     assert_eq!(px(3, 3, 1, 1), 180.0 / 127.5 - 1.0);
     assert_eq!(px(3, 3, 1, 2), 60.0 / 127.5 - 1.0);
     // Without a header, and without a CSV.
-    std::fs::write(&csv, "b.PNG,1\nc.png,1\n").unwrap();
+    std::fs::write(&csv, "\u{feff}b.PNG,1\r\nc.png,1\r\n").unwrap();
     assert_eq!(
         image_folder(&dir, &opts).unwrap().labels,
         vec![-1, 1, 1, -1]
@@ -260,6 +260,27 @@ fn image_folder_with_csv() {
     assert_eq!(
         ds.images,
         vec![-1.0, 254.0 / 127.5 - 1.0, 1.0 / 127.5 - 1.0, 1.0]
+    );
+    // 16-bit grey.
+    std::fs::remove_file(grey.join("x.png")).unwrap();
+    image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(2, 1, |x, _| {
+        image::Luma([x as u16 * 65535])
+    })
+    .save(grey.join("y.png"))
+    .unwrap();
+    let ds = image_folder(&grey, &FolderOptions::new(2, 1, 1));
+    let e = message(ds.unwrap_err());
+    assert!(e.contains("2x1 grey (16-bit), expected 2x2 grey"), "{e}");
+    std::fs::remove_file(grey.join("y.png")).unwrap();
+    image::ImageBuffer::<image::Luma<u16>, Vec<u16>>::from_fn(2, 2, |x, y| {
+        image::Luma([(x * 65533 + y * 2) as u16])
+    })
+    .save(grey.join("y.png"))
+    .unwrap();
+    let ds = image_folder(&grey, &FolderOptions::new(2, 1, 1)).unwrap();
+    assert_eq!(
+        ds.images,
+        vec![-1.0, 65533.0 / 32767.5 - 1.0, 2.0 / 32767.5 - 1.0, 1.0]
     );
 }
 
@@ -518,6 +539,11 @@ fn order_is_seeded_complete_and_resumable() {
             epoch: 2,
             pos: 0
         }
+    );
+    let json = serde_json::to_string(&a.state()).unwrap();
+    assert_eq!(
+        serde_json::from_str::<OrderState>(&json).unwrap(),
+        a.state()
     );
     assert_ne!(Order::new(8, n).unwrap().next_batch(n), seen[..n]);
 

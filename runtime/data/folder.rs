@@ -132,6 +132,8 @@ pub fn parse_labels(
         .collect();
     let mut labels = vec![-1i32; names.len()];
     let mut seen: Vec<usize> = vec![0; names.len()];
+    // A byte order mark (as some spreadsheets write) is not part of the first name.
+    let text = text.strip_prefix('\u{feff}').unwrap_or(text);
     for (no, line) in text.lines().enumerate() {
         let no = no + 1;
         let line = line.trim();

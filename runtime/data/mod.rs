@@ -318,8 +318,9 @@ pub fn keep_labels(ds: &mut Dataset, spec: LabelSpec, seed: u64) -> Result<()> {
     Ok(())
 }
 
-/// The position in a seeded sequence of epochs: everything needed to resume batching.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+/// The position in a seeded sequence of epochs: everything needed to resume batching
+/// (serialisable, for checkpoints).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct OrderState {
     /// Seed of the shuffles.
     pub seed: u64,
