@@ -6,6 +6,7 @@
 //! -> [`ops`] (forward and backward of every layer, one WGSL file per op family).
 
 pub mod capi;
+pub mod data;
 pub mod device;
 pub mod error;
 pub mod kernel;

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what libfewlabels needs on Debian/Ubuntu: a Vulkan loader and, when the machine has
 # no Vulkan driver, Mesa's software one (lavapipe); C/C++ compilers and python3 for the C ABI
-# tests. Safe to run again.
+# tests; Fashion-MNIST (dataset-fashion-mnist) for the data tests. Safe to run again.
 set -euo pipefail
 
 as_root() {
@@ -18,6 +18,8 @@ command -v cc >/dev/null || need+=(gcc)
 command -v c++ >/dev/null || need+=(g++)
 command -v python3 >/dev/null || need+=(python3)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+# The data tests read Fashion-MNIST from Debian's package (IDX files, no download at run time).
+[ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
 if [ ${#need[@]} -gt 0 ]; then
     if command -v apt-get >/dev/null; then
         echo "setup: installing ${need[*]}"
