@@ -187,7 +187,11 @@ fn header_compiles_as_c99_and_cpp() {
              fl_status s = FL_OK;\n\
              fl_model_info info;\n\
              fl_model *m = 0;\n\
-             (void)info; (void)m;\n\
+             fl_train_config cfg;\n\
+             fl_step_stats st;\n\
+             fl_trainer *t = 0;\n\
+             fl_variant v = FL_VARIANT_S3GAN_CO;\n\
+             (void)info; (void)m; (void)cfg; (void)st; (void)t; (void)v;\n\
              return s == FL_ERR_PANIC || fl_version()[0] == 0;\n\
          }\n",
     )
