@@ -11,6 +11,7 @@
  * owned by the caller; sizes are stated per call. Images are floats in [0, 1], CHW.
  * Threads: any call from any thread; one fl_model may be sampled (and classified, saved,
  * described) from several threads at once; fl_model_free must not race with other calls.
+ * An fl_trainer is used by one thread at a time (another thread's call answers FL_ERR_BUSY).
  */
 
 #ifndef FEWLABELS_H
@@ -99,11 +100,60 @@ typedef int32_t fl_status_code;
 #endif // __cplusplus
 
 /**
+ * Training variants (the values of `fl_variant`). Append-only, like `fl_status_code`.
+ */
+enum fl_variant_code
+#if defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+  : int32_t
+#endif // defined(__cplusplus) || __STDC_VERSION__ >= 202311L
+ {
+  /**
+   * BigGAN with every label known (labels of -1 are refused); no class head, no rotation
+   * loss.
+   */
+  FL_VARIANT_CONDITIONAL = 0,
+  /**
+   * One class (0) for every image, labels ignored; no class head, no rotation loss.
+   */
+  FL_VARIANT_UNCONDITIONAL = 1,
+  /**
+   * As unconditional, with the rotation loss (SSGAN).
+   */
+  FL_VARIANT_SSGAN = 2,
+  /**
+   * The labelled rows their label, the others the argmax of D's class head; no rotation
+   * loss (S2GAN-CO).
+   */
+  FL_VARIANT_S2GAN_CO = 3,
+  /**
+   * As S2GAN-CO, with the rotation loss (S3GAN-CO, the default).
+   */
+  FL_VARIANT_S3GAN_CO = 4,
+};
+#ifndef __cplusplus
+#if __STDC_VERSION__ >= 202311L
+typedef enum fl_variant_code fl_variant_code;
+#else
+typedef int32_t fl_variant_code;
+#endif // __STDC_VERSION__ >= 202311L
+#endif // __cplusplus
+
+/**
  * An opaque model handle: configuration, generator (and its EMA copy), optional
  * discriminator, on the process-wide GPU device. Created by `fl_model_load` or
  * `fl_model_load_memory`, freed by `fl_model_free`.
  */
 typedef struct fl_model fl_model;
+
+/**
+ * An opaque trainer handle: a model (G, D, G_ema) on the process-wide GPU device with Adam
+ * state, trained by `fl_trainer_step`. Created by `fl_trainer_create` or
+ * `fl_trainer_create_new`, freed by `fl_trainer_free`.
+ *
+ * A trainer is used by one thread at a time: a call that finds another thread inside a call
+ * on the same trainer answers `FL_ERR_BUSY` at once (it never waits).
+ */
+typedef struct fl_trainer fl_trainer;
 
 /**
  * The status every fallible call returns: `FL_OK` (0) or one of the `FL_ERR_*` codes of
@@ -165,6 +215,133 @@ typedef struct fl_model_info {
    */
   uint64_t discriminator_params;
 } fl_model_info;
+
+/**
+ * Which GAN a trainer trains: one of the `FL_VARIANT_*` values of `fl_variant_code`.
+ */
+typedef int32_t fl_variant;
+
+/**
+ * Training hyper-parameters. Fill it with `fl_train_config_default` and change what you
+ * need. The layout is fixed for this ABI: a later release that needs more fields adds a new
+ * struct and a new call.
+ */
+typedef struct fl_train_config {
+  /**
+   * Which GAN: an `FL_VARIANT_*` value (default `FL_VARIANT_S3GAN_CO`).
+   */
+  fl_variant variant;
+  /**
+   * D steps per `fl_trainer_step` (each on the same real batch with fresh fakes); at least 1
+   * (default 2).
+   */
+  uint32_t d_steps;
+  /**
+   * Adam learning rate of G, finite and >= 0 (default 1e-4).
+   */
+  double lr_g;
+  /**
+   * Adam learning rate of D, finite and >= 0 (default 4e-4).
+   */
+  double lr_d;
+  /**
+   * Adam beta1 in [0, 1) (default 0).
+   */
+  double beta1;
+  /**
+   * Adam beta2 in [0, 1) (default 0.999).
+   */
+  double beta2;
+  /**
+   * Adam epsilon, finite and >= 0 (default 1e-8).
+   */
+  double eps;
+  /**
+   * Share of a batch whose last rows are also fed rotated, in (0, 1] (default 0.25; used by
+   * the variants with the rotation loss).
+   */
+  double rot_fraction;
+  /**
+   * Weight of the fake rotation loss in G's loss (default 0.2).
+   */
+  float g_rot_weight;
+  /**
+   * Weight of the real rotation loss in D's loss (default 1.0).
+   */
+  float d_rot_weight;
+  /**
+   * Weight of the class-head loss in D's loss (default 1.0).
+   */
+  float class_weight;
+  /**
+   * EMA decay of G_ema in [0, 1] (default 0.9999).
+   */
+  double ema_decay;
+  /**
+   * First G step (counted from 1 for each trainer) that averages; before it G_ema is a copy
+   * of G (default 1000). For a short fine-tune from a trained model, set it to 1 (or 0).
+   */
+  uint64_t ema_start;
+  /**
+   * Seed of the trainer's fake z and fake labels (default 0).
+   */
+  uint64_t seed;
+} fl_train_config;
+
+/**
+ * What one `fl_trainer_step` did. Loss values are means over the call's D steps (D) or the
+ * value of its G step (G), each term with its weight applied.
+ */
+typedef struct fl_step_stats {
+  /**
+   * D's loss: d_hinge + d_rotation + d_class.
+   */
+  float d_loss;
+  /**
+   * mean(relu(1 - D(real))) + mean(relu(1 + D(fake))).
+   */
+  float d_hinge;
+  /**
+   * d_rot_weight * cross-entropy of the rotation head on the rotated real rows (0 without
+   * the rotation loss).
+   */
+  float d_rotation;
+  /**
+   * class_weight * cross-entropy of the class head on the labelled real rows (0 without the
+   * class head or without labelled rows).
+   */
+  float d_class;
+  /**
+   * G's loss: g_adversarial + g_rotation (NaN when the call stopped before its G step).
+   */
+  float g_loss;
+  /**
+   * -mean(D(fake)).
+   */
+  float g_adversarial;
+  /**
+   * g_rot_weight * cross-entropy of the rotation head on the rotated fakes.
+   */
+  float g_rotation;
+  /**
+   * Share of the labelled rows of this batch whose class-head argmax, after this call's D
+   * steps, equals their label; NaN when the batch has no labelled row or the model has no
+   * class head.
+   */
+  float class_accuracy;
+  /**
+   * Rows of this batch with a label (not -1).
+   */
+  uint32_t labelled;
+  /**
+   * D steps this trainer has taken, in all (this call's included).
+   */
+  uint64_t d_steps_done;
+  /**
+   * G steps this trainer has taken, in all.
+   */
+  uint64_t g_steps_done;
+} fl_step_stats;
 
 #ifdef __cplusplus
 extern "C" {
@@ -328,6 +505,145 @@ fl_status fl_classify(struct fl_model *model,
                       const float *images,
                       int32_t *labels,
                       float *probs);
+
+/**
+ * Fill `*out` with the default training configuration: S3GAN-CO with BigGAN's settings
+ * (Adam 0 / 0.999 / 1e-8, lr G 1e-4 and D 4e-4, two D steps per step, a quarter of each batch
+ * rotated, rotation weights 1.0 for D and 0.2 for G, class weight 1.0, EMA decay 0.9999 from
+ * G step 1000, seed 0).
+ *
+ * # Safety
+ * `out` must be NULL or writable.
+ */
+fl_status fl_train_config_default(struct fl_train_config *out);
+
+/**
+ * Create a trainer that fine-tunes a model file.
+ *
+ * `model_path`: a model file holding a discriminator (with the class head for the S2GAN-CO and
+ * S3GAN-CO variants and the rotation head for SSGAN and S3GAN-CO), or NULL for the embedded
+ * default model: this build has none yet, so NULL answers `FL_ERR_NO_DEFAULT_MODEL`.
+ * `cfg`: the training configuration, or NULL for `fl_train_config_default`'s. It is copied.
+ * `out`: receives a new handle, owned by the caller, to be freed with `fl_trainer_free`; set
+ * to NULL on failure. The trainer holds its own copy of the model (G, D, G_ema; G_ema starts
+ * as a copy of G when the file has none) and Adam state starting at zero.
+ *
+ * Errors: as `fl_model_load`; `FL_ERR_INVALID_ARGUMENT` for a bad configuration or a model
+ * without the discriminator or heads the variant needs.
+ *
+ * # Safety
+ * `model_path` must be NULL or a NUL-terminated string; `cfg` NULL or readable; `out` NULL or
+ * writable.
+ */
+fl_status fl_trainer_create(const char *model_path,
+                            const struct fl_train_config *cfg,
+                            struct fl_trainer **out);
+
+/**
+ * Create a trainer for a new model with fresh weights from a preset.
+ *
+ * `preset`: "tiny" (16 x 16 grey, 3 classes), "tiny_rgb", "fashion" (32 x 32 grey, 10
+ * classes), "imagenet64" or "imagenet128". `seed`: the seed of the initial weights (the same
+ * seed gives the same weights). `cfg` and `out` as in `fl_trainer_create`.
+ *
+ * Errors: `FL_ERR_INVALID_ARGUMENT` (unknown preset, bad configuration),
+ * `FL_ERR_NULL_POINTER`, `FL_ERR_NO_DEVICE`, `FL_ERR_DEVICE`.
+ *
+ * # Safety
+ * `preset` must be NULL or a NUL-terminated string; `cfg` NULL or readable; `out` NULL or
+ * writable.
+ */
+fl_status fl_trainer_create_new(const char *preset,
+                                uint64_t seed,
+                                const struct fl_train_config *cfg,
+                                struct fl_trainer **out);
+
+/**
+ * Free a trainer handle and its GPU memory. NULL is a no-op. No other call may use the
+ * trainer during or after this call. Models made by `fl_trainer_model` stay valid.
+ *
+ * # Safety
+ * `trainer` must be NULL or a handle from `fl_trainer_create*` not freed before.
+ */
+void fl_trainer_free(struct fl_trainer *trainer);
+
+/**
+ * Describe the trainer's model (as `fl_model_get_info`): the image size and classes
+ * `fl_trainer_step` expects.
+ *
+ * Errors: `FL_ERR_NULL_POINTER`, `FL_ERR_BUSY` (another thread is in a call on the trainer).
+ *
+ * # Safety
+ * `trainer` must be NULL or a live handle; `out` NULL or writable.
+ */
+fl_status fl_trainer_get_info(const struct fl_trainer *trainer, struct fl_model_info *out);
+
+/**
+ * One training step on a batch of `n` real images: `cfg.d_steps` discriminator steps (each
+ * with fresh fakes from the trainer's seed) and one generator step (with the EMA update of
+ * G_ema), all on the GPU.
+ *
+ * `images`: `n * channels * height * width` floats in [0, 1], image after image, each CHW
+ * (the layout `fl_sample` writes). `labels`: `n` class ids, or -1 for an image without a label
+ * (the S2GAN-CO and S3GAN-CO variants label those with D's class head; the unconditional and
+ * SSGAN variants ignore labels; the conditional variant needs every label). `out`: when not
+ * NULL, receives what the step did (losses, the class head's accuracy on the labelled rows,
+ * step counts); it is also filled when a loss is not finite.
+ *
+ * `n` must be at least 1 and at most what the device trains in one pass (the whole batch goes
+ * through D at once, with its fakes and rotated copies; the message of `FL_ERR_OUT_OF_RANGE`
+ * names the limit, e.g. 293 for the "tiny" preset on lavapipe). Every input is checked
+ * before anything runs.
+ *
+ * Errors: `FL_ERR_NULL_POINTER` (trainer, images or labels NULL); `FL_ERR_OUT_OF_RANGE` (n = 0
+ * or too large, a pixel outside [0, 1], a label below -1 or >= num_classes);
+ * `FL_ERR_NON_FINITE` (a pixel is NaN or infinite); `FL_ERR_INVALID_ARGUMENT` (a -1 label with
+ * the conditional variant); `FL_ERR_BUSY` (another thread is in a call on the trainer);
+ * `FL_ERR_DEVICE`.
+ *
+ * A loss that comes out NaN or infinite (training diverged) answers `FL_ERR_NON_FINITE`
+ * after the step that produced it (the remaining steps of the call are skipped). The
+ * parameters are NOT rolled back in this release: the trainer's model may then hold
+ * non-finite values; free it and start again from a saved model (e.g. with a lower learning
+ * rate).
+ *
+ * # Safety
+ * `trainer` must be NULL or a live handle; `images` NULL or readable as above; `labels` NULL
+ * or `n` readable ids; `out` NULL or writable.
+ */
+fl_status fl_trainer_step(struct fl_trainer *trainer,
+                          uint32_t n,
+                          const float *images,
+                          const int32_t *labels,
+                          struct fl_step_stats *out);
+
+/**
+ * Save the trainer's current model (G, D and G_ema) as a model file, atomically; load it with
+ * `fl_model_load` to sample, or with `fl_trainer_create` to train on. In this release this is
+ * the model only, not a full checkpoint: Adam state, step counts and the fake-batch position
+ * are not saved, so a trainer created from the file starts them afresh (a later release makes
+ * this a full checkpoint).
+ *
+ * Errors: `FL_ERR_NULL_POINTER`, `FL_ERR_INVALID_ARGUMENT` (empty path), `FL_ERR_IO`,
+ * `FL_ERR_BUSY`.
+ *
+ * # Safety
+ * `trainer` must be NULL or a live handle; `path` NULL or a NUL-terminated string.
+ */
+fl_status fl_trainer_save(struct fl_trainer *trainer, const char *path);
+
+/**
+ * A model handle holding a copy of the trainer's current model (G, D and G_ema): sampling
+ * uses G_ema, classification D's class head. The copy is independent: later training does not
+ * change it, and it outlives the trainer. Free it with `fl_model_free`.
+ *
+ * `out` is set to NULL on failure. Errors: `FL_ERR_NULL_POINTER`, `FL_ERR_BUSY`,
+ * `FL_ERR_DEVICE`.
+ *
+ * # Safety
+ * `trainer` must be NULL or a live handle; `out` NULL or writable.
+ */
+fl_status fl_trainer_model(struct fl_trainer *trainer, struct fl_model **out);
 
 #ifdef __cplusplus
 }  // extern "C"

@@ -10,8 +10,9 @@
 //! Threads: every call may be made from any thread. One `fl_model` may be used by several
 //! threads at once for sampling, classification, `fl_model_get_info`, `fl_make_z` and
 //! `fl_model_save` (they only read the model); `fl_model_free` must not race with any other
-//! call on the same model. Calls that change a model (training, added later) take it
-//! exclusively and answer `FL_ERR_BUSY` while another thread uses it.
+//! call on the same model. A trainer (`fl_trainer`, made by `fl_trainer_create*`) holds its
+//! own model and is used by one thread at a time: a call on a trainer that another thread is
+//! in answers `FL_ERR_BUSY` at once.
 
 #![allow(non_camel_case_types)]
 
@@ -20,14 +21,16 @@ use crate::error::Error;
 use crate::model::file::TensorFile;
 use crate::model::layers::Mode;
 use crate::model::model::chw_to_rgba8;
-use crate::model::{Discriminator, Model, Which};
+use crate::model::model::copy_weights;
+use crate::model::{Config, Discriminator, Model, Which};
 use crate::rng;
 use crate::tensor::Tensor;
+use crate::train::{TrainConfig, Trainer, Variant};
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::PathBuf;
-use std::sync::{OnceLock, RwLock};
+use std::sync::{Mutex, MutexGuard, OnceLock, RwLock, TryLockError};
 
 /// The status every fallible call returns: `FL_OK` (0) or one of the `FL_ERR_*` codes of
 /// `fl_status_code`. On failure `fl_last_error` tells what went wrong.
@@ -325,6 +328,41 @@ fn d_max_batch(ctx: &Context, model: &Model) -> usize {
     (ctx.max_binding_bytes() / per).clamp(1, 1024) as usize
 }
 
+/// Pixels must be finite (`FL_ERR_NON_FINITE`) and in [0, 1] (`FL_ERR_OUT_OF_RANGE`).
+fn check_pixels(images: &[f32]) -> Res<()> {
+    check_finite(images, "images")?;
+    if let Some(i) = images.iter().position(|v| !(0.0..=1.0).contains(v)) {
+        return fail(
+            FL_ERR_OUT_OF_RANGE,
+            format!("images[{i}] = {} is outside [0, 1]", images[i]),
+        );
+    }
+    Ok(())
+}
+
+/// Images CHW in [0, 1], one after another -> NHWC in [-1, 1], the range G produces.
+fn to_nhwc(model: &Model, images: &[f32]) -> Vec<f32> {
+    let (r, ch) = (model.cfg.resolution, model.cfg.channels);
+    let per = image_len(model);
+    let mut x = vec![0f32; images.len()];
+    for (b, im) in images.chunks_exact(per).enumerate() {
+        for c in 0..ch {
+            for p in 0..r * r {
+                x[b * per + p * ch + c] = im[c * r * r + p] * 2.0 - 1.0;
+            }
+        }
+    }
+    x
+}
+
+/// Index of the largest value (the first on ties).
+fn argmax(row: &[f32]) -> (usize, f32) {
+    row.iter().enumerate().fold(
+        (0, f32::NEG_INFINITY),
+        |a, (i, &v)| if v > a.1 { (i, v) } else { a },
+    )
+}
+
 fn classify_into(
     ctx: &Context,
     model: &Model,
@@ -346,13 +384,7 @@ fn classify_into(
              cannot classify",
         );
     }
-    check_finite(images, "images")?;
-    if let Some(i) = images.iter().position(|v| !(0.0..=1.0).contains(v)) {
-        return fail(
-            FL_ERR_OUT_OF_RANGE,
-            format!("images[{i}] = {} is outside [0, 1]", images[i]),
-        );
-    }
+    check_pixels(images)?;
     let (r, ch, k) = (cfg.resolution, cfg.channels, cfg.num_classes);
     let per = image_len(model);
     let d = Discriminator { cfg };
@@ -361,16 +393,7 @@ fn classify_into(
     let mut start = 0;
     while start < n {
         let m = batch.min(n - start);
-        // CHW in [0, 1] -> NHWC in [-1, 1], the range G produces.
-        let mut x = vec![0f32; m * per];
-        for b in 0..m {
-            let im = &images[(start + b) * per..(start + b + 1) * per];
-            for c in 0..ch {
-                for p in 0..r * r {
-                    x[b * per + p * ch + c] = im[c * r * r + p] * 2.0 - 1.0;
-                }
-            }
-        }
+        let x = to_nhwc(model, &images[start * per..(start + m) * per]);
         let xt = Tensor::from_f32(ctx, &[m, r, r, ch], &x)?;
         let yt = Tensor::from_i32(ctx, &[m], &vec![0; m])?;
         let logits = ctx.run(|rec| {
@@ -383,19 +406,7 @@ fn classify_into(
             let row = &logits[b * k..(b + 1) * k];
             check_finite(row, "class logits")
                 .map_err(|Fail(_, m)| Fail(FL_ERR_DEVICE, format!("the device produced {m}")))?;
-            let (best, mx) = row
-                .iter()
-                .enumerate()
-                .fold(
-                    (0, f32::NEG_INFINITY),
-                    |a, (i, &v)| {
-                        if v > a.1 {
-                            (i, v)
-                        } else {
-                            a
-                        }
-                    },
-                );
+            let (best, mx) = argmax(row);
             labels[start + b] = best as i32;
             if let Some(p) = probs.as_deref_mut() {
                 let e: Vec<f64> = row.iter().map(|&v| ((v - mx) as f64).exp()).collect();
@@ -563,25 +574,28 @@ pub unsafe extern "C" fn fl_model_get_info(
     guard("fl_model_get_info", || {
         let h = handle(model)?;
         not_null(out, "out")?;
-        let m = h.read();
-        let c = &m.cfg;
-        let (gp, dp) = m.parameter_counts();
-        *out = fl_model_info {
-            num_classes: c.num_classes as u32,
-            z_dim: c.z_dim as u32,
-            channels: c.channels as u32,
-            height: c.resolution as u32,
-            width: c.resolution as u32,
-            has_discriminator: m.d.is_some() as u32,
-            has_class_head: (m.d.is_some() && c.class_head) as u32,
-            has_rotation_head: (m.d.is_some() && c.rotation_head) as u32,
-            has_ema: m.g_ema.is_some() as u32,
-            max_batch: m.max_batch(h.ctx).min(u32::MAX as usize) as u32,
-            generator_params: gp as u64,
-            discriminator_params: if m.d.is_some() { dp as u64 } else { 0 },
-        };
+        *out = model_info(h.ctx, &h.read());
         Ok(())
     })
+}
+
+fn model_info(ctx: &Context, m: &Model) -> fl_model_info {
+    let c = &m.cfg;
+    let (gp, dp) = m.parameter_counts();
+    fl_model_info {
+        num_classes: c.num_classes as u32,
+        z_dim: c.z_dim as u32,
+        channels: c.channels as u32,
+        height: c.resolution as u32,
+        width: c.resolution as u32,
+        has_discriminator: m.d.is_some() as u32,
+        has_class_head: (m.d.is_some() && c.class_head) as u32,
+        has_rotation_head: (m.d.is_some() && c.rotation_head) as u32,
+        has_ema: m.g_ema.is_some() as u32,
+        max_batch: m.max_batch(ctx).min(u32::MAX as usize) as u32,
+        generator_params: gp as u64,
+        discriminator_params: if m.d.is_some() { dp as u64 } else { 0 },
+    }
 }
 
 /// Fill `out` with `n` z vectors (`n * z_dim` floats) for `seed`: a standard normal
@@ -749,6 +763,601 @@ pub unsafe extern "C" fn fl_classify(
         classify_into(h.ctx, &m, images, labels, probs)
     })
 }
+
+// ---------------------------------------------------------------------------------------------
+// Training.
+
+/// Which GAN a trainer trains: one of the `FL_VARIANT_*` values of `fl_variant_code`.
+pub type fl_variant = i32;
+
+/// Training variants (the values of `fl_variant`). Append-only, like `fl_status_code`.
+#[repr(i32)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum fl_variant_code {
+    /// BigGAN with every label known (labels of -1 are refused); no class head, no rotation
+    /// loss.
+    FL_VARIANT_CONDITIONAL = 0,
+    /// One class (0) for every image, labels ignored; no class head, no rotation loss.
+    FL_VARIANT_UNCONDITIONAL = 1,
+    /// As unconditional, with the rotation loss (SSGAN).
+    FL_VARIANT_SSGAN = 2,
+    /// The labelled rows their label, the others the argmax of D's class head; no rotation
+    /// loss (S2GAN-CO).
+    FL_VARIANT_S2GAN_CO = 3,
+    /// As S2GAN-CO, with the rotation loss (S3GAN-CO, the default).
+    FL_VARIANT_S3GAN_CO = 4,
+}
+
+use fl_variant_code::*;
+
+const VARIANTS: [(fl_variant_code, Variant); 5] = [
+    (FL_VARIANT_CONDITIONAL, Variant::Conditional),
+    (FL_VARIANT_UNCONDITIONAL, Variant::Unconditional),
+    (FL_VARIANT_SSGAN, Variant::Ssgan),
+    (FL_VARIANT_S2GAN_CO, Variant::S2ganCo),
+    (FL_VARIANT_S3GAN_CO, Variant::S3ganCo),
+];
+
+/// Training hyper-parameters. Fill it with `fl_train_config_default` and change what you
+/// need. The layout is fixed for this ABI: a later release that needs more fields adds a new
+/// struct and a new call.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct fl_train_config {
+    /// Which GAN: an `FL_VARIANT_*` value (default `FL_VARIANT_S3GAN_CO`).
+    pub variant: fl_variant,
+    /// D steps per `fl_trainer_step` (each on the same real batch with fresh fakes); at least 1
+    /// (default 2).
+    pub d_steps: u32,
+    /// Adam learning rate of G, finite and >= 0 (default 1e-4).
+    pub lr_g: f64,
+    /// Adam learning rate of D, finite and >= 0 (default 4e-4).
+    pub lr_d: f64,
+    /// Adam beta1 in [0, 1) (default 0).
+    pub beta1: f64,
+    /// Adam beta2 in [0, 1) (default 0.999).
+    pub beta2: f64,
+    /// Adam epsilon, finite and >= 0 (default 1e-8).
+    pub eps: f64,
+    /// Share of a batch whose last rows are also fed rotated, in (0, 1] (default 0.25; used by
+    /// the variants with the rotation loss).
+    pub rot_fraction: f64,
+    /// Weight of the fake rotation loss in G's loss (default 0.2).
+    pub g_rot_weight: f32,
+    /// Weight of the real rotation loss in D's loss (default 1.0).
+    pub d_rot_weight: f32,
+    /// Weight of the class-head loss in D's loss (default 1.0).
+    pub class_weight: f32,
+    /// EMA decay of G_ema in [0, 1] (default 0.9999).
+    pub ema_decay: f64,
+    /// First G step (counted from 1 for each trainer) that averages; before it G_ema is a copy
+    /// of G (default 1000). For a short fine-tune from a trained model, set it to 1 (or 0).
+    pub ema_start: u64,
+    /// Seed of the trainer's fake z and fake labels (default 0).
+    pub seed: u64,
+}
+
+impl fl_train_config {
+    fn from_rust(c: &TrainConfig) -> fl_train_config {
+        let variant = VARIANTS
+            .iter()
+            .find(|(_, v)| *v == c.variant)
+            .map(|(code, _)| *code as fl_variant)
+            .unwrap_or(FL_VARIANT_S3GAN_CO as fl_variant);
+        fl_train_config {
+            variant,
+            d_steps: c.d_steps.min(u32::MAX as usize) as u32,
+            lr_g: c.lr_g,
+            lr_d: c.lr_d,
+            beta1: c.beta1,
+            beta2: c.beta2,
+            eps: c.eps,
+            rot_fraction: c.rot_fraction,
+            g_rot_weight: c.g_rot_weight,
+            d_rot_weight: c.d_rot_weight,
+            class_weight: c.class_weight,
+            ema_decay: c.ema_decay,
+            ema_start: c.ema_start,
+            seed: c.seed,
+        }
+    }
+
+    fn to_rust(self) -> Res<TrainConfig> {
+        let Some(&(_, variant)) = VARIANTS.iter().find(|(c, _)| *c as i32 == self.variant) else {
+            return fail(
+                FL_ERR_INVALID_ARGUMENT,
+                format!(
+                    "variant {} is not an FL_VARIANT_* value (0 ..= 4)",
+                    self.variant
+                ),
+            );
+        };
+        let c = TrainConfig {
+            variant,
+            lr_g: self.lr_g,
+            lr_d: self.lr_d,
+            beta1: self.beta1,
+            beta2: self.beta2,
+            eps: self.eps,
+            d_steps: self.d_steps as usize,
+            rot_fraction: self.rot_fraction,
+            d_rot_weight: self.d_rot_weight,
+            g_rot_weight: self.g_rot_weight,
+            class_weight: self.class_weight,
+            ema_decay: self.ema_decay,
+            ema_start: self.ema_start,
+            seed: self.seed,
+        };
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// What one `fl_trainer_step` did. Loss values are means over the call's D steps (D) or the
+/// value of its G step (G), each term with its weight applied.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct fl_step_stats {
+    /// D's loss: d_hinge + d_rotation + d_class.
+    pub d_loss: f32,
+    /// mean(relu(1 - D(real))) + mean(relu(1 + D(fake))).
+    pub d_hinge: f32,
+    /// d_rot_weight * cross-entropy of the rotation head on the rotated real rows (0 without
+    /// the rotation loss).
+    pub d_rotation: f32,
+    /// class_weight * cross-entropy of the class head on the labelled real rows (0 without the
+    /// class head or without labelled rows).
+    pub d_class: f32,
+    /// G's loss: g_adversarial + g_rotation (NaN when the call stopped before its G step).
+    pub g_loss: f32,
+    /// -mean(D(fake)).
+    pub g_adversarial: f32,
+    /// g_rot_weight * cross-entropy of the rotation head on the rotated fakes.
+    pub g_rotation: f32,
+    /// Share of the labelled rows of this batch whose class-head argmax, after this call's D
+    /// steps, equals their label; NaN when the batch has no labelled row or the model has no
+    /// class head.
+    pub class_accuracy: f32,
+    /// Rows of this batch with a label (not -1).
+    pub labelled: u32,
+    /// D steps this trainer has taken, in all (this call's included).
+    pub d_steps_done: u64,
+    /// G steps this trainer has taken, in all.
+    pub g_steps_done: u64,
+}
+
+/// An opaque trainer handle: a model (G, D, G_ema) on the process-wide GPU device with Adam
+/// state, trained by `fl_trainer_step`. Created by `fl_trainer_create` or
+/// `fl_trainer_create_new`, freed by `fl_trainer_free`.
+///
+/// A trainer is used by one thread at a time: a call that finds another thread inside a call
+/// on the same trainer answers `FL_ERR_BUSY` at once (it never waits).
+pub struct fl_trainer {
+    ctx: &'static Context,
+    trainer: Mutex<Trainer>,
+}
+
+/// # Safety
+/// `t` must be NULL or a live handle from `fl_trainer_create*`.
+unsafe fn trainer_handle<'a>(t: *const fl_trainer) -> Res<&'a fl_trainer> {
+    not_null(t, "trainer")?;
+    Ok(&*t)
+}
+
+impl fl_trainer {
+    /// The trainer, or `FL_ERR_BUSY` when another thread is in a call on it.
+    fn lock(&self) -> Res<MutexGuard<'_, Trainer>> {
+        match self.trainer.try_lock() {
+            Ok(g) => Ok(g),
+            // A panic inside an earlier call was reported as FL_ERR_PANIC then.
+            Err(TryLockError::Poisoned(p)) => Ok(p.into_inner()),
+            Err(TryLockError::WouldBlock) => fail(
+                FL_ERR_BUSY,
+                "another thread is using this trainer (a trainer is used by one thread at a \
+                 time); wait for its call to return",
+            ),
+        }
+    }
+}
+
+/// Largest batch one training step runs: G's pass over n fakes and D's single pass over
+/// `2 * (n + 3k)` rows must fit the device's binding limit.
+fn train_max_n(ctx: &Context, t: &Trainer) -> usize {
+    let d = d_max_batch(ctx, &t.model);
+    let rows = |n: usize| 2 * (n + 3 * t.cfg.rot_rows(n));
+    let mut n = t.model.max_batch(ctx).max(1).min(d);
+    while n > 1 && rows(n) > d {
+        n -= 1;
+    }
+    n
+}
+
+/// An independent device copy of a model (every tensor).
+fn copy_model(ctx: &Context, m: &Model) -> Res<Model> {
+    Ok(Model {
+        cfg: m.cfg.clone(),
+        g: copy_weights(ctx, &m.g)?,
+        d: m.d.as_ref().map(|d| copy_weights(ctx, d)).transpose()?,
+        g_ema: m.g_ema.as_ref().map(|e| copy_weights(ctx, e)).transpose()?,
+        metadata: m.metadata.clone(),
+    })
+}
+
+/// # Safety
+/// `cfg` must be NULL or readable.
+unsafe fn train_config(cfg: *const fl_train_config) -> Res<TrainConfig> {
+    if cfg.is_null() {
+        Ok(TrainConfig::new(Variant::S3ganCo))
+    } else {
+        (*cfg).to_rust()
+    }
+}
+
+fn finish_trainer(ctx: &'static Context, model: Model, cfg: TrainConfig) -> Res<*mut fl_trainer> {
+    let trainer = Trainer::new(ctx, model, cfg)?;
+    Ok(Box::into_raw(Box::new(fl_trainer {
+        ctx,
+        trainer: Mutex::new(trainer),
+    })))
+}
+
+/// Fill `*out` with the default training configuration: S3GAN-CO with BigGAN's settings
+/// (Adam 0 / 0.999 / 1e-8, lr G 1e-4 and D 4e-4, two D steps per step, a quarter of each batch
+/// rotated, rotation weights 1.0 for D and 0.2 for G, class weight 1.0, EMA decay 0.9999 from
+/// G step 1000, seed 0).
+///
+/// # Safety
+/// `out` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fl_train_config_default(out: *mut fl_train_config) -> fl_status {
+    guard("fl_train_config_default", || {
+        not_null(out, "out")?;
+        *out = fl_train_config::from_rust(&TrainConfig::new(Variant::S3ganCo));
+        Ok(())
+    })
+}
+
+/// Create a trainer that fine-tunes a model file.
+///
+/// `model_path`: a model file holding a discriminator (with the class head for the S2GAN-CO and
+/// S3GAN-CO variants and the rotation head for SSGAN and S3GAN-CO), or NULL for the embedded
+/// default model: this build has none yet, so NULL answers `FL_ERR_NO_DEFAULT_MODEL`.
+/// `cfg`: the training configuration, or NULL for `fl_train_config_default`'s. It is copied.
+/// `out`: receives a new handle, owned by the caller, to be freed with `fl_trainer_free`; set
+/// to NULL on failure. The trainer holds its own copy of the model (G, D, G_ema; G_ema starts
+/// as a copy of G when the file has none) and Adam state starting at zero.
+///
+/// Errors: as `fl_model_load`; `FL_ERR_INVALID_ARGUMENT` for a bad configuration or a model
+/// without the discriminator or heads the variant needs.
+///
+/// # Safety
+/// `model_path` must be NULL or a NUL-terminated string; `cfg` NULL or readable; `out` NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn fl_trainer_create(
+    model_path: *const c_char,
+    cfg: *const fl_train_config,
+    out: *mut *mut fl_trainer,
+) -> fl_status {
+    guard("fl_trainer_create", || {
+        not_null(out, "out")?;
+        *out = std::ptr::null_mut();
+        let cfg = train_config(cfg)?;
+        if model_path.is_null() {
+            return fail(
+                FL_ERR_NO_DEFAULT_MODEL,
+                "this build of libfewlabels has no embedded default model yet; pass the path \
+                 of a model file, or start from fresh weights with fl_trainer_create_new",
+            );
+        }
+        let path = path_of(model_path)?;
+        let file = TensorFile::load(&path)?;
+        let ctx = context()?;
+        let model = Model::from_file(ctx, &file).map_err(|e| match e {
+            Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
+            other => other,
+        })?;
+        *out = finish_trainer(ctx, model, cfg)?;
+        Ok(())
+    })
+}
+
+/// Create a trainer for a new model with fresh weights from a preset.
+///
+/// `preset`: "tiny" (16 x 16 grey, 3 classes), "tiny_rgb", "fashion" (32 x 32 grey, 10
+/// classes), "imagenet64" or "imagenet128". `seed`: the seed of the initial weights (the same
+/// seed gives the same weights). `cfg` and `out` as in `fl_trainer_create`.
+///
+/// Errors: `FL_ERR_INVALID_ARGUMENT` (unknown preset, bad configuration),
+/// `FL_ERR_NULL_POINTER`, `FL_ERR_NO_DEVICE`, `FL_ERR_DEVICE`.
+///
+/// # Safety
+/// `preset` must be NULL or a NUL-terminated string; `cfg` NULL or readable; `out` NULL or
+/// writable.
+#[no_mangle]
+pub unsafe extern "C" fn fl_trainer_create_new(
+    preset: *const c_char,
+    seed: u64,
+    cfg: *const fl_train_config,
+    out: *mut *mut fl_trainer,
+) -> fl_status {
+    guard("fl_trainer_create_new", || {
+        not_null(out, "out")?;
+        *out = std::ptr::null_mut();
+        not_null(preset, "preset")?;
+        let cfg = train_config(cfg)?;
+        let Ok(name) = CStr::from_ptr(preset).to_str() else {
+            return fail(FL_ERR_INVALID_ARGUMENT, "preset is not UTF-8");
+        };
+        let mcfg = Config::preset(name)?;
+        let ctx = context()?;
+        let model = Model::init(ctx, &mcfg, seed)?;
+        *out = finish_trainer(ctx, model, cfg)?;
+        Ok(())
+    })
+}
+
+/// Free a trainer handle and its GPU memory. NULL is a no-op. No other call may use the
+/// trainer during or after this call. Models made by `fl_trainer_model` stay valid.
+///
+/// # Safety
+/// `trainer` must be NULL or a handle from `fl_trainer_create*` not freed before.
+#[no_mangle]
+pub unsafe extern "C" fn fl_trainer_free(trainer: *mut fl_trainer) {
+    if !trainer.is_null() {
+        let _ = catch_unwind(AssertUnwindSafe(|| drop(Box::from_raw(trainer))));
+    }
+}
+
+/// Describe the trainer's model (as `fl_model_get_info`): the image size and classes
+/// `fl_trainer_step` expects.
+///
+/// Errors: `FL_ERR_NULL_POINTER`, `FL_ERR_BUSY` (another thread is in a call on the trainer).
+///
+/// # Safety
+/// `trainer` must be NULL or a live handle; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fl_trainer_get_info(
+    trainer: *const fl_trainer,
+    out: *mut fl_model_info,
+) -> fl_status {
+    guard("fl_trainer_get_info", || {
+        let h = trainer_handle(trainer)?;
+        not_null(out, "out")?;
+        let t = h.lock()?;
+        *out = model_info(h.ctx, &t.model);
+        Ok(())
+    })
+}
+
+/// One training step on a batch of `n` real images: `cfg.d_steps` discriminator steps (each
+/// with fresh fakes from the trainer's seed) and one generator step (with the EMA update of
+/// G_ema), all on the GPU.
+///
+/// `images`: `n * channels * height * width` floats in [0, 1], image after image, each CHW
+/// (the layout `fl_sample` writes). `labels`: `n` class ids, or -1 for an image without a label
+/// (the S2GAN-CO and S3GAN-CO variants label those with D's class head; the unconditional and
+/// SSGAN variants ignore labels; the conditional variant needs every label). `out`: when not
+/// NULL, receives what the step did (losses, the class head's accuracy on the labelled rows,
+/// step counts); it is also filled when a loss is not finite.
+///
+/// `n` must be at least 1 and at most what the device trains in one pass (the whole batch goes
+/// through D at once, with its fakes and rotated copies; the message of `FL_ERR_OUT_OF_RANGE`
+/// names the limit, e.g. 293 for the "tiny" preset on lavapipe). Every input is checked
+/// before anything runs.
+///
+/// Errors: `FL_ERR_NULL_POINTER` (trainer, images or labels NULL); `FL_ERR_OUT_OF_RANGE` (n = 0
+/// or too large, a pixel outside [0, 1], a label below -1 or >= num_classes);
+/// `FL_ERR_NON_FINITE` (a pixel is NaN or infinite); `FL_ERR_INVALID_ARGUMENT` (a -1 label with
+/// the conditional variant); `FL_ERR_BUSY` (another thread is in a call on the trainer);
+/// `FL_ERR_DEVICE`.
+///
+/// A loss that comes out NaN or infinite (training diverged) answers `FL_ERR_NON_FINITE`
+/// after the step that produced it (the remaining steps of the call are skipped). The
+/// parameters are NOT rolled back in this release: the trainer's model may then hold
+/// non-finite values; free it and start again from a saved model (e.g. with a lower learning
+/// rate).
+///
+/// # Safety
+/// `trainer` must be NULL or a live handle; `images` NULL or readable as above; `labels` NULL
+/// or `n` readable ids; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fl_trainer_step(
+    trainer: *mut fl_trainer,
+    n: u32,
+    images: *const f32,
+    labels: *const i32,
+    out: *mut fl_step_stats,
+) -> fl_status {
+    guard("fl_trainer_step", || {
+        let h = trainer_handle(trainer)?;
+        not_null(images, "images")?;
+        not_null(labels, "labels")?;
+        let n = check_n(n)?;
+        let mut t = h.lock()?;
+        let ctx = h.ctx;
+        let max = train_max_n(ctx, &t);
+        if n > max {
+            return fail(
+                FL_ERR_OUT_OF_RANGE,
+                format!("n = {n} is more than this device trains in one step ({max})"),
+            );
+        }
+        let images = slice(images, n * image_len(&t.model));
+        let labels = slice(labels, n);
+        check_pixels(images)?;
+        let k = t.model.cfg.num_classes;
+        if let Some((i, c)) = labels
+            .iter()
+            .enumerate()
+            .find(|(_, &c)| c < -1 || c >= k as i32)
+        {
+            return fail(
+                FL_ERR_OUT_OF_RANGE,
+                format!("labels[{i}] = {c} is outside -1 (unlabelled) ..= {}", k - 1),
+            );
+        }
+        let labelled = labels.iter().filter(|&&c| c >= 0).count();
+        if t.cfg.variant == Variant::Conditional && labelled < n {
+            let i = labels.iter().position(|&c| c < 0).unwrap_or(0);
+            return fail(
+                FL_ERR_INVALID_ARGUMENT,
+                format!(
+                    "labels[{i}] = -1, but the conditional variant needs every label (use \
+                     FL_VARIANT_S3GAN_CO for partly labelled data)"
+                ),
+            );
+        }
+        let mc = t.model.cfg.clone();
+        let (r, ch) = (mc.resolution, mc.channels);
+        let x = Tensor::from_f32(ctx, &[n, r, r, ch], &to_nhwc(&t.model, images))?;
+        let mut stats = fl_step_stats {
+            g_loss: f32::NAN,
+            g_adversarial: f32::NAN,
+            g_rotation: f32::NAN,
+            class_accuracy: f32::NAN,
+            labelled: labelled as u32,
+            ..Default::default()
+        };
+        let finish = |t: &Trainer, stats: &mut fl_step_stats| {
+            stats.d_steps_done = t.d_steps_done();
+            stats.g_steps_done = t.g_steps_done();
+            if !out.is_null() {
+                // SAFETY: the caller passes NULL or a writable fl_step_stats.
+                unsafe { *out = *stats };
+            }
+        };
+        let d_steps = t.cfg.d_steps;
+        for s in 0..d_steps {
+            let (z, y_fake) = t.fake_batch(ctx, n)?;
+            let rep = t.d_step(ctx, &x, labels, &z, &y_fake)?;
+            let w = 1.0 / (s + 1) as f32;
+            for (acc, v) in [
+                (&mut stats.d_loss, rep.total),
+                (&mut stats.d_hinge, rep.hinge),
+                (&mut stats.d_rotation, rep.rotation),
+                (&mut stats.d_class, rep.class),
+            ] {
+                *acc += (v - *acc) * w;
+            }
+            if ![rep.total, rep.hinge, rep.rotation, rep.class]
+                .iter()
+                .all(|v| v.is_finite())
+            {
+                finish(&t, &mut stats);
+                return fail(
+                    FL_ERR_NON_FINITE,
+                    format!(
+                        "D step {} of this call gave a non-finite loss (total {}, hinge {}, \
+                         rotation {}, class {}); training diverged and the parameters were not \
+                         rolled back: restart from a saved model, e.g. with lower learning \
+                         rates",
+                        s + 1,
+                        rep.total,
+                        rep.hinge,
+                        rep.rotation,
+                        rep.class
+                    ),
+                );
+            }
+        }
+        // D's class head on the labelled rows, with D as the D steps left it. (The D step's
+        // y_used keeps the given label on labelled rows, so it cannot tell.)
+        if labelled > 0 && mc.class_head {
+            let d = Discriminator { cfg: &mc };
+            let dw = t.model.d.as_ref().expect("a trainer's model has D");
+            let yt = Tensor::from_i32(ctx, &[n], &vec![0; n])?;
+            let logits = ctx.run(|rec| {
+                let (o, _) = d.forward(rec, dw, &x, &yt, Mode::EVAL)?;
+                o.class
+                    .ok_or_else(|| Error::Shape("discriminator returned no class logits".into()))
+            })?;
+            let logits = logits.to_f32(ctx)?;
+            let right = labels
+                .iter()
+                .enumerate()
+                .filter(|(b, &c)| c >= 0 && argmax(&logits[b * k..(b + 1) * k]).0 == c as usize)
+                .count();
+            stats.class_accuracy = right as f32 / labelled as f32;
+        }
+        let (z, y_fake) = t.fake_batch(ctx, n)?;
+        let g = t.g_step(ctx, &z, &y_fake)?;
+        stats.g_loss = g.total;
+        stats.g_adversarial = g.adversarial;
+        stats.g_rotation = g.rotation;
+        finish(&t, &mut stats);
+        if ![g.total, g.adversarial, g.rotation]
+            .iter()
+            .all(|v| v.is_finite())
+        {
+            return fail(
+                FL_ERR_NON_FINITE,
+                format!(
+                    "the G step gave a non-finite loss (total {}, adversarial {}, rotation {}); \
+                     training diverged and the parameters were not rolled back: restart from a \
+                     saved model, e.g. with lower learning rates",
+                    g.total, g.adversarial, g.rotation
+                ),
+            );
+        }
+        Ok(())
+    })
+}
+
+/// Save the trainer's current model (G, D and G_ema) as a model file, atomically; load it with
+/// `fl_model_load` to sample, or with `fl_trainer_create` to train on. In this release this is
+/// the model only, not a full checkpoint: Adam state, step counts and the fake-batch position
+/// are not saved, so a trainer created from the file starts them afresh (a later release makes
+/// this a full checkpoint).
+///
+/// Errors: `FL_ERR_NULL_POINTER`, `FL_ERR_INVALID_ARGUMENT` (empty path), `FL_ERR_IO`,
+/// `FL_ERR_BUSY`.
+///
+/// # Safety
+/// `trainer` must be NULL or a live handle; `path` NULL or a NUL-terminated string.
+#[no_mangle]
+pub unsafe extern "C" fn fl_trainer_save(
+    trainer: *mut fl_trainer,
+    path: *const c_char,
+) -> fl_status {
+    guard("fl_trainer_save", || {
+        let h = trainer_handle(trainer)?;
+        let path = path_of(path)?;
+        let t = h.lock()?;
+        t.model.save(h.ctx, &path)?;
+        Ok(())
+    })
+}
+
+/// A model handle holding a copy of the trainer's current model (G, D and G_ema): sampling
+/// uses G_ema, classification D's class head. The copy is independent: later training does not
+/// change it, and it outlives the trainer. Free it with `fl_model_free`.
+///
+/// `out` is set to NULL on failure. Errors: `FL_ERR_NULL_POINTER`, `FL_ERR_BUSY`,
+/// `FL_ERR_DEVICE`.
+///
+/// # Safety
+/// `trainer` must be NULL or a live handle; `out` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fl_trainer_model(
+    trainer: *mut fl_trainer,
+    out: *mut *mut fl_model,
+) -> fl_status {
+    guard("fl_trainer_model", || {
+        not_null(out, "out")?;
+        *out = std::ptr::null_mut();
+        let h = trainer_handle(trainer)?;
+        let t = h.lock()?;
+        let model = copy_model(h.ctx, &t.model)?;
+        finish_load(model, out)
+    })
+}
+
+// A trainer handle is passed between threads (one at a time) and guarded by its mutex.
+const _: () = {
+    fn sync<T: Sync + Send>() {}
+    let _ = sync::<fl_trainer>;
+};
 
 // A model handle is shared by reference between threads that sample; this must stay true.
 const _: () = {

@@ -187,7 +187,11 @@ fn header_compiles_as_c99_and_cpp() {
              fl_status s = FL_OK;\n\
              fl_model_info info;\n\
              fl_model *m = 0;\n\
-             (void)info; (void)m;\n\
+             fl_train_config cfg;\n\
+             fl_step_stats st;\n\
+             fl_trainer *t = 0;\n\
+             fl_variant v = FL_VARIANT_S3GAN_CO;\n\
+             (void)info; (void)m; (void)cfg; (void)st; (void)t; (void)v;\n\
              return s == FL_ERR_PANIC || fl_version()[0] == 0;\n\
          }\n",
     )
@@ -598,4 +602,359 @@ fn cpp_wrapper_samples_and_throws() {
         "{stdout}\n{}",
         String::from_utf8_lossy(&res.stderr)
     );
+}
+
+// ---------------------------------------------------------------------------------------------
+// Training.
+
+/// A trainer handle, freed on drop.
+struct TrainerHandle(*mut fl_trainer);
+
+// SAFETY: a trainer may be used from any thread, one at a time (the library enforces it).
+unsafe impl Send for TrainerHandle {}
+unsafe impl Sync for TrainerHandle {}
+
+impl Drop for TrainerHandle {
+    fn drop(&mut self) {
+        unsafe { fl_trainer_free(self.0) }
+    }
+}
+
+fn default_train_config() -> fl_train_config {
+    let mut cfg = std::mem::MaybeUninit::<fl_train_config>::uninit();
+    assert_eq!(unsafe { fl_train_config_default(cfg.as_mut_ptr()) }, 0);
+    unsafe { cfg.assume_init() }
+}
+
+fn create_trainer(path: &Path, cfg: &fl_train_config) -> TrainerHandle {
+    let c = CString::new(path.to_str().unwrap()).unwrap();
+    let mut t = std::ptr::null_mut();
+    let st = unsafe { fl_trainer_create(c.as_ptr(), cfg, &mut t) };
+    assert_eq!(st, 0, "{}", last_error());
+    assert!(!t.is_null());
+    TrainerHandle(t)
+}
+
+/// `n` tiny-preset images (1 x 16 x 16, CHW in [0, 1]): class c has a bright band.
+fn train_images(n: usize) -> Vec<f32> {
+    let mut v = Vec::with_capacity(n * 256);
+    for b in 0..n {
+        for p in 0..256 {
+            let band = (p / 16) / 6 == b % 3;
+            let noise = ((b * 131 + p * 29) % 17) as f32 / 170.0;
+            v.push(if band { 0.85 + noise } else { noise });
+        }
+    }
+    v.into_iter().map(|x| x.clamp(0.0, 1.0)).collect()
+}
+
+fn step(t: &TrainerHandle, images: &[f32], labels: &[i32]) -> (i32, fl_step_stats) {
+    let mut s = fl_step_stats::default();
+    let st = unsafe {
+        fl_trainer_step(
+            t.0,
+            labels.len() as u32,
+            images.as_ptr(),
+            labels.as_ptr(),
+            &mut s,
+        )
+    };
+    (st, s)
+}
+
+fn trainer_model(t: &TrainerHandle) -> Handle {
+    let mut m = std::ptr::null_mut();
+    let st = unsafe { fl_trainer_model(t.0, &mut m) };
+    assert_eq!(st, 0, "{}", last_error());
+    Handle(m)
+}
+
+fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
+#[test]
+fn default_train_config_is_the_rust_default() {
+    use fewlabels::train::{TrainConfig, Variant};
+    let c = default_train_config();
+    let r = TrainConfig::new(Variant::S3ganCo);
+    assert_eq!(c.variant, fl_variant_code::FL_VARIANT_S3GAN_CO as i32);
+    assert_eq!(c.d_steps as usize, r.d_steps);
+    assert_eq!(
+        (c.lr_g, c.lr_d, c.beta1, c.beta2, c.eps),
+        (r.lr_g, r.lr_d, r.beta1, r.beta2, r.eps)
+    );
+    assert_eq!(
+        (
+            c.rot_fraction,
+            c.g_rot_weight,
+            c.d_rot_weight,
+            c.class_weight
+        ),
+        (
+            r.rot_fraction,
+            r.g_rot_weight,
+            r.d_rot_weight,
+            r.class_weight
+        )
+    );
+    assert_eq!(
+        (c.ema_decay, c.ema_start, c.seed),
+        (r.ema_decay, r.ema_start, r.seed)
+    );
+}
+
+#[test]
+fn a_trainer_step_is_the_rust_trainers_d_and_g_steps() {
+    use fewlabels::tensor::Tensor;
+    use fewlabels::train::{TrainConfig, Trainer, Variant};
+    let f = files();
+    let ctx = shared_context().unwrap();
+    let mut cfg = default_train_config();
+    cfg.ema_start = 1;
+    cfg.seed = 9;
+    let t = create_trainer(&f.tiny, &cfg);
+    let mut ti = fl_model_info::default();
+    assert_eq!(unsafe { fl_trainer_get_info(t.0, &mut ti) }, 0);
+    assert_eq!((ti.num_classes, ti.channels, ti.height), (3, 1, 16));
+    let images = train_images(4);
+    let labels = [0, -1, 2, -1];
+    let (st, s) = step(&t, &images, &labels);
+    assert_eq!(st, 0, "{}", last_error());
+
+    // The same in Rust.
+    let mut rc = TrainConfig::new(Variant::S3ganCo);
+    rc.ema_start = 1;
+    rc.seed = 9;
+    let mut r = Trainer::new(ctx, Model::load(ctx, &f.tiny).unwrap(), rc).unwrap();
+    let mut x = vec![0f32; images.len()];
+    x.iter_mut()
+        .zip(&images)
+        .for_each(|(o, i)| *o = i * 2.0 - 1.0); // one channel: CHW == HWC
+    let xt = Tensor::from_f32(ctx, &[4, 16, 16, 1], &x).unwrap();
+    let mut d = Vec::new();
+    for _ in 0..2 {
+        let (z, yf) = r.fake_batch(ctx, 4).unwrap();
+        d.push(r.d_step(ctx, &xt, &labels, &z, &yf).unwrap());
+    }
+    let (z, yf) = r.fake_batch(ctx, 4).unwrap();
+    let g = r.g_step(ctx, &z, &yf).unwrap();
+    let mean = |f: fn(&fewlabels::train::DStepReport) -> f32| (f(&d[0]) + f(&d[1])) / 2.0;
+    let close = |a: f32, b: f32| (a - b).abs() <= 1e-5 * (1.0 + b.abs());
+    assert!(close(s.d_loss, mean(|r| r.total)), "{s:?}");
+    assert!(close(s.d_hinge, mean(|r| r.hinge)), "{s:?}");
+    assert!(close(s.d_rotation, mean(|r| r.rotation)), "{s:?}");
+    assert!(close(s.d_class, mean(|r| r.class)), "{s:?}");
+    assert!(close(s.g_loss, g.total) && close(s.g_adversarial, g.adversarial));
+    assert!(close(s.g_rotation, g.rotation));
+    assert!(
+        s.d_rotation > 0.0 && s.d_class > 0.0 && s.g_rotation > 0.0,
+        "{s:?}"
+    );
+    assert_eq!((s.d_steps_done, s.g_steps_done, s.labelled), (2, 1, 2));
+    assert!(
+        [0.0, 0.5, 1.0].contains(&s.class_accuracy),
+        "{}",
+        s.class_accuracy
+    );
+
+    // The saved model is the Rust trainer's model.
+    let saved = work_dir().join("trained.safetensors");
+    let c = CString::new(saved.to_str().unwrap()).unwrap();
+    assert_eq!(unsafe { fl_trainer_save(t.0, c.as_ptr()) }, 0);
+    let back = Model::load(ctx, &saved).unwrap();
+    let pairs = [
+        (&back.g, &r.model.g),
+        (back.d.as_ref().unwrap(), r.model.d.as_ref().unwrap()),
+        (
+            back.g_ema.as_ref().unwrap(),
+            r.model.g_ema.as_ref().unwrap(),
+        ),
+    ];
+    for (a, b) in pairs {
+        assert_eq!(a.map.len(), b.map.len());
+        for (name, ta) in &a.map {
+            let diff = max_abs_diff(&ta.to_f32(ctx).unwrap(), &b.map[name].to_f32(ctx).unwrap());
+            assert!(diff <= 1e-5, "{name} differs by {diff}");
+        }
+    }
+    // The trainer's model samples what the saved file samples.
+    let m = trainer_model(&t);
+    let from_file = load(&saved);
+    let z = make_z(&m, 3, 1);
+    assert_eq!(sample(&m, 1, &z), sample(&from_file, 1, &z));
+}
+
+#[test]
+fn a_trainer_model_is_an_independent_copy() {
+    let mut cfg = default_train_config();
+    cfg.ema_start = 1;
+    cfg.d_steps = 1;
+    let t = create_trainer(&files().tiny, &cfg);
+    let images = train_images(2);
+    assert_eq!(step(&t, &images, &[1, -1]).0, 0, "{}", last_error());
+    let m = trainer_model(&t);
+    let z = make_z(&m, 4, 1);
+    let before = sample(&m, 0, &z);
+    assert_eq!(step(&t, &images, &[1, -1]).0, 0, "{}", last_error());
+    assert_eq!(
+        sample(&m, 0, &z),
+        before,
+        "training changed an earlier copy"
+    );
+    let after = sample(&trainer_model(&t), 0, &z);
+    assert_ne!(after, before, "a G step with ema_start 1 left G_ema alone");
+    drop(t);
+    assert_eq!(sample(&m, 0, &z), before, "the copy died with the trainer");
+}
+
+#[test]
+fn a_fresh_trainer_from_a_preset_trains() {
+    let mut cfg = default_train_config();
+    cfg.d_steps = 1;
+    let preset = CString::new("tiny").unwrap();
+    let mut raw = std::ptr::null_mut();
+    let st = unsafe { fl_trainer_create_new(preset.as_ptr(), 11, &cfg, &mut raw) };
+    assert_eq!(st, 0, "{}", last_error());
+    let t = TrainerHandle(raw);
+    // Unlabelled only: no class accuracy to report.
+    let (st, s) = step(&t, &train_images(3), &[-1, -1, -1]);
+    assert_eq!(st, 0, "{}", last_error());
+    assert!(s.class_accuracy.is_nan() && s.labelled == 0 && s.d_class == 0.0);
+    assert!(s.d_loss.is_finite() && s.g_loss.is_finite(), "{s:?}");
+    // NULL config: the defaults.
+    let mut raw = std::ptr::null_mut();
+    let st = unsafe { fl_trainer_create_new(preset.as_ptr(), 11, std::ptr::null(), &mut raw) };
+    assert_eq!(st, 0, "{}", last_error());
+    drop(TrainerHandle(raw));
+}
+
+#[test]
+fn a_diverging_trainer_reports_a_non_finite_loss() {
+    let mut cfg = default_train_config();
+    cfg.lr_d = 1e38;
+    cfg.lr_g = 1e38;
+    let t = create_trainer(&files().tiny, &cfg);
+    let images = train_images(4);
+    let mut seen = None;
+    for _ in 0..4 {
+        let (st, s) = step(&t, &images, &[0, 1, -1, -1]);
+        if st != 0 {
+            seen = Some((st, s, last_error()));
+            break;
+        }
+    }
+    let (st, s, msg) = seen.expect("learning rates of 1e38 never gave a non-finite loss");
+    assert_eq!(st, fl_status_code::FL_ERR_NON_FINITE as i32, "{msg}");
+    assert!(
+        msg.contains("non-finite loss") && msg.contains("not rolled back"),
+        "{msg}"
+    );
+    assert!(!(s.d_loss.is_finite() && s.g_loss.is_finite()), "{s:?}");
+}
+
+#[test]
+fn a_trainer_in_use_by_another_thread_answers_busy() {
+    let mut cfg = default_train_config();
+    cfg.d_steps = 1;
+    let t = create_trainer(&files().tiny, &cfg);
+    let images = train_images(4);
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let busy = std::thread::scope(|s| {
+        let trainer = s.spawn(|| {
+            let mut steps = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) && steps < 200 {
+                let (st, _) = step(&t, &images, &[0, -1, 2, -1]);
+                assert!(
+                    st == 0 || st == fl_status_code::FL_ERR_BUSY as i32,
+                    "{}",
+                    last_error()
+                );
+                steps += 1;
+            }
+        });
+        let mut busy = None;
+        let mut info = fl_model_info::default();
+        while busy.is_none() && !trainer.is_finished() {
+            let st = unsafe { fl_trainer_get_info(t.0, &mut info) };
+            if st == fl_status_code::FL_ERR_BUSY as i32 {
+                busy = Some(last_error());
+            } else {
+                assert_eq!(st, 0, "{}", last_error());
+                std::thread::yield_now();
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        trainer.join().unwrap();
+        busy
+    });
+    let msg = busy.expect("never saw the trainer busy");
+    assert!(msg.contains("one thread at a time"), "{msg}");
+    // Free again: calls work.
+    assert_eq!(step(&t, &images, &[0, -1, 2, -1]).0, 0, "{}", last_error());
+}
+
+#[test]
+fn cpp_finetune_example_trains_saves_and_samples() {
+    let f = files();
+    let so = shared_lib();
+    let dir = so.parent().unwrap();
+    let exe = work_dir().join("finetune");
+    let res = Command::new("c++")
+        .arg("-std=c++11")
+        .args(C_FLAGS)
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg("-I")
+        .arg(root().join("bindings/cpp"))
+        .arg(root().join("examples/cpp/finetune.cpp"))
+        .arg("-L")
+        .arg(dir)
+        .args(["-l:libfewlabels.so", "-o"])
+        .arg(&exe)
+        .output()
+        .expect("running c++");
+    assert!(
+        res.status.success(),
+        "c++ failed:\n{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let out = work_dir().join("finetuned.safetensors");
+    let _ = std::fs::remove_file(&out);
+    let res = run(&exe, &[&f.tiny, &out]);
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        res.status.success() && stdout.contains("finetune: ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(
+        stdout.contains("step 3:") && stdout.contains("steps D 6 G 3"),
+        "{stdout}"
+    );
+    assert!(out.exists());
+    let res = run(
+        &exe,
+        &[
+            Path::new("--preset"),
+            Path::new("tiny"),
+            &work_dir().join("finetuned_fresh.safetensors"),
+            Path::new("1"),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        res.status.success() && stdout.contains("finetune: ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    // An unknown preset: a clear failure.
+    let res = run(&exe, &[Path::new("--preset"), Path::new("nope"), &out]);
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert_eq!(res.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("FL_ERR_INVALID_ARGUMENT"), "{stderr}");
 }

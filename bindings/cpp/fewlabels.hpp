@@ -5,7 +5,12 @@
 //   std::vector<float> z = model.make_z(/*seed*/ 1, /*truncation*/ 0.8f, /*n*/ 1);
 //   std::vector<float> image = model.sample(/*class*/ 0, z);   // C*H*W floats in [0, 1]
 //
-// Threads: as the C ABI; one Model may be sampled from several threads at once.
+//   fewlabels::Trainer trainer("model.safetensors");          // or Trainer::from_preset("tiny", 1)
+//   fl_step_stats s = trainer.step(images, labels);            // labels: class id or -1
+//   trainer.save("tuned.safetensors");
+//
+// Threads: as the C ABI; one Model may be sampled from several threads at once; a Trainer is
+// used by one thread at a time.
 #ifndef FEWLABELS_HPP
 #define FEWLABELS_HPP
 
@@ -100,7 +105,15 @@ public:
 
     fl_model *get() const noexcept { return handle_.get(); }
 
+    /// Take ownership of a handle (from `fl_trainer_model`).
+    static Model adopt(fl_model *m) { return Model(Adopt(), m); }
+
 private:
+    struct Adopt {};
+    Model(Adopt, fl_model *m) : handle_(m, fl_model_free) {
+        check(fl_model_get_info(m, &info_));
+    }
+
     static void need(std::size_t got, std::size_t want, const char *what) {
         if (got != want)
             throw Error(FL_ERR_INVALID_ARGUMENT, std::string(what) + " has " +
@@ -109,6 +122,77 @@ private:
     }
 
     std::unique_ptr<fl_model, void (*)(fl_model *)> handle_;
+    fl_model_info info_{};
+};
+
+/// The default training configuration (S3GAN-CO, BigGAN's settings).
+inline fl_train_config default_train_config() {
+    fl_train_config cfg;
+    check(fl_train_config_default(&cfg));
+    return cfg;
+}
+
+/// A trainer: a model (G, D, G_ema) with Adam state, fine-tuned batch by batch. Used by one
+/// thread at a time (a call from a second thread throws Error with FL_ERR_BUSY).
+class Trainer {
+public:
+    /// Fine-tune a model file (`nullptr`: the embedded default model).
+    Trainer(const char *model_path, const fl_train_config &cfg = default_train_config())
+        : handle_(nullptr, fl_trainer_free) {
+        fl_trainer *t = nullptr;
+        check(fl_trainer_create(model_path, &cfg, &t));
+        init(t);
+    }
+    Trainer(const std::string &model_path, const fl_train_config &cfg = default_train_config())
+        : Trainer(model_path.c_str(), cfg) {}
+
+    /// Fresh weights from a preset ("tiny", "fashion", ...).
+    static Trainer from_preset(const std::string &preset, std::uint64_t seed,
+                               const fl_train_config &cfg = default_train_config()) {
+        fl_trainer *t = nullptr;
+        check(fl_trainer_create_new(preset.c_str(), seed, &cfg, &t));
+        return Trainer(Adopt(), t);
+    }
+
+    const fl_model_info &info() const noexcept { return info_; }
+    std::size_t image_floats() const noexcept {
+        return std::size_t(info_.channels) * info_.height * info_.width;
+    }
+
+    /// One step on `labels.size()` images (CHW floats in [0, 1], one after another); a label
+    /// of -1 marks an image without one.
+    fl_step_stats step(const std::vector<float> &images, const std::vector<std::int32_t> &labels) {
+        if (images.size() != labels.size() * image_floats())
+            throw Error(FL_ERR_INVALID_ARGUMENT,
+                        "images has " + std::to_string(images.size()) + " floats, needs " +
+                            std::to_string(labels.size() * image_floats()));
+        fl_step_stats stats{};
+        check(fl_trainer_step(handle_.get(), std::uint32_t(labels.size()), images.data(),
+                              labels.data(), &stats));
+        return stats;
+    }
+
+    /// Save the current model (G, D, G_ema) as a model file.
+    void save(const std::string &path) { check(fl_trainer_save(handle_.get(), path.c_str())); }
+
+    /// An independent sampling model from the current weights.
+    Model model() {
+        fl_model *m = nullptr;
+        check(fl_trainer_model(handle_.get(), &m));
+        return Model::adopt(m);
+    }
+
+    fl_trainer *get() const noexcept { return handle_.get(); }
+
+private:
+    struct Adopt {};
+    Trainer(Adopt, fl_trainer *t) : handle_(nullptr, fl_trainer_free) { init(t); }
+    void init(fl_trainer *t) {
+        handle_.reset(t);
+        check(fl_trainer_get_info(t, &info_));
+    }
+
+    std::unique_ptr<fl_trainer, void (*)(fl_trainer *)> handle_;
     fl_model_info info_{};
 };
 

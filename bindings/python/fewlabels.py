@@ -11,7 +11,8 @@ without a copy); any sequence of floats is accepted as input. Failures raise `Fe
 with the status name and the library's message.
 
 The library is found at $FEWLABELS_LIB, else as libfewlabels.so / .dylib / fewlabels.dll on the
-system's library path. One `Model` may be sampled from several threads at once.
+system's library path. One `Model` may be sampled from several threads at once; a `Trainer`
+is used by one thread at a time.
 """
 
 import ctypes
@@ -20,7 +21,20 @@ import os
 import sys
 from array import array
 
-__all__ = ["FewlabelsError", "Model", "ModelInfo", "library", "version"]
+__all__ = [
+    "FewlabelsError",
+    "Model",
+    "ModelInfo",
+    "StepStats",
+    "TrainConfig",
+    "Trainer",
+    "VARIANTS",
+    "library",
+    "version",
+]
+
+# fl_variant values by name.
+VARIANTS = {"conditional": 0, "unconditional": 1, "ssgan": 2, "s2gan-co": 3, "s3gan-co": 4}
 
 _lib = None
 
@@ -58,6 +72,67 @@ class ModelInfo(ctypes.Structure):
         return f"ModelInfo({fields})"
 
 
+class TrainConfig(ctypes.Structure):
+    """Mirror of fl_train_config (`TrainConfig.default()` gives the library's defaults)."""
+
+    _fields_ = [
+        ("variant", ctypes.c_int32),
+        ("d_steps", ctypes.c_uint32),
+        ("lr_g", ctypes.c_double),
+        ("lr_d", ctypes.c_double),
+        ("beta1", ctypes.c_double),
+        ("beta2", ctypes.c_double),
+        ("eps", ctypes.c_double),
+        ("rot_fraction", ctypes.c_double),
+        ("g_rot_weight", ctypes.c_float),
+        ("d_rot_weight", ctypes.c_float),
+        ("class_weight", ctypes.c_float),
+        ("ema_decay", ctypes.c_double),
+        ("ema_start", ctypes.c_uint64),
+        ("seed", ctypes.c_uint64),
+    ]
+
+    @classmethod
+    def default(cls, **changes):
+        """The default configuration (S3GAN-CO), with `changes` applied; `variant` may be a
+        name from VARIANTS."""
+        cfg = cls()
+        _check(library().fl_train_config_default(ctypes.byref(cfg)))
+        for k, v in changes.items():
+            if k == "variant" and isinstance(v, str):
+                v = VARIANTS[v]
+            if k not in dict(cls._fields_):
+                raise TypeError(f"TrainConfig has no field {k!r}")
+            setattr(cfg, k, v)
+        return cfg
+
+    def __repr__(self):
+        fields = ", ".join(f"{k}={getattr(self, k)}" for k, _ in self._fields_)
+        return f"TrainConfig({fields})"
+
+
+class StepStats(ctypes.Structure):
+    """Mirror of fl_step_stats."""
+
+    _fields_ = [
+        ("d_loss", ctypes.c_float),
+        ("d_hinge", ctypes.c_float),
+        ("d_rotation", ctypes.c_float),
+        ("d_class", ctypes.c_float),
+        ("g_loss", ctypes.c_float),
+        ("g_adversarial", ctypes.c_float),
+        ("g_rotation", ctypes.c_float),
+        ("class_accuracy", ctypes.c_float),
+        ("labelled", ctypes.c_uint32),
+        ("d_steps_done", ctypes.c_uint64),
+        ("g_steps_done", ctypes.c_uint64),
+    ]
+
+    def __repr__(self):
+        fields = ", ".join(f"{k}={getattr(self, k)}" for k, _ in self._fields_)
+        return f"StepStats({fields})"
+
+
 def _find():
     path = os.environ.get("FEWLABELS_LIB")
     if path:
@@ -93,6 +168,28 @@ def library():
         "fl_sample_batch": (st, [model_p, ctypes.c_uint32, i32p, f32p, f32p]),
         "fl_sample_rgba8": (st, [model_p, ctypes.c_int32, f32p, ctypes.c_char_p]),
         "fl_classify": (st, [model_p, ctypes.c_uint32, f32p, i32p, f32p]),
+        "fl_train_config_default": (st, [ctypes.POINTER(TrainConfig)]),
+        "fl_trainer_create": (
+            st,
+            [ctypes.c_char_p, ctypes.POINTER(TrainConfig), ctypes.POINTER(model_p)],
+        ),
+        "fl_trainer_create_new": (
+            st,
+            [
+                ctypes.c_char_p,
+                ctypes.c_uint64,
+                ctypes.POINTER(TrainConfig),
+                ctypes.POINTER(model_p),
+            ],
+        ),
+        "fl_trainer_free": (None, [model_p]),
+        "fl_trainer_get_info": (st, [model_p, ctypes.POINTER(ModelInfo)]),
+        "fl_trainer_step": (
+            st,
+            [model_p, ctypes.c_uint32, f32p, i32p, ctypes.POINTER(StepStats)],
+        ),
+        "fl_trainer_save": (st, [model_p, ctypes.c_char_p]),
+        "fl_trainer_model": (st, [model_p, ctypes.POINTER(model_p)]),
     }
     for name, (res, args) in sigs.items():
         fn = getattr(lib, name)
@@ -132,10 +229,12 @@ def _ptr(a, ctype=ctypes.c_float):
 class Model:
     """A model on the GPU. `path=None` asks for the embedded default model."""
 
-    def __init__(self, path=None, data=None):
+    def __init__(self, path=None, data=None, _handle=None):
         lib = library()
         handle = ctypes.c_void_p()
-        if data is not None:
+        if _handle is not None:
+            handle = _handle
+        elif data is not None:
             data = bytes(data)
             _check(lib.fl_model_load_memory(data, len(data), ctypes.byref(handle)))
         else:
@@ -214,3 +313,76 @@ class Model:
             )
         )
         return list(labels), probs
+
+
+class Trainer:
+    """Fine-tunes a model (G, D, G_ema) batch by batch on the GPU.
+
+        t = fewlabels.Trainer("model.safetensors", fewlabels.TrainConfig.default(ema_start=1))
+        stats = t.step(images, labels, n)    # labels: class ids, -1 = no label
+        t.save("tuned.safetensors")
+        m = t.model()                        # an independent Model from the current weights
+
+    `path=None` asks for the embedded default model; `preset="tiny"` (with `seed`) starts
+    from fresh weights instead. `config` defaults to `TrainConfig.default()`. A trainer is
+    used by one thread at a time (another thread's call raises FL_ERR_BUSY).
+    """
+
+    def __init__(self, path=None, config=None, preset=None, seed=0):
+        lib = library()
+        handle = ctypes.c_void_p()
+        cfg = ctypes.byref(config) if config is not None else None
+        if preset is not None:
+            _check(lib.fl_trainer_create_new(preset.encode(), seed, cfg, ctypes.byref(handle)))
+        else:
+            p = None if path is None else os.fsencode(path)
+            _check(lib.fl_trainer_create(p, cfg, ctypes.byref(handle)))
+        self._handle = handle
+        self.info = ModelInfo()
+        _check(lib.fl_trainer_get_info(handle, ctypes.byref(self.info)))
+        self.image_floats = self.info.channels * self.info.height * self.info.width
+
+    def close(self):
+        """Free the trainer now (also done when it is garbage collected)."""
+        if self._handle:
+            library().fl_trainer_free(self._handle)
+            self._handle = ctypes.c_void_p()
+
+    def __del__(self):
+        if getattr(self, "_handle", None):
+            self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _h(self):
+        if not self._handle:
+            raise ValueError("the trainer is closed")
+        return self._handle
+
+    def step(self, images, labels):
+        """One training step on len(labels) images (CHW floats in [0, 1], one after another);
+        returns StepStats."""
+        n = len(labels)
+        images = _floats(images, n * self.image_floats, "images")
+        ids = array("i", labels)
+        stats = StepStats()
+        _check(
+            library().fl_trainer_step(
+                self._h(), n, _ptr(images), _ptr(ids, ctypes.c_int32), ctypes.byref(stats)
+            )
+        )
+        return stats
+
+    def save(self, path):
+        """Save the current model (G, D, G_ema) as a model file."""
+        _check(library().fl_trainer_save(self._h(), os.fsencode(path)))
+
+    def model(self):
+        """An independent Model holding a copy of the current weights."""
+        handle = ctypes.c_void_p()
+        _check(library().fl_trainer_model(self._h(), ctypes.byref(handle)))
+        return Model(_handle=handle)

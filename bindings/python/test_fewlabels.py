@@ -70,6 +70,27 @@ def main(model_path, no_d_path):
         assert nod.info.has_discriminator == 0
         e = expect_error("FL_ERR_INVALID_ARGUMENT", nod.classify, imgs[:256], 1)
         assert "no discriminator" in e.message
+
+    # Training: one step on partly labelled images, then sample from the result.
+    expect_error("FL_ERR_NO_DEFAULT_MODEL", fewlabels.Trainer)
+    cfg = fewlabels.TrainConfig.default(ema_start=1, seed=5)
+    assert cfg.variant == fewlabels.VARIANTS["s3gan-co"] and cfg.d_steps == 2, cfg
+    with fewlabels.Trainer(model_path, cfg) as t:
+        assert t.info.num_classes == 3 and t.image_floats == 256
+        images = [((i * 37) % 101) / 100.0 for i in range(4 * 256)]
+        stats = t.step(images, [0, -1, 2, -1])
+        assert stats.d_steps_done == 2 and stats.g_steps_done == 1, stats
+        assert stats.labelled == 2 and 0.0 <= stats.class_accuracy <= 1.0, stats
+        assert all(v == v for v in (stats.d_loss, stats.g_loss)), stats
+        expect_error("FL_ERR_OUT_OF_RANGE", t.step, images, [0, -1, 3, -1])
+        expect_error("FL_ERR_NON_FINITE", t.step, [float("nan")] * 256, [0])
+        with t.model() as tuned:
+            z = tuned.make_z(1, 0.8, 1)
+            assert all(0.0 <= v <= 1.0 for v in tuned.sample(0, z))
+    e = expect_error(
+        "FL_ERR_INVALID_ARGUMENT", fewlabels.Trainer, no_d_path, cfg
+    )
+    assert "discriminator" in e.message
     print("python bindings: all checks passed")
 
 

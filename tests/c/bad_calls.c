@@ -178,6 +178,129 @@ int main(int argc, char **argv) {
         check("probabilities sum to 1", fabsf(s - 1.0f) < 1e-4f);
     }
 
+    /* Training. */
+    {
+        fl_train_config cfg, bad;
+        fl_trainer *t = NULL, *cond = NULL;
+        fl_step_stats st;
+        fl_model_info tinfo;
+        fl_model *tm = (fl_model *)junk;
+        int32_t tl[2];
+
+        expect("train_config_default out NULL", fl_train_config_default(NULL),
+               FL_ERR_NULL_POINTER);
+        expect("train_config_default", fl_train_config_default(&cfg), FL_OK);
+        check("the default variant is S3GAN-CO with 2 D steps",
+              cfg.variant == FL_VARIANT_S3GAN_CO && cfg.d_steps == 2 && cfg.lr_d == 4e-4);
+        cfg.d_steps = 1;
+        cfg.ema_start = 1;
+        t = (fl_trainer *)junk;
+        expect("trainer_create default model", fl_trainer_create(NULL, &cfg, &t),
+               FL_ERR_NO_DEFAULT_MODEL);
+        check("failed trainer_create sets *out to NULL", t == NULL);
+        expect("trainer_create out NULL", fl_trainer_create(argv[1], &cfg, NULL),
+               FL_ERR_NULL_POINTER);
+        expect("trainer_create missing file", fl_trainer_create(argv[4], &cfg, &t), FL_ERR_IO);
+        expect("trainer_create truncated file", fl_trainer_create(argv[2], &cfg, &t),
+               FL_ERR_FORMAT);
+        expect("trainer_create model without D", fl_trainer_create(argv[5], &cfg, &t),
+               FL_ERR_INVALID_ARGUMENT);
+        expect("trainer_create S3GAN-CO without class head", fl_trainer_create(argv[6], &cfg, &t),
+               FL_ERR_INVALID_ARGUMENT);
+        bad = cfg;
+        bad.variant = 99;
+        expect("trainer_create variant 99", fl_trainer_create(argv[1], &bad, &t),
+               FL_ERR_INVALID_ARGUMENT);
+        bad = cfg;
+        bad.d_steps = 0;
+        expect("trainer_create d_steps 0", fl_trainer_create(argv[1], &bad, &t),
+               FL_ERR_INVALID_ARGUMENT);
+        bad = cfg;
+        bad.lr_g = NAN;
+        expect("trainer_create lr_g NaN", fl_trainer_create(argv[1], &bad, &t),
+               FL_ERR_INVALID_ARGUMENT);
+        bad = cfg;
+        bad.beta2 = 1.0;
+        expect("trainer_create beta2 1", fl_trainer_create(argv[1], &bad, &t),
+               FL_ERR_INVALID_ARGUMENT);
+        expect("trainer_create_new preset NULL", fl_trainer_create_new(NULL, 1, &cfg, &t),
+               FL_ERR_NULL_POINTER);
+        expect("trainer_create_new unknown preset", fl_trainer_create_new("nope", 1, &cfg, &t),
+               FL_ERR_INVALID_ARGUMENT);
+        check("no trainer came back from failed creates", t == NULL);
+
+        expect("trainer_create", fl_trainer_create(argv[1], &cfg, &t), FL_OK);
+        expect("trainer_get_info NULL", fl_trainer_get_info(NULL, &tinfo), FL_ERR_NULL_POINTER);
+        expect("trainer_get_info out NULL", fl_trainer_get_info(t, NULL), FL_ERR_NULL_POINTER);
+        expect("trainer_get_info", fl_trainer_get_info(t, &tinfo), FL_OK);
+        check("the trainer's model is the file's",
+              tinfo.num_classes == info.num_classes && tinfo.height == info.height);
+        for (i = 0; i < 2 * per; i++)
+            img[i] = 0.25f + 0.5f * (float)(i % 7) / 7.0f;
+        tl[0] = 0;
+        tl[1] = -1;
+        expect("step trainer NULL", fl_trainer_step(NULL, 2, img, tl, &st), FL_ERR_NULL_POINTER);
+        expect("step images NULL", fl_trainer_step(t, 2, NULL, tl, &st), FL_ERR_NULL_POINTER);
+        expect("step labels NULL", fl_trainer_step(t, 2, img, NULL, &st), FL_ERR_NULL_POINTER);
+        expect("step n 0", fl_trainer_step(t, 0, img, tl, &st), FL_ERR_OUT_OF_RANGE);
+        expect("step n (uint32_t)-1", fl_trainer_step(t, (uint32_t)-1, img, tl, &st),
+               FL_ERR_OUT_OF_RANGE);
+        expect("step n 1000000 (more than one pass)", fl_trainer_step(t, 1000000, img, tl, &st),
+               FL_ERR_OUT_OF_RANGE);
+        img[3] = NAN;
+        expect("step NaN pixel", fl_trainer_step(t, 2, img, tl, &st), FL_ERR_NON_FINITE);
+        check("the message names images[3]", strstr(fl_last_error(), "images[3]") != NULL);
+        img[3] = -INFINITY;
+        expect("step infinite pixel", fl_trainer_step(t, 2, img, tl, &st), FL_ERR_NON_FINITE);
+        img[3] = 1.5f;
+        expect("step pixel 1.5", fl_trainer_step(t, 2, img, tl, &st), FL_ERR_OUT_OF_RANGE);
+        img[3] = -0.01f;
+        expect("step pixel -0.01", fl_trainer_step(t, 2, img, tl, &st), FL_ERR_OUT_OF_RANGE);
+        img[3] = 0.5f;
+        tl[1] = -2;
+        expect("step label -2", fl_trainer_step(t, 2, img, tl, &st), FL_ERR_OUT_OF_RANGE);
+        check("the message names labels[1]", strstr(fl_last_error(), "labels[1]") != NULL);
+        tl[1] = (int32_t)info.num_classes;
+        expect("step label num_classes", fl_trainer_step(t, 2, img, tl, &st),
+               FL_ERR_OUT_OF_RANGE);
+        tl[1] = -1;
+        expect("valid step, stats NULL", fl_trainer_step(t, 2, img, tl, NULL), FL_OK);
+        expect("valid step", fl_trainer_step(t, 2, img, tl, &st), FL_OK);
+        check("two steps of one D step each were counted",
+              st.d_steps_done == 2 && st.g_steps_done == 2 && st.labelled == 1);
+        check("the losses are finite", isfinite(st.d_loss) && isfinite(st.g_loss));
+        check("the class accuracy is 0 or 1 on one labelled row",
+              st.class_accuracy == 0.0f || st.class_accuracy == 1.0f);
+
+        expect("trainer_save path NULL", fl_trainer_save(t, NULL), FL_ERR_NULL_POINTER);
+        expect("trainer_save trainer NULL", fl_trainer_save(NULL, "x.safetensors"),
+               FL_ERR_NULL_POINTER);
+        expect("trainer_save into a missing directory",
+               fl_trainer_save(t, "/nonexistent-fewlabels-dir/sub/model.safetensors"), FL_ERR_IO);
+        expect("trainer_model out NULL", fl_trainer_model(t, NULL), FL_ERR_NULL_POINTER);
+        expect("trainer_model trainer NULL", fl_trainer_model(NULL, &tm), FL_ERR_NULL_POINTER);
+        check("failed trainer_model sets *out to NULL", tm == NULL);
+        expect("trainer_model", fl_trainer_model(t, &tm), FL_OK);
+        fl_trainer_free(t);
+        fl_trainer_free(NULL);
+        expect("sample the trainer's model after fl_trainer_free",
+               fl_sample_batch(tm, 2, classes, z, img), FL_OK);
+        fl_model_free(tm);
+
+        cfg.variant = FL_VARIANT_CONDITIONAL;
+        expect("trainer_create conditional", fl_trainer_create(argv[1], &cfg, &cond), FL_OK);
+        for (i = 0; i < 2 * per; i++)
+            img[i] = 0.5f;
+        expect("conditional step with a -1 label", fl_trainer_step(cond, 2, img, tl, &st),
+               FL_ERR_INVALID_ARGUMENT);
+        tl[1] = 1 % (int32_t)info.num_classes;
+        expect("conditional step with every label", fl_trainer_step(cond, 2, img, tl, &st),
+               FL_OK);
+        check("the conditional step measured the class head on 2 labelled rows",
+              st.labelled == 2 && isfinite(st.class_accuracy));
+        fl_trainer_free(cond);
+    }
+
     free(z);
     free(img);
     free(probs);
