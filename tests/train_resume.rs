@@ -6,8 +6,9 @@
 //! - a checkpoint becomes a model through the documented paths, and a model file is not taken
 //!   for a checkpoint;
 //! - crash safety: a child process (this test binary re-invoked) saves two large checkpoints
-//!   alternately to one path and is killed with SIGKILL at random moments; the path always
-//!   holds one of them whole, and loads;
+//!   alternately to one path and is killed with SIGKILL at random moments (every other time
+//!   while a save is writing its temporary file); the path always holds one of them whole,
+//!   and loads;
 //! - a truncated or altered copy is refused with a clear message.
 //!
 //! An iteration is `d_steps` D steps (each on the next real batch and the next fakes) and one
@@ -115,8 +116,13 @@ fn same_bits(a: &TensorFile, b: &TensorFile) -> bool {
 }
 
 fn g_equals_ema(f: &TensorFile) -> bool {
-    let g: Vec<_> = f.tensors.iter().filter(|(k, _)| k.starts_with("G.")).collect();
-    g.iter().all(|(k, t)| bits(&t.data) == bits(&f.tensors[&format!("G_ema.{}", &k[2..])].data))
+    let g: Vec<_> = f
+        .tensors
+        .iter()
+        .filter(|(k, _)| k.starts_with("G."))
+        .collect();
+    g.iter()
+        .all(|(k, t)| bits(&t.data) == bits(&f.tensors[&format!("G_ema.{}", &k[2..])].data))
 }
 
 #[test]
@@ -136,7 +142,11 @@ fn resume_is_bit_exact_and_runs_are_deterministic() {
 
     // Run B: a fresh trainer from the checkpoint, m iterations.
     let mut b = Trainer::load_checkpoint(ctx, &path).unwrap();
-    assert_same(&b.to_checkpoint_file(ctx).unwrap(), &at_k, "reloaded checkpoint");
+    assert_same(
+        &b.to_checkpoint_file(ctx).unwrap(),
+        &at_k,
+        "reloaded checkpoint",
+    );
     assert_eq!(b.d_steps_done(), 2 * k as u64);
     assert_eq!(b.g_steps_done(), k as u64);
     assert_eq!(b.extra["data.pos"], (2 * k).to_string());
@@ -150,9 +160,16 @@ fn resume_is_bit_exact_and_runs_are_deterministic() {
     // ema_start), later it averages.
     let mut c = tiny_trainer(ctx);
     iterate(ctx, &mut c, 1);
-    assert!(g_equals_ema(&c.to_checkpoint_file(ctx).unwrap()), "G_ema copies G at t = 1");
+    assert!(
+        g_equals_ema(&c.to_checkpoint_file(ctx).unwrap()),
+        "G_ema copies G at t = 1"
+    );
     iterate(ctx, &mut c, k + m - 1);
-    assert_same(&c.to_checkpoint_file(ctx).unwrap(), &end_a, "two runs from scratch");
+    assert_same(
+        &c.to_checkpoint_file(ctx).unwrap(),
+        &end_a,
+        "two runs from scratch",
+    );
 
     // The comparison is not vacuous: training moved G, D, G_ema and the Adam state, and
     // G_ema averages by the end.
@@ -164,20 +181,30 @@ fn resume_is_bit_exact_and_runs_are_deterministic() {
             .filter(|(n, _)| n.starts_with(prefix))
             .filter(|(n, t)| bits(&t.data) != bits(&end_a.tensors[*n].data))
             .count();
-        assert!(moved > 0, "no {prefix} tensor changed between step k and k + m");
+        assert!(
+            moved > 0,
+            "no {prefix} tensor changed between step k and k + m"
+        );
         let moved0 = start
             .tensors
             .iter()
             .filter(|(n, _)| n.starts_with(prefix))
             .filter(|(n, t)| bits(&t.data) != bits(&at_k.tensors[*n].data))
             .count();
-        assert!(moved0 > 0, "no {prefix} tensor changed in the first k steps");
+        assert!(
+            moved0 > 0,
+            "no {prefix} tensor changed in the first k steps"
+        );
     }
     let (_, _, steps) = b.adam_state("G.linear.weight").expect("trained");
     assert_eq!(steps, (k + m) as u32);
     let (_, _, steps) = b.adam_state("D.linear.weight").expect("trained");
     assert_eq!(steps, 2 * (k + m) as u32);
-    let n_adam = end_a.tensors.keys().filter(|k| k.starts_with("adam.")).count();
+    let n_adam = end_a
+        .tensors
+        .keys()
+        .filter(|k| k.starts_with("adam."))
+        .count();
     eprintln!(
         "{} tensors bit-identical ({n_adam} Adam moments) after {k} + {m} iterations",
         end_a.tensors.len()
@@ -193,7 +220,9 @@ fn checkpoint_to_model_and_back() {
     tr.save_checkpoint(ctx, &path).unwrap();
 
     // Model::load refuses the optimiser tensors; the checkpoint loaders give the model.
-    let e = Model::load(ctx, &path).err().expect("Model::load refuses a checkpoint");
+    let e = Model::load(ctx, &path)
+        .err()
+        .expect("Model::load refuses a checkpoint");
     assert!(e.to_string().contains("adam."), "{e}");
     let model = load_model_from_checkpoint(ctx, &path).unwrap();
     let want = tr.model.to_file(ctx).unwrap();
@@ -222,13 +251,25 @@ fn truncated_or_altered_checkpoints_are_refused() {
     let bytes = std::fs::read(&path).unwrap();
     let header = 8 + u64::from_le_bytes(bytes[..8].try_into().unwrap()) as usize;
     let cut_path = tmp("cut.safetensors");
-    for cut in [0, 5, 8, header - 1, header, header + 100, bytes.len() / 2, bytes.len() - 1] {
+    for cut in [
+        0,
+        5,
+        8,
+        header - 1,
+        header,
+        header + 100,
+        bytes.len() / 2,
+        bytes.len() - 1,
+    ] {
         std::fs::write(&cut_path, &bytes[..cut]).unwrap();
         let e = Trainer::load_checkpoint(ctx, &cut_path)
             .err()
             .unwrap_or_else(|| panic!("a copy cut at {cut} of {} loaded", bytes.len()));
         let msg = e.to_string();
-        assert!(msg.contains("truncated") && msg.contains("cut.safetensors"), "cut at {cut}: {msg}");
+        assert!(
+            msg.contains("truncated") && msg.contains("cut.safetensors"),
+            "cut at {cut}: {msg}"
+        );
         if cut == bytes.len() / 2 {
             eprintln!("cut at {cut}: {msg}");
         }
@@ -237,7 +278,9 @@ fn truncated_or_altered_checkpoints_are_refused() {
     let i = bad.len() - 3;
     bad[i] ^= 0x10;
     std::fs::write(&cut_path, &bad).unwrap();
-    let e = Trainer::load_checkpoint(ctx, &cut_path).err().expect("altered copy");
+    let e = Trainer::load_checkpoint(ctx, &cut_path)
+        .err()
+        .expect("altered copy");
     assert!(e.to_string().contains("checksum"), "{e}");
 }
 
@@ -297,10 +340,15 @@ fn interrupted_saves_leave_a_whole_checkpoint() {
     let size = std::fs::metadata(&target).unwrap().len();
 
     let seed = std::env::var("FL_CRASH_SEED").map_or_else(
-        |_| std::time::SystemTime::UNIX_EPOCH.elapsed().unwrap().as_nanos() as u64,
+        |_| {
+            std::time::SystemTime::UNIX_EPOCH
+                .elapsed()
+                .unwrap()
+                .as_nanos() as u64
+        },
         |s| s.parse().unwrap(),
     );
-    let rounds: u64 = std::env::var("FL_CRASH_ROUNDS").map_or(6, |s| s.parse().unwrap());
+    let rounds: u64 = std::env::var("FL_CRASH_ROUNDS").map_or(10, |s| s.parse().unwrap());
     eprintln!("crash test: {size} bytes per checkpoint, {rounds} rounds, FL_CRASH_SEED={seed}");
     let (mut seen_a, mut seen_b, mut partial) = (0, 0, 0);
     for round in 0..rounds {
@@ -311,20 +359,39 @@ fn interrupted_saves_leave_a_whole_checkpoint() {
             .stderr(Stdio::inherit())
             .spawn()
             .unwrap();
-        let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
-        let save_ms: u64 = loop {
-            let line = lines
-                .next()
-                .expect("the child ended before it was ready")
-                .unwrap();
-            if let Some(ms) = line.strip_prefix(READY) {
-                break ms.trim().parse().unwrap();
+        // The harness prints "test crash_child ... " before the child's line; read on a
+        // thread so that a child that never gets ready fails the test instead of hanging it.
+        let out = child.stdout.take().unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || {
+            for line in std::io::BufReader::new(out).lines() {
+                let Ok(line) = line else { break };
+                if let Some(i) = line.find(READY) {
+                    let _ = tx.send(line[i + READY.len()..].trim().parse::<u64>().unwrap());
+                }
+            }
+        });
+        let save_ms = match rx.recv_timeout(Duration::from_secs(300)) {
+            Ok(ms) => ms,
+            Err(e) => {
+                let _ = child.kill();
+                let _ = child.wait();
+                panic!("round {round}: the child did not get ready: {e}");
             }
         };
         // A moment within the next few saves.
-        let span = 4 * save_ms.max(1) + 1;
+        let span = 2 * save_ms.max(1) + 1;
         let wait = rng::bits(seed, Stream::Data, round, 0)[0] as u64 % span;
         std::thread::sleep(Duration::from_millis(wait));
+        // Every other round waits on until a save is writing its temporary file (then up to
+        // 3 ms more), so that some kills surely land mid-write.
+        if round % 2 == 1 {
+            let t = Instant::now();
+            while temp_files(&dir).is_empty() && t.elapsed() < Duration::from_secs(60) {
+                std::thread::yield_now();
+            }
+            std::thread::sleep(Duration::from_micros(wait * 1000 % 3000));
+        }
         child.kill().unwrap();
         child.wait().unwrap();
 
@@ -347,13 +414,15 @@ fn interrupted_saves_leave_a_whole_checkpoint() {
             match TensorFile::load(&t) {
                 Err(e) => {
                     partial += 1;
-                    eprintln!("round {round}: killed after {wait} ms mid-write: {e}");
+                    eprintln!("round {round}: the kill left a partial temporary file: {e}");
                 }
                 Ok(f) => assert!(same_bits(&f, &fa) || same_bits(&f, &fb)),
             }
             std::fs::remove_file(&t).unwrap();
         }
     }
-    eprintln!("{rounds} kills: path held A {seen_a} times, B {seen_b}; {partial} partial temp files");
+    eprintln!(
+        "{rounds} kills: path held A {seen_a} times, B {seen_b}; {partial} partial temp files"
+    );
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -286,10 +286,10 @@ impl Trainer {
         for (name, shape) in Trainer::trained(&model.cfg) {
             let get = |which: &str| -> Result<Tensor> {
                 let key = format!("{ADAM_PREFIX}{which}.{name}");
-                let t = file
-                    .tensors
-                    .get(&key)
-                    .map_or_else(|| bad(format!("no tensor {key} (the config trains {name})")), Ok)?;
+                let t = file.tensors.get(&key).map_or_else(
+                    || bad(format!("no tensor {key} (the config trains {name})")),
+                    Ok,
+                )?;
                 if t.shape != shape {
                     return bad(format!(
                         "tensor {key} has shape {:?}, {name} has {shape:?}",
@@ -302,9 +302,10 @@ impl Trainer {
                 Tensor::from_f32(ctx, &t.shape, &t.data)
             };
             let (m, v) = (get("m")?, get("v")?);
-            let step = *steps
-                .get(&name)
-                .map_or_else(|| bad(format!("{ADAM_STEPS_KEY} has no step count of {name}")), Ok)?;
+            let step = *steps.get(&name).map_or_else(
+                || bad(format!("{ADAM_STEPS_KEY} has no step count of {name}")),
+                Ok,
+            )?;
             adam.insert(name, AdamSlot { m, v, step });
         }
         for k in file.tensors.keys().filter(|k| k.starts_with(ADAM_PREFIX)) {
@@ -313,7 +314,9 @@ impl Trainer {
                 .iter()
                 .any(|p| rest.strip_prefix(p).is_some_and(|n| adam.contains_key(n)));
             if !known {
-                return bad(format!("tensor {k} is not the Adam state of a trained tensor"));
+                return bad(format!(
+                    "tensor {k} is not the Adam state of a trained tensor"
+                ));
             }
         }
         if let Some(k) = steps.keys().find(|k| !adam.contains_key(*k)) {
