@@ -186,6 +186,33 @@ fn truncation(bytes: &[u8]) -> Option<String> {
     (len < need).then(|| format!("{len} bytes, its header describes {need}"))
 }
 
+/// Remove the temporary files that killed saves to `path` by other processes left behind
+/// (names as [`crate::model::file::write_atomic`] makes them). Best effort: errors ignored.
+fn remove_stale_temporaries(path: &Path) {
+    let (Some(dir), Some(name)) = (path.parent(), path.file_name()) else {
+        return;
+    };
+    let dir = if dir.as_os_str().is_empty() {
+        Path::new(".")
+    } else {
+        dir
+    };
+    let prefix = format!(".{}.tmp-", name.to_string_lossy());
+    let own = std::process::id().to_string();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let file_name = e.file_name();
+        let Some(pid) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
+            continue;
+        };
+        if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && pid != own {
+            let _ = std::fs::remove_file(e.path());
+        }
+    }
+}
+
 /// Read and check a checkpoint file (complete, CRC intact, a checkpoint of this format).
 fn read(path: &Path) -> Result<TensorFile> {
     let bytes = std::fs::read(path)
@@ -255,8 +282,15 @@ impl Trainer {
 
     /// Save a checkpoint to `path` atomically: the previous file at `path` stays whole until
     /// the new one is complete and synced, then replaces it in one rename.
+    ///
+    /// A save killed midway leaves its temporary file (`.<name>.tmp-<pid>` next to `path`),
+    /// which no loader reads; the next successful save to `path` removes such leftovers of
+    /// other processes. So two processes must not save to one path at once (the later
+    /// one's cleanup would make the earlier one's save fail; neither file is corrupted).
     pub fn save_checkpoint(&self, ctx: &Context, path: &Path) -> Result<()> {
-        self.to_checkpoint_file(ctx)?.save(path)
+        self.to_checkpoint_file(ctx)?.save(path)?;
+        remove_stale_temporaries(path);
+        Ok(())
     }
 
     /// A trainer from checkpoint file contents.

@@ -46,6 +46,11 @@
 //!
 //! Nothing is read back inside a step; the step's loss values (one small tensor) are
 //! downloaded at its end.
+//!
+//! # Checkpoints
+//! [`Trainer::save_checkpoint`] and [`Trainer::load_checkpoint`] (module [`checkpoint`]: one
+//! atomic, CRC-checked safetensors file with the model, Adam state, counters, config and the
+//! caller's [`Trainer::extra`]); a reloaded trainer continues bit for bit.
 
 use crate::device::Context;
 use crate::error::{Error, Result};
@@ -61,7 +66,7 @@ use crate::rng::{self, Stream};
 use crate::tensor::{DType, Tensor};
 use std::collections::BTreeMap;
 
-mod checkpoint;
+pub mod checkpoint;
 pub use checkpoint::{
     load_model_from_checkpoint, model_file, ADAM_PREFIX, CHECKPOINT_FORMAT, TRAIN_PREFIX,
 };
