@@ -386,3 +386,56 @@ impl Trainer {
         f.save(path)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn train_config_json_roundtrips_bit_for_bit() {
+        let mut c = TrainConfig::new(Variant::S3ganCo);
+        c.lr_g = 0.1 + 0.2;
+        c.lr_d = 1.0 / 3.0;
+        c.eps = 5e-324;
+        c.beta2 = 0.999_999_999_999_999_9;
+        c.class_weight = 0.1f32 + 0.2f32;
+        c.seed = u64::MAX;
+        c.ema_start = 7;
+        let back = TrainConfig::from_json(&c.to_json()).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(back.lr_g.to_bits(), c.lr_g.to_bits());
+        assert_eq!(back.eps.to_bits(), c.eps.to_bits());
+    }
+
+    #[test]
+    fn train_config_json_refuses_missing_unknown_and_bad_keys() {
+        let c = TrainConfig::new(Variant::Ssgan);
+        let mut v: Value = serde_json::from_str(&c.to_json()).unwrap();
+        v["extra"] = json!(1);
+        let e = TrainConfig::from_json(&v.to_string()).unwrap_err();
+        assert!(e.to_string().contains("unknown key"), "{e}");
+        v.as_object_mut().unwrap().remove("extra");
+        v.as_object_mut().unwrap().remove("lr_g");
+        let e = TrainConfig::from_json(&v.to_string()).unwrap_err();
+        assert!(e.to_string().contains("lr_g"), "{e}");
+        v["lr_g"] = json!("-1");
+        assert!(TrainConfig::from_json(&v.to_string()).is_err());
+        v["lr_g"] = json!(0.5);
+        assert!(TrainConfig::from_json(&v.to_string()).is_err());
+    }
+
+    #[test]
+    fn truncation_is_named() {
+        assert!(truncation(b"abc").unwrap().contains("shorter"));
+        let mut b = 100u64.to_le_bytes().to_vec();
+        b.extend_from_slice(b"{}");
+        assert!(truncation(&b).unwrap().contains("header alone"));
+        let h = br#"{"t":{"dtype":"F32","shape":[2],"data_offsets":[0,8]}}"#;
+        let mut b = (h.len() as u64).to_le_bytes().to_vec();
+        b.extend_from_slice(h);
+        b.extend_from_slice(&[0; 4]);
+        assert!(truncation(&b).unwrap().contains("describes"));
+        b.extend_from_slice(&[0; 4]);
+        assert_eq!(truncation(&b), None);
+    }
+}
