@@ -46,6 +46,11 @@
 //!
 //! Nothing is read back inside a step; the step's loss values (one small tensor) are
 //! downloaded at its end.
+//!
+//! # Checkpoints
+//! [`Trainer::save_checkpoint`] and [`Trainer::load_checkpoint`] (module [`checkpoint`]: one
+//! atomic, CRC-checked safetensors file with the model, Adam state, counters, config and the
+//! caller's [`Trainer::extra`]); a reloaded trainer continues bit for bit.
 
 use crate::device::Context;
 use crate::error::{Error, Result};
@@ -60,6 +65,11 @@ use crate::ops::{elementwise as ew, rearrange};
 use crate::rng::{self, Stream};
 use crate::tensor::{DType, Tensor};
 use std::collections::BTreeMap;
+
+pub mod checkpoint;
+pub use checkpoint::{
+    load_model_from_checkpoint, model_file, ADAM_PREFIX, CHECKPOINT_FORMAT, TRAIN_PREFIX,
+};
 
 /// Which GAN a [`Trainer`] trains (s3gan.md's table).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -286,6 +296,9 @@ pub struct Trainer {
     d_steps_done: u64,
     g_steps_done: u64,
     fakes_drawn: u64,
+    /// Caller's state saved in checkpoints and restored by [`Trainer::load_checkpoint`]
+    /// untouched (e.g. a data loader's `data.epoch`, `data.pos`).
+    pub extra: BTreeMap<String, String>,
 }
 
 /// `[x; rot90(last k); rot180(last k); rot270(last k)]` of an NHWC batch.
@@ -377,6 +390,32 @@ impl Trainer {
     /// A trainer for `model`, which must hold D (and gets G_ema as a copy of G when it has
     /// none) and the heads the variant trains. Adam state starts at zero.
     pub fn new(ctx: &Context, mut model: Model, cfg: TrainConfig) -> Result<Trainer> {
+        Trainer::check(&model, &cfg)?;
+        if model.g_ema.is_none() {
+            model.g_ema = Some(copy_weights(ctx, &model.g)?);
+        }
+        let mut adam = BTreeMap::new();
+        for (name, shape) in Trainer::trained(&model.cfg) {
+            let slot = AdamSlot {
+                m: Tensor::zeros(ctx, &shape)?,
+                v: Tensor::zeros(ctx, &shape)?,
+                step: 0,
+            };
+            adam.insert(name, slot);
+        }
+        Ok(Trainer {
+            model,
+            cfg,
+            adam,
+            d_steps_done: 0,
+            g_steps_done: 0,
+            fakes_drawn: 0,
+            extra: BTreeMap::new(),
+        })
+    }
+
+    /// Whether `cfg` can train `model`: a valid config, D present, the heads it needs.
+    fn check(model: &Model, cfg: &TrainConfig) -> Result<()> {
         cfg.validate()?;
         let v = cfg.variant;
         if model.d.is_none() {
@@ -396,34 +435,18 @@ impl Trainer {
                 v.name()
             )));
         }
-        if model.g_ema.is_none() {
-            model.g_ema = Some(copy_weights(ctx, &model.g)?);
-        }
-        let mut adam = BTreeMap::new();
-        let specs = [
-            spec::generator(&model.cfg, "G"),
-            spec::discriminator(&model.cfg),
-        ];
-        for (name, e) in specs.iter().flatten() {
-            if e.kind.trained() {
-                adam.insert(
-                    name.clone(),
-                    AdamSlot {
-                        m: Tensor::zeros(ctx, &e.shape)?,
-                        v: Tensor::zeros(ctx, &e.shape)?,
-                        step: 0,
-                    },
-                );
-            }
-        }
-        Ok(Trainer {
-            model,
-            cfg,
-            adam,
-            d_steps_done: 0,
-            g_steps_done: 0,
-            fakes_drawn: 0,
-        })
+        Ok(())
+    }
+
+    /// Name and shape of every trained tensor of G and D (those with Adam state).
+    fn trained(mc: &crate::model::Config) -> Vec<(String, Vec<usize>)> {
+        let specs = [spec::generator(mc, "G"), spec::discriminator(mc)];
+        specs
+            .into_iter()
+            .flatten()
+            .filter(|(_, e)| e.kind.trained())
+            .map(|(name, e)| (name, e.shape))
+            .collect()
     }
 
     /// D steps taken.
