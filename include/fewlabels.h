@@ -518,15 +518,18 @@ fl_status fl_classify(struct fl_model *model,
 fl_status fl_train_config_default(struct fl_train_config *out);
 
 /**
- * Create a trainer that fine-tunes a model file.
+ * Create a trainer that fine-tunes a model file, or resumes a checkpoint.
  *
  * `model_path`: a model file holding a discriminator (with the class head for the S2GAN-CO and
- * S3GAN-CO variants and the rotation head for SSGAN and S3GAN-CO), or NULL for the embedded
- * default model: this build has none yet, so NULL answers `FL_ERR_NO_DEFAULT_MODEL`.
+ * S3GAN-CO variants and the rotation head for SSGAN and S3GAN-CO), a checkpoint written by
+ * `fl_trainer_save`, or NULL for the embedded default model: this build has none yet, so NULL
+ * answers `FL_ERR_NO_DEFAULT_MODEL`.
  * `cfg`: the training configuration, or NULL for `fl_train_config_default`'s. It is copied.
+ * A checkpoint resumes exactly with the configuration, optimiser state, step counts and
+ * random state it was saved with, and `cfg` is then ignored.
  * `out`: receives a new handle, owned by the caller, to be freed with `fl_trainer_free`; set
- * to NULL on failure. The trainer holds its own copy of the model (G, D, G_ema; G_ema starts
- * as a copy of G when the file has none) and Adam state starting at zero.
+ * to NULL on failure. From a model file, the trainer holds its own copy of the model (G, D,
+ * G_ema; G_ema starts as a copy of G when the file has none) and Adam state starting at zero.
  *
  * Errors: as `fl_model_load`; `FL_ERR_INVALID_ARGUMENT` for a bad configuration or a model
  * without the discriminator or heads the variant needs.
@@ -618,11 +621,10 @@ fl_status fl_trainer_step(struct fl_trainer *trainer,
                           struct fl_step_stats *out);
 
 /**
- * Save the trainer's current model (G, D and G_ema) as a model file, atomically; load it with
- * `fl_model_load` to sample, or with `fl_trainer_create` to train on. In this release this is
- * the model only, not a full checkpoint: Adam state, step counts and the fake-batch position
- * are not saved, so a trainer created from the file starts them afresh (a later release makes
- * this a full checkpoint).
+ * Save a full checkpoint, atomically (temporary file, fsync, rename; a crash mid-save leaves
+ * the previous file intact): G, D, G_ema, Adam state, step counts and random state.
+ * `fl_trainer_create` on it resumes bit for bit; `fl_model_load` on it gives the model for
+ * sampling (the training state is ignored).
  *
  * Errors: `FL_ERR_NULL_POINTER`, `FL_ERR_INVALID_ARGUMENT` (empty path), `FL_ERR_IO`,
  * `FL_ERR_BUSY`.

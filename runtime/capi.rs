@@ -1017,15 +1017,18 @@ pub unsafe extern "C" fn fl_train_config_default(out: *mut fl_train_config) -> f
     })
 }
 
-/// Create a trainer that fine-tunes a model file.
+/// Create a trainer that fine-tunes a model file, or resumes a checkpoint.
 ///
 /// `model_path`: a model file holding a discriminator (with the class head for the S2GAN-CO and
-/// S3GAN-CO variants and the rotation head for SSGAN and S3GAN-CO), or NULL for the embedded
-/// default model: this build has none yet, so NULL answers `FL_ERR_NO_DEFAULT_MODEL`.
+/// S3GAN-CO variants and the rotation head for SSGAN and S3GAN-CO), a checkpoint written by
+/// `fl_trainer_save`, or NULL for the embedded default model: this build has none yet, so NULL
+/// answers `FL_ERR_NO_DEFAULT_MODEL`.
 /// `cfg`: the training configuration, or NULL for `fl_train_config_default`'s. It is copied.
+/// A checkpoint resumes exactly with the configuration, optimiser state, step counts and
+/// random state it was saved with, and `cfg` is then ignored.
 /// `out`: receives a new handle, owned by the caller, to be freed with `fl_trainer_free`; set
-/// to NULL on failure. The trainer holds its own copy of the model (G, D, G_ema; G_ema starts
-/// as a copy of G when the file has none) and Adam state starting at zero.
+/// to NULL on failure. From a model file, the trainer holds its own copy of the model (G, D,
+/// G_ema; G_ema starts as a copy of G when the file has none) and Adam state starting at zero.
 ///
 /// Errors: as `fl_model_load`; `FL_ERR_INVALID_ARGUMENT` for a bad configuration or a model
 /// without the discriminator or heads the variant needs.
@@ -1053,10 +1056,19 @@ pub unsafe extern "C" fn fl_trainer_create(
         let path = path_of(model_path)?;
         let file = TensorFile::load(&path)?;
         let ctx = context()?;
-        let model = Model::from_file(ctx, &file).map_err(|e| match e {
+        let in_file = |e: Error| match e {
             Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
             other => other,
-        })?;
+        };
+        if file.metadata.contains_key("train.format") {
+            let trainer = Trainer::from_checkpoint_file(ctx, &file).map_err(in_file)?;
+            *out = Box::into_raw(Box::new(fl_trainer {
+                ctx,
+                trainer: Mutex::new(trainer),
+            }));
+            return Ok(());
+        }
+        let model = Model::from_file(ctx, &file).map_err(in_file)?;
         *out = finish_trainer(ctx, model, cfg)?;
         Ok(())
     })
@@ -1304,11 +1316,10 @@ pub unsafe extern "C" fn fl_trainer_step(
     })
 }
 
-/// Save the trainer's current model (G, D and G_ema) as a model file, atomically; load it with
-/// `fl_model_load` to sample, or with `fl_trainer_create` to train on. In this release this is
-/// the model only, not a full checkpoint: Adam state, step counts and the fake-batch position
-/// are not saved, so a trainer created from the file starts them afresh (a later release makes
-/// this a full checkpoint).
+/// Save a full checkpoint, atomically (temporary file, fsync, rename; a crash mid-save leaves
+/// the previous file intact): G, D, G_ema, Adam state, step counts and random state.
+/// `fl_trainer_create` on it resumes bit for bit; `fl_model_load` on it gives the model for
+/// sampling (the training state is ignored).
 ///
 /// Errors: `FL_ERR_NULL_POINTER`, `FL_ERR_INVALID_ARGUMENT` (empty path), `FL_ERR_IO`,
 /// `FL_ERR_BUSY`.
@@ -1324,7 +1335,7 @@ pub unsafe extern "C" fn fl_trainer_save(
         let h = trainer_handle(trainer)?;
         let path = path_of(path)?;
         let t = h.lock()?;
-        t.model.save(h.ctx, &path)?;
+        t.save_checkpoint(h.ctx, &path)?;
         Ok(())
     })
 }

@@ -153,12 +153,20 @@ impl Model {
         if g_ema.is_some() {
             known.extend(g_spec.keys().map(|k| format!("G_ema{}", &k[1..])));
         }
-        if let Some(extra) = file.tensors.keys().find(|k| !known.contains(k)) {
+        // A training checkpoint is a model file plus optimiser state (`adam.*` tensors,
+        // `train.*` metadata); as a model, that state is ignored.
+        let trainer_state = |k: &String| k.starts_with("adam.");
+        if let Some(extra) = file
+            .tensors
+            .keys()
+            .find(|k| !known.contains(k) && !trainer_state(k))
+        {
             return Err(Error::Format(format!(
                 "the model file has a tensor {extra} that its config does not name"
             )));
         }
         let mut metadata = file.metadata.clone();
+        metadata.retain(|k, _| !k.starts_with("train."));
         metadata.remove(CONFIG_KEY);
         Ok(Model {
             cfg,
