@@ -24,10 +24,11 @@
 //!   `data.epoch`, `data.pos`), carried through untouched.
 //!
 //! # A checkpoint as a model
-//! [`Model::load`] refuses tensors its config does not name, so it refuses a checkpoint (the
-//! `adam.*` tensors). [`load_model_from_checkpoint`] (or [`model_file`] on a loaded
-//! [`TensorFile`], then [`Model::from_file`]) gives the model; [`Trainer::export_model`] writes
-//! a plain model file (G, D, G_ema) that every model loader accepts.
+//! [`Model::load`] reads a checkpoint as a model: it ignores the `adam.*` tensors and the
+//! `train.*` metadata (any other tensor its config does not name is still refused), so
+//! `fl_model_load` samples from a checkpoint. [`load_model_from_checkpoint`] does the same
+//! explicitly; [`Trainer::export_model`] writes a plain model file (G, D, G_ema) without the
+//! optimiser state.
 
 use super::{AdamSlot, TrainConfig, Trainer, Variant};
 use crate::device::Context;
