@@ -240,23 +240,7 @@ pub fn cbn(
         gain: &gain,
         bias: &bias,
     };
-    let (out, state, stats) = if mode.batch_stats {
-        let (out, saved) = bn::batch_norm_train(rec, x, affine, eps)?;
-        let stats = BnStats {
-            name: name.to_string(),
-            mean: saved.mean.clone(),
-            var: saved.var.clone(),
-        };
-        (out, BnState::Train(saved), Some(stats))
-    } else {
-        let mean = ws.get(&format!("{name}.mean"))?;
-        let var = ws.get(&format!("{name}.var"))?;
-        (
-            bn::batch_norm_eval(rec, x, mean, var, affine, eps)?,
-            BnState::Eval,
-            None,
-        )
-    };
+    let (out, state, stats) = normalise(rec, ws, name, x, affine, eps, mode)?;
     Ok((
         out,
         CbnCtx {
@@ -268,6 +252,32 @@ pub fn cbn(
             stats,
         },
     ))
+}
+
+/// Batch norm with batch statistics (recorded for standing statistics) or, in eval mode, with
+/// the stored `{name}.mean` and `{name}.var`.
+fn normalise(
+    rec: &mut Recorder,
+    ws: &Weights,
+    name: &str,
+    x: &Tensor,
+    affine: Affine,
+    eps: f32,
+    mode: Mode,
+) -> Result<(Tensor, BnState, Option<BnStats>)> {
+    if mode.batch_stats {
+        let (out, saved) = bn::batch_norm_train(rec, x, affine, eps)?;
+        let stats = BnStats {
+            name: name.to_string(),
+            mean: saved.mean.clone(),
+            var: saved.var.clone(),
+        };
+        return Ok((out, BnState::Train(saved), Some(stats)));
+    }
+    let mean = ws.get(&format!("{name}.mean"))?;
+    let var = ws.get(&format!("{name}.var"))?;
+    let out = bn::batch_norm_eval(rec, x, mean, var, affine, eps)?;
+    Ok((out, BnState::Eval, None))
 }
 
 fn no_eval_backward() -> Error {
@@ -314,23 +324,7 @@ pub fn bn_affine(
     let weight = ws.get(&format!("{name}.weight"))?;
     let bias = ws.get(&format!("{name}.bias"))?;
     let affine = Affine::Channel { weight, bias };
-    let (out, state, stats) = if mode.batch_stats {
-        let (out, saved) = bn::batch_norm_train(rec, x, affine, eps)?;
-        let stats = BnStats {
-            name: name.to_string(),
-            mean: saved.mean.clone(),
-            var: saved.var.clone(),
-        };
-        (out, BnState::Train(saved), Some(stats))
-    } else {
-        let mean = ws.get(&format!("{name}.mean"))?;
-        let var = ws.get(&format!("{name}.var"))?;
-        (
-            bn::batch_norm_eval(rec, x, mean, var, affine, eps)?,
-            BnState::Eval,
-            None,
-        )
-    };
+    let (out, state, stats) = normalise(rec, ws, name, x, affine, eps, mode)?;
     Ok((
         out,
         BnCtx {
