@@ -10,7 +10,13 @@ as_root() {
 }
 
 need=()
-ls /usr/lib/*/libvulkan.so.1 /usr/lib/libvulkan.so.1 >/dev/null 2>&1 || need+=(libvulkan1)
+have_loader() {
+    for f in /usr/lib/*/libvulkan.so.1 /usr/lib/libvulkan.so.1 /usr/lib64/libvulkan.so.1; do
+        [ -e "$f" ] && return 0
+    done
+    return 1
+}
+have_loader || need+=(libvulkan1)
 icds=$(ls /usr/share/vulkan/icd.d/*.json /etc/vulkan/icd.d/*.json 2>/dev/null || true)
 [ -n "$icds" ] || need+=(mesa-vulkan-drivers)
 # The C ABI tests compile C and C++ against the library and run the Python bindings.
