@@ -244,9 +244,11 @@ impl Discriminator<'_> {
             &dout.logit.reshape(&[n, 1, 1])?,
         )?;
         dfeat = ew::add(rec, &dfeat, &dfeat3.reshape(&[n, c])?)?;
-        let dtable =
-            embedding::embedding_backward(rec, &ctx.y, &demb3.reshape(&[n, c])?, cfg.num_classes)?;
-        ctx.embed.backward(rec, grads, dtable)?;
+        if !grads.input_only {
+            let demb = demb3.reshape(&[n, c])?;
+            let dtable = embedding::embedding_backward(rec, &ctx.y, &demb, cfg.num_classes)?;
+            ctx.embed.backward(rec, grads, dtable)?;
+        }
         if let (Some(head), Some(d)) = (&ctx.rotation, dout.rotation) {
             let g = head.backward(rec, grads, d)?;
             dfeat = ew::add(rec, &dfeat, &g)?;

@@ -56,9 +56,20 @@ impl Weights {
 #[derive(Default)]
 pub struct Grads {
     pub map: BTreeMap<String, Tensor>,
+    /// Compute only input gradients, no parameter gradients (G's step backpropagates through
+    /// D without updating it).
+    pub input_only: bool,
 }
 
 impl Grads {
+    /// Gradients that flow to the inputs only.
+    pub fn input_only() -> Grads {
+        Grads {
+            map: BTreeMap::new(),
+            input_only: true,
+        }
+    }
+
     /// Add `g` to the gradient of `name` (a parameter may be used more than once).
     pub fn add(&mut self, rec: &mut Recorder, name: String, g: Tensor) -> Result<()> {
         let g = match self.map.remove(&name) {
@@ -187,6 +198,13 @@ fn dense_weights(
 impl DenseCtx {
     /// Gradients of weight (and bias) into `grads`; returns the input gradient.
     pub fn backward(&self, rec: &mut Recorder, grads: &mut Grads, dy: &Tensor) -> Result<Tensor> {
+        if grads.input_only {
+            return if self.conv {
+                conv::conv2d_backward_input(rec, &self.x, &self.weight.w, dy)
+            } else {
+                gemm::matmul(rec, dy, &self.weight.w, false, false, None)
+            };
+        }
         let (dx, dw, db) = if self.conv {
             let g = conv::conv2d_backward(rec, &self.x, &self.weight.w, dy, self.bias)?;
             (g.dx, g.dw, g.db)
@@ -438,8 +456,10 @@ impl AttnCtx {
         let (n, h, w) = (self.shape[0], self.shape[1], self.shape[2]);
         let (c8, c2) = super::spec::attention_widths(self.shape[3]);
         let (hw, keys) = (h * w, h * w / 4);
-        let dgamma = ew::dot(rec, &self.out_o, dy)?;
-        grads.add(rec, format!("{}.gamma", self.name), dgamma)?;
+        if !grads.input_only {
+            let dgamma = ew::dot(rec, &self.out_o, dy)?;
+            grads.add(rec, format!("{}.gamma", self.name), dgamma)?;
+        }
         let d_o = ew::scale_dev(rec, &self.gamma, dy)?;
         let d_ag = self.o.backward(rec, grads, &d_o)?;
         let attn3 = self.attn.reshape(&[n, hw, keys])?;

@@ -692,8 +692,8 @@ impl Trainer {
             };
             let rot_loss = rot.as_ref().map_or(&zero, |c| &c.loss);
             let total = ew::add(rec, &h.loss, rot_loss)?;
-            // D's parameter gradients are computed on the way and dropped.
-            let mut d_grads = Grads::default();
+            // Through D to its input only: D is not updated in the G step.
+            let mut d_grads = Grads::input_only();
             let dx = disc.backward(
                 rec,
                 &dctx,
@@ -704,7 +704,6 @@ impl Trainer {
                 },
                 &mut d_grads,
             )?;
-            drop(d_grads);
             let dfake = with_rotations_backward(rec, &dx, n, k)?;
             let mut grads = Grads::default();
             gen.backward(rec, g_ws, &gctx, &dfake, &mut grads)?;
