@@ -327,9 +327,9 @@ impl Tensor {
                 data.len()
             )));
         }
+        // Staged by the queue; it lands before the next submitted work.
         ctx.queue
             .write_buffer(self.buffer(), 0, bytemuck::cast_slice(data));
-        ctx.queue.submit([]);
         Ok(())
     }
 }

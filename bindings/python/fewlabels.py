@@ -226,8 +226,40 @@ def _ptr(a, ctype=ctypes.c_float):
     return ctypes.cast(address, ctypes.POINTER(ctype))
 
 
-class Model:
+class _Owned:
+    """A library handle that `close()` (or garbage collection) frees with `_free`."""
+
+    _free = None
+    _what = "handle"
+    _handle = None
+
+    def close(self):
+        """Free the handle now (also done when it is garbage collected)."""
+        if self._handle:
+            getattr(library(), self._free)(self._handle)
+            self._handle = ctypes.c_void_p()
+
+    def __del__(self):
+        if getattr(self, "_handle", None):
+            self.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    def _h(self):
+        if not self._handle:
+            raise ValueError(f"the {self._what} is closed")
+        return self._handle
+
+
+class Model(_Owned):
     """A model on the GPU. `path=None` asks for the embedded default model."""
+
+    _free = "fl_model_free"
+    _what = "model"
 
     def __init__(self, path=None, data=None, _handle=None):
         lib = library()
@@ -244,27 +276,6 @@ class Model:
         self.info = ModelInfo()
         _check(lib.fl_model_get_info(handle, ctypes.byref(self.info)))
         self.image_floats = self.info.channels * self.info.height * self.info.width
-
-    def close(self):
-        """Free the model now (also done when it is garbage collected)."""
-        if self._handle:
-            library().fl_model_free(self._handle)
-            self._handle = ctypes.c_void_p()
-
-    def __del__(self):
-        if getattr(self, "_handle", None):
-            self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def _h(self):
-        if not self._handle:
-            raise ValueError("the model is closed")
-        return self._handle
 
     def save(self, path):
         _check(library().fl_model_save(self._h(), os.fsencode(path)))
@@ -315,7 +326,7 @@ class Model:
         return list(labels), probs
 
 
-class Trainer:
+class Trainer(_Owned):
     """Fine-tunes a model (G, D, G_ema) batch by batch on the GPU.
 
         t = fewlabels.Trainer("model.safetensors", fewlabels.TrainConfig.default(ema_start=1))
@@ -327,6 +338,9 @@ class Trainer:
     from fresh weights instead. `config` defaults to `TrainConfig.default()`. A trainer is
     used by one thread at a time (another thread's call raises FL_ERR_BUSY).
     """
+
+    _free = "fl_trainer_free"
+    _what = "trainer"
 
     def __init__(self, path=None, config=None, preset=None, seed=0):
         lib = library()
@@ -341,27 +355,6 @@ class Trainer:
         self.info = ModelInfo()
         _check(lib.fl_trainer_get_info(handle, ctypes.byref(self.info)))
         self.image_floats = self.info.channels * self.info.height * self.info.width
-
-    def close(self):
-        """Free the trainer now (also done when it is garbage collected)."""
-        if self._handle:
-            library().fl_trainer_free(self._handle)
-            self._handle = ctypes.c_void_p()
-
-    def __del__(self):
-        if getattr(self, "_handle", None):
-            self.close()
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        self.close()
-
-    def _h(self):
-        if not self._handle:
-            raise ValueError("the trainer is closed")
-        return self._handle
 
     def step(self, images, labels):
         """One training step on len(labels) images (CHW floats in [0, 1], one after another);
