@@ -39,7 +39,9 @@
 //! rule over the state dict).
 //!
 //! # Labels per variant
-//! Real labels are -1 (unlabelled) or a class. Conditional: every real label must be known.
+//! Real labels are -1 (unlabelled) or a class. Conditional, S2GAN and S3GAN: every real
+//! label must be known (for S2GAN and S3GAN a labeller, [`labeller::pseudo_label`], has
+//! filled in the unlabelled ones before training).
 //! Unconditional and SSGAN: every real and fake image uses class 0. S2GAN-CO and S3GAN-CO:
 //! labelled rows their label, unlabelled rows the argmax of D's class head (no gradient
 //! through the choice).
@@ -67,6 +69,7 @@ use crate::tensor::{DType, Tensor};
 use std::collections::BTreeMap;
 
 pub mod checkpoint;
+pub mod labeller;
 pub use checkpoint::{
     load_model_from_checkpoint, model_file, ADAM_PREFIX, CHECKPOINT_FORMAT, TRAIN_PREFIX,
 };
@@ -84,6 +87,11 @@ pub enum Variant {
     S2ganCo,
     /// As S2ganCo, with the rotation loss.
     S3ganCo,
+    /// Pre-trained labels: every real label known (a labeller, [`labeller::pseudo_label`],
+    /// filled the gaps first); no class head, no rotation loss.
+    S2gan,
+    /// As S2gan, with the rotation loss.
+    S3gan,
 }
 
 /// How a variant uses the real labels.
@@ -98,12 +106,14 @@ pub enum LabelUse {
 }
 
 impl Variant {
-    pub const ALL: [Variant; 5] = [
+    pub const ALL: [Variant; 7] = [
         Variant::Conditional,
         Variant::Unconditional,
         Variant::Ssgan,
         Variant::S2ganCo,
         Variant::S3ganCo,
+        Variant::S2gan,
+        Variant::S3gan,
     ];
 
     pub fn name(self) -> &'static str {
@@ -113,6 +123,8 @@ impl Variant {
             Variant::Ssgan => "ssgan",
             Variant::S2ganCo => "s2gan-co",
             Variant::S3ganCo => "s3gan-co",
+            Variant::S2gan => "s2gan",
+            Variant::S3gan => "s3gan",
         }
     }
 
@@ -133,12 +145,12 @@ impl Variant {
 
     /// Whether the rotation loss is on.
     pub fn rotation(self) -> bool {
-        matches!(self, Variant::Ssgan | Variant::S3ganCo)
+        matches!(self, Variant::Ssgan | Variant::S3ganCo | Variant::S3gan)
     }
 
     pub fn labels(self) -> LabelUse {
         match self {
-            Variant::Conditional => LabelUse::All,
+            Variant::Conditional | Variant::S2gan | Variant::S3gan => LabelUse::All,
             Variant::Unconditional | Variant::Ssgan => LabelUse::One,
             Variant::S2ganCo | Variant::S3ganCo => LabelUse::Semi,
         }
@@ -200,10 +212,10 @@ impl TrainConfig {
     /// Rows of a batch of `n` that are also fed rotated: 0 without the rotation loss, else
     /// round(n * rot_fraction) clamped to [1, n].
     pub fn rot_rows(&self, n: usize) -> usize {
-        if !self.variant.rotation() || n == 0 {
+        if !self.variant.rotation() {
             return 0;
         }
-        ((n as f64 * self.rot_fraction).round() as usize).clamp(1, n)
+        rotated_rows(n, self.rot_fraction)
     }
 
     pub fn validate(&self) -> Result<()> {
@@ -299,6 +311,15 @@ pub struct Trainer {
     /// Caller's state saved in checkpoints and restored by [`Trainer::load_checkpoint`]
     /// untouched (e.g. a data loader's `data.epoch`, `data.pos`).
     pub extra: BTreeMap<String, String>,
+}
+
+/// Rows of a batch of `n` that are also fed rotated: round(n * fraction) clamped to [1, n]
+/// (0 for an empty batch).
+fn rotated_rows(n: usize, fraction: f64) -> usize {
+    if n == 0 {
+        return 0;
+    }
+    ((n as f64 * fraction).round() as usize).clamp(1, n)
 }
 
 /// `[x; rot90(last k); rot180(last k); rot270(last k)]` of an NHWC batch.

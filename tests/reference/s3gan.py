@@ -174,3 +174,67 @@ def ema_update(G_ema, G, tc, t):
     src = G.state_dict()
     for name, v in G_ema.state_dict().items():
         v.copy_(decay * v + (1 - decay) * src[name])
+
+
+# --------------------------------------------------------------------------------------------
+# Pre-trained labels (s2gan, s3gan): the labeller, then a conditional GAN on its labels
+# --------------------------------------------------------------------------------------------
+#
+# The GAN of s2gan / s3gan is trained like the conditional variant (every real label known:
+# the labeller filled the gaps), with the rotation loss for s3gan. No class head.
+VARIANTS.update({
+    "s2gan": (False, False, "all"),
+    "s3gan": (False, True, "all"),
+})
+
+
+class LabellerConfig:
+    """Labeller hyper-parameters (runtime/train/labeller.rs): Adam with torch's default betas
+    and eps, `rot_n` rotated rows per batch, class-loss weight."""
+
+    def __init__(self, rot_n, lr=4e-4, beta1=0.9, beta2=0.999, eps=1e-8, class_weight=1.0):
+        assert rot_n >= 1
+        self.rot_n = rot_n
+        self.lr, self.beta1, self.beta2, self.eps = lr, beta1, beta2, eps
+        self.class_weight = class_weight
+
+
+def labeller_adam(D, lc):
+    return torch.optim.Adam(D.parameters(), lr=lc.lr, betas=(lc.beta1, lc.beta2), eps=lc.eps,
+                            foreach=False)
+
+
+def labeller_step(D, opt, lc, x, y):
+    """One labeller step on D (with both heads, training mode). x: NCHW [N, C, R, R]; y [N]
+    (-1 = unlabelled). One D call over [x; rot90(x[-k:]); rot180(...); rot270(...)] with
+    projection labels 0 everywhere: the logit enters no loss (D.linear and D.embed get no
+    gradient, so Adam skips them), but their spectral norms take their power iteration, as
+    the runtime's D forward does.
+    Loss = CE(rotation head, last 4k rows, targets [0]*k + [1]*k + [2]*k + [3]*k)
+         + class_weight * CE(class head, labelled rows of x; mean over them; 0 if none).
+    Returns (total, rotation, class) and the class head's argmax of the N rows (before the
+    update)."""
+    n, k = x.shape[0], lc.rot_n
+    xr, _ = with_rotations(x, y, k)
+    _, rot, cls = D(xr, torch.zeros(xr.shape[0], dtype=torch.int64))
+    rot_loss = F.cross_entropy(rot[n - k:], rotation_targets(k))
+    lab = y >= 0
+    cls_loss = rot_loss.new_zeros(())
+    if bool(lab.any()):
+        cls_loss = lc.class_weight * F.cross_entropy(cls[:n][lab], y[lab])
+    loss = rot_loss + cls_loss
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    opt.step()
+    return torch.stack([loss, rot_loss, cls_loss]).detach(), cls[:n].detach().argmax(dim=1)
+
+
+@torch.no_grad()
+def labeller_predict(D, x):
+    """Class logits and argmax of images x (NCHW) with D in eval mode (spectral norms from the
+    stored u, no update); D's training flag is restored."""
+    was = D.training
+    D.eval()
+    _, _, cls = D(x, torch.zeros(x.shape[0], dtype=torch.int64))
+    D.train(was)
+    return cls, cls.argmax(dim=1)
