@@ -2,9 +2,9 @@
 //! (tests/golden/gen_evaluator.py, from the committed weights), and its metrics.
 //!
 //! Tolerances:
-//! - forward pass (features, logits, probabilities): 1e-4 x max|reference|. The reference is
+//! - forward pass (features, logits, probabilities): 1e-5 x max|reference|. The reference is
 //!   float64; the device computes five convolutions (sums of up to 576 products) and a
-//!   linear layer in f32, whose errors compound to about 1e-6..1e-5 of the largest value.
+//!   linear layer in f32; the errors seen on lavapipe are 7e-7 x max|reference|.
 //! - accuracy on the first 1,000 test images: within 1 point of PyTorch's (float64) on the
 //!   same images; the predictions may differ only where two logits are within f32 rounding.
 //! - feature statistics: 1e-6 x max|reference| (f64 sums of f32 features; the golden stores
@@ -28,7 +28,7 @@ use fewlabels::Error;
 use std::path::Path;
 use std::sync::{Arc, OnceLock};
 
-const TOL_FORWARD: f32 = 1e-4;
+const TOL_FORWARD: f32 = 1e-5;
 
 fn golden() -> &'static Golden {
     static G: OnceLock<Golden> = OnceLock::new();
@@ -84,6 +84,15 @@ fn forward_matches_pytorch() {
     let images = g.f32("forward/images");
     let n = g.shape("forward/images")[0];
     let out = embedded().outputs(ctx(), &images, n).unwrap();
+    for (name, got) in [("features", &out.features), ("logits", &out.logits)] {
+        let want = g.f32(&format!("forward/{name}"));
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let err = got
+            .iter()
+            .zip(&want)
+            .fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+        println!("{name}: max error {:.2e} x max|ref|", err / scale);
+    }
     check_close(
         "forward/features",
         &out.features,
