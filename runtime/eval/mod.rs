@@ -2,7 +2,7 @@
 //! measured with one fixed classifier, the embedded [`Evaluator`] (a small CNN trained once on
 //! all 60,000 Fashion-MNIST training labels; `docs/EVALUATOR.md`).
 //!
-//! - **FID**: the Fréchet distance ([`fid`]) between Gaussians fitted to the evaluator's
+//! - **FID**: the Fréchet distance ([`fid()`]) between Gaussians fitted to the evaluator's
 //!   128-long pooled features of the generated images and of the test images (mean and
 //!   unbiased covariance, in f64). Lower is better; 0 for identical statistics.
 //! - **Inception Score** ([`inception_score`]): `exp(mean_i KL(p(y|x_i) || p(y)))` with
