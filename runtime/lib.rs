@@ -9,6 +9,7 @@ pub mod capi;
 pub mod data;
 pub mod device;
 pub mod error;
+pub mod eval;
 pub mod kernel;
 pub mod ops;
 pub mod tensor;

@@ -1,0 +1,377 @@
+//! Sample quality of a Fashion-MNIST model: FID, Inception Score and class consistency, all
+//! measured with one fixed classifier, the embedded [`Evaluator`] (a small CNN trained once on
+//! all 60,000 Fashion-MNIST training labels; `docs/EVALUATOR.md`).
+//!
+//! - **FID**: the Fréchet distance ([`fid()`]) between Gaussians fitted to the evaluator's
+//!   128-long pooled features of the generated images and of the test images (mean and
+//!   unbiased covariance, in f64). Lower is better; 0 for identical statistics.
+//! - **Inception Score** ([`inception_score`]): `exp(mean_i KL(p(y|x_i) || p(y)))` with
+//!   `p(y)` the mean of the evaluator's softmax over all samples, in one split (the usual ten
+//!   splits of 5,000 give a slightly lower, noisier mean). Between 1 (every image gets the
+//!   same distribution) and 10 (confident and uniformly spread over the classes).
+//! - **Class consistency** ([`class_consistency`]): the share of samples drawn for class c
+//!   that the evaluator assigns to c, per class, with their mean.
+//!
+//! [`evaluate`] draws `per_class` samples of each class from the model's EMA generator (G
+//! when the file has none) in eval mode, i.e. with the standing statistics stored in the
+//! model, with z ~ N(0, I) (the training distribution, no truncation) from `seed`, and
+//! compares them with a test set. The test set's statistics for the embedded evaluator are
+//! cached in memory, keyed by a checksum of the images and labels.
+
+pub mod evaluator;
+pub mod fid;
+
+pub use evaluator::Evaluator;
+pub use fid::{fid, fid_stats, sqrtm_psd, symmetric_eigen, GaussianStats};
+
+use crate::data::Dataset;
+use crate::device::Context;
+use crate::error::{Error, Result};
+use crate::model::{Model, Which};
+use crate::rng::{self, Stream};
+use std::sync::{Arc, Mutex};
+
+/// Fashion-MNIST's class names, in label order.
+pub const CLASS_NAMES: [&str; 10] = [
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+];
+
+/// Most samples one evaluation draws (as the C ABI's per-call limit).
+pub const MAX_SAMPLES: usize = 1 << 20;
+
+/// Samples generated and classified per round (bounds host memory).
+const SAMPLE_CHUNK: usize = 1000;
+
+/// Inception Score of `probs` `[n, classes]` (rows of class probabilities):
+/// `exp(1/n sum_i sum_c p_ic (ln p_ic - ln q_c))` with `q = 1/n sum_i p_i`, in f64 and one
+/// split; terms with `p_ic = 0` count 0. Rows must be finite, non-negative.
+pub fn inception_score(probs: &[f32], classes: usize) -> Result<f64> {
+    if classes == 0 || probs.is_empty() || !probs.len().is_multiple_of(classes) {
+        return Err(Error::InvalidArgument(format!(
+            "inception score: {} probabilities do not form rows of {classes} classes",
+            probs.len()
+        )));
+    }
+    if let Some(i) = probs.iter().position(|p| !(p.is_finite() && *p >= 0.0)) {
+        return Err(Error::InvalidArgument(format!(
+            "inception score: probability {} of row {} is not a finite value >= 0",
+            probs[i],
+            i / classes
+        )));
+    }
+    let n = probs.len() / classes;
+    let mut q = vec![0.0f64; classes];
+    for row in probs.chunks_exact(classes) {
+        for (m, &p) in q.iter_mut().zip(row) {
+            *m += p as f64;
+        }
+    }
+    for m in &mut q {
+        *m /= n as f64;
+    }
+    let mut kl = 0.0f64;
+    for row in probs.chunks_exact(classes) {
+        for (&p, &m) in row.iter().zip(&q) {
+            if p > 0.0 {
+                let p = p as f64;
+                kl += p * (p.ln() - m.ln());
+            }
+        }
+    }
+    Ok((kl / n as f64).exp())
+}
+
+/// Class consistency of labelled samples.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Consistency {
+    /// For each class c: the share of samples meant as c that the evaluator assigns to c.
+    pub per_class: Vec<f64>,
+    /// Mean of `per_class` (each class weighs the same).
+    pub mean: f64,
+    /// Share of all samples assigned to their class (the classifier's accuracy when the
+    /// intended classes are true labels; equals `mean` when every class has as many samples).
+    pub overall: f64,
+}
+
+/// Class consistency of `probs` `[n, classes]` against the intended classes `intended`
+/// `[n]` (the predicted class is the row's argmax, the first on ties). Every class in
+/// `0..classes` needs at least one sample.
+pub fn class_consistency(probs: &[f32], intended: &[i32], classes: usize) -> Result<Consistency> {
+    if classes == 0 || probs.len() != intended.len() * classes || intended.is_empty() {
+        return Err(Error::InvalidArgument(format!(
+            "class consistency: {} probabilities for {} samples of {classes} classes",
+            probs.len(),
+            intended.len()
+        )));
+    }
+    if let Some(i) = probs.iter().position(|p| !p.is_finite()) {
+        return Err(Error::InvalidArgument(format!(
+            "class consistency: probability {} of row {} is not finite",
+            probs[i],
+            i / classes
+        )));
+    }
+    let pred = evaluator::predictions(probs, classes);
+    let mut hits = vec![0usize; classes];
+    let mut counts = vec![0usize; classes];
+    for (i, (&p, &c)) in pred.iter().zip(intended).enumerate() {
+        if c < 0 || c as usize >= classes {
+            return Err(Error::InvalidArgument(format!(
+                "class consistency: sample {i} is meant as class {c}, outside [0, {classes})"
+            )));
+        }
+        counts[c as usize] += 1;
+        if p == c {
+            hits[c as usize] += 1;
+        }
+    }
+    if let Some(c) = counts.iter().position(|&k| k == 0) {
+        return Err(Error::InvalidArgument(format!(
+            "class consistency: no sample is meant as class {c}"
+        )));
+    }
+    let per_class: Vec<f64> = hits
+        .iter()
+        .zip(&counts)
+        .map(|(&h, &k)| h as f64 / k as f64)
+        .collect();
+    Ok(Consistency {
+        mean: per_class.iter().sum::<f64>() / classes as f64,
+        overall: hits.iter().sum::<usize>() as f64 / intended.len() as f64,
+        per_class,
+    })
+}
+
+/// What the evaluator makes of a set of real images.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RealStats {
+    /// Mean and covariance of the features.
+    pub stats: GaussianStats,
+    /// Inception Score of the images themselves (the score of a perfect generator, about).
+    pub inception_score: f64,
+    /// The evaluator's accuracy on the labelled images (None when none is labelled).
+    pub accuracy: Option<f64>,
+}
+
+/// Cached statistics of the last few test sets seen with the embedded evaluator, the most
+/// recent last.
+static TEST_CACHE: Mutex<Vec<(u64, Arc<RealStats>)>> = Mutex::new(Vec::new());
+/// Test sets the cache holds.
+const CACHE_ENTRIES: usize = 4;
+
+/// A checksum of a data set's images and labels (the cache key).
+fn fingerprint(data: &Dataset) -> u64 {
+    let mut a = crc32fast::Hasher::new();
+    a.update(bytemuck::cast_slice(&data.images));
+    let mut b = crc32fast::Hasher::new();
+    b.update(bytemuck::cast_slice(&data.labels));
+    b.update(&(data.len() as u64).to_le_bytes());
+    (a.finalize() as u64) << 32 | b.finalize() as u64
+}
+
+/// Check that `data` holds images the evaluator reads: 32x32, one channel, ten classes.
+fn check_dataset(data: &Dataset, what: &str) -> Result<()> {
+    if data.resolution != evaluator::RESOLUTION
+        || data.channels != evaluator::CHANNELS
+        || data.classes != evaluator::CLASSES
+    {
+        return Err(Error::InvalidArgument(format!(
+            "{what}: {}x{}x{} images of {} classes; the evaluator reads Fashion-MNIST's \
+             {r}x{r}x{} images of {} classes",
+            data.resolution,
+            data.resolution,
+            data.channels,
+            data.classes,
+            evaluator::CHANNELS,
+            evaluator::CLASSES,
+            r = evaluator::RESOLUTION,
+        )));
+    }
+    if data.len() < 2 {
+        return Err(Error::InvalidArgument(format!(
+            "{what}: {} images; feature statistics need at least 2",
+            data.len()
+        )));
+    }
+    Ok(())
+}
+
+/// Feature statistics, Inception Score and accuracy of a set of real images (`data`).
+/// With the embedded evaluator the result is cached in memory (the last four data sets).
+pub fn real_stats(ctx: &Context, ev: &Evaluator, data: &Dataset) -> Result<Arc<RealStats>> {
+    check_dataset(data, "test set")?;
+    let key = ev.is_embedded().then(|| fingerprint(data));
+    if let Some(key) = key {
+        let cache = TEST_CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some((_, s)) = cache.iter().find(|(k, _)| *k == key) {
+            return Ok(s.clone());
+        }
+    }
+    let out = ev.outputs(ctx, &data.images, data.len())?;
+    let stats = GaussianStats::from_features(&out.features, evaluator::FEATURES)?;
+    let inception_score = inception_score(&out.probs, evaluator::CLASSES)?;
+    let pred = evaluator::predictions(&out.probs, evaluator::CLASSES);
+    let labelled = data.labels.iter().filter(|&&l| l >= 0).count();
+    let correct = pred
+        .iter()
+        .zip(&data.labels)
+        .filter(|(p, l)| **l >= 0 && p == l)
+        .count();
+    let s = Arc::new(RealStats {
+        stats,
+        inception_score,
+        accuracy: (labelled > 0).then(|| correct as f64 / labelled as f64),
+    });
+    if let Some(key) = key {
+        let mut cache = TEST_CACHE.lock().unwrap_or_else(|e| e.into_inner());
+        if !cache.iter().any(|(k, _)| *k == key) {
+            if cache.len() == CACHE_ENTRIES {
+                cache.remove(0);
+            }
+            cache.push((key, s.clone()));
+        }
+    }
+    Ok(s)
+}
+
+/// The result of [`evaluate`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct EvalReport {
+    /// Samples drawn per class, and in all.
+    pub per_class: usize,
+    pub samples: usize,
+    /// The seed of z.
+    pub seed: u64,
+    /// Which generator was sampled: "G_ema", or "G" for a file without an EMA generator.
+    pub generator: String,
+    /// FID of the samples against the test images.
+    pub fid: f64,
+    /// Inception Score of the samples.
+    pub inception_score: f64,
+    /// Class consistency of the samples.
+    pub consistency: Consistency,
+    /// Number of test images compared with.
+    pub test_images: usize,
+    /// Inception Score of the test images (a reference for the samples' score).
+    pub test_inception_score: f64,
+    /// The evaluator's accuracy on the labelled test images.
+    pub test_accuracy: Option<f64>,
+}
+
+/// Draw `per_class` samples of each class from `model` (module docs: EMA generator, standing
+/// statistics, z ~ N(0, I) from `seed`) and measure FID, Inception Score and class
+/// consistency with the embedded evaluator against `test` (Fashion-MNIST's test split:
+/// 32x32 grey images, ten classes).
+pub fn evaluate(
+    ctx: &Context,
+    model: &Model,
+    per_class: usize,
+    seed: u64,
+    test: &Dataset,
+) -> Result<EvalReport> {
+    let cfg = &model.cfg;
+    if cfg.resolution != evaluator::RESOLUTION
+        || cfg.channels != evaluator::CHANNELS
+        || cfg.num_classes != evaluator::CLASSES
+    {
+        return Err(Error::InvalidArgument(format!(
+            "evaluate: the model makes {r}x{r}x{c} images of {k} classes; the evaluator reads \
+             Fashion-MNIST's {er}x{er}x{ec} images of {ek} classes",
+            r = cfg.resolution,
+            c = cfg.channels,
+            k = cfg.num_classes,
+            er = evaluator::RESOLUTION,
+            ec = evaluator::CHANNELS,
+            ek = evaluator::CLASSES,
+        )));
+    }
+    let classes = evaluator::CLASSES;
+    if per_class == 0 || per_class.saturating_mul(classes) > MAX_SAMPLES {
+        return Err(Error::InvalidArgument(format!(
+            "evaluate: {per_class} samples per class; need 1 to {}",
+            MAX_SAMPLES / classes
+        )));
+    }
+    let ev = Evaluator::new(ctx)?;
+    let real = real_stats(ctx, &ev, test)?;
+
+    let n = per_class * classes;
+    let zd = cfg.z_dim;
+    let intended: Vec<i32> = (0..n).map(|i| (i / per_class) as i32).collect();
+    let which = if model.g_ema.is_some() {
+        Which::Ema
+    } else {
+        Which::Generator
+    };
+    let mut features = Vec::with_capacity(n * evaluator::FEATURES);
+    let mut probs = Vec::with_capacity(n * classes);
+    for start in (0..n).step_by(SAMPLE_CHUNK) {
+        let end = (start + SAMPLE_CHUNK).min(n);
+        let z: Vec<f32> = ((start * zd) as u64..(end * zd) as u64)
+            .map(|i| rng::normal(seed, Stream::Z, i, 0) as f32)
+            .collect();
+        let chw = model.sample(ctx, which, &intended[start..end], &z)?;
+        // One channel: CHW is HWC. [0, 1] back to the evaluator's [-1, 1].
+        let x: Vec<f32> = chw
+            .iter()
+            .map(|v| (v * 2.0 - 1.0).clamp(-1.0, 1.0))
+            .collect();
+        let (f, p) = ev.features_and_probs(ctx, &x, end - start)?;
+        features.extend(f);
+        probs.extend(p);
+    }
+    let stats = GaussianStats::from_features(&features, evaluator::FEATURES)?;
+    Ok(EvalReport {
+        per_class,
+        samples: n,
+        seed,
+        generator: if which == Which::Ema { "G_ema" } else { "G" }.into(),
+        fid: fid_stats(&stats, &real.stats)?,
+        inception_score: inception_score(&probs, classes)?,
+        consistency: class_consistency(&probs, &intended, classes)?,
+        test_images: test.len(),
+        test_inception_score: real.inception_score,
+        test_accuracy: real.accuracy,
+    })
+}
+
+/// The report as the `fewlabels eval` command prints it.
+pub fn eval_report_text(report: &EvalReport) -> String {
+    let mut s = String::new();
+    s.push_str(&format!(
+        "samples      {} ({} per class, {}, standing statistics, z ~ N(0, I), seed {})\n",
+        report.samples, report.per_class, report.generator, report.seed
+    ));
+    s.push_str(&format!(
+        "FID          {:.3}  (against {} test images)\n",
+        report.fid, report.test_images
+    ));
+    s.push_str(&format!(
+        "IS           {:.3}  (test images: {:.3})\n",
+        report.inception_score, report.test_inception_score
+    ));
+    s.push_str(&format!(
+        "consistency  {:.4}  (mean over classes; share of samples classified as their class)\n",
+        report.consistency.mean
+    ));
+    for (c, v) in report.consistency.per_class.iter().enumerate() {
+        let name = CLASS_NAMES.get(c).copied().unwrap_or("");
+        s.push_str(&format!("  {c:>2} {name:<12} {v:.4}\n"));
+    }
+    match report.test_accuracy {
+        Some(a) => s.push_str(&format!(
+            "evaluator    accuracy {a:.4} on the test images (embedded Fashion-MNIST CNN)\n"
+        )),
+        None => s.push_str("evaluator    embedded Fashion-MNIST CNN (test images unlabelled)\n"),
+    }
+    s
+}
