@@ -301,6 +301,8 @@ fn remove_stale_temporaries(path: &Path) {
         let Some(pid) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
             continue;
         };
+        // `<pid>-<n>` (older builds wrote `<pid>` alone).
+        let pid = pid.split_once('-').map_or(pid, |(p, _)| p);
         if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && pid != own {
             let _ = std::fs::remove_file(e.path());
         }
@@ -377,7 +379,7 @@ impl Trainer {
     /// Save a checkpoint to `path` atomically: the previous file at `path` stays whole until
     /// the new one is complete and synced, then replaces it in one rename.
     ///
-    /// A save killed midway leaves its temporary file (`.<name>.tmp-<pid>` next to `path`),
+    /// A save killed midway leaves its temporary file (`.<name>.tmp-<pid>-<n>` next to `path`),
     /// which no loader reads; the next successful save to `path` removes such leftovers of
     /// other processes. So two processes must not save to one path at once (the later
     /// one's cleanup would make the earlier one's save fail; neither file is corrupted).
