@@ -210,6 +210,8 @@ impl Tensor {
 
     /// A tensor filled with one value (f32).
     pub fn full(ctx: &Context, shape: &[usize], value: f32) -> Result<Tensor> {
+        // Before the host vector: a shape too large for the device is refused, not allocated.
+        Self::check_size(ctx, shape)?;
         let n = numel_of(shape)?;
         Self::from_f32(ctx, shape, &vec![value; n])
     }

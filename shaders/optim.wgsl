@@ -10,6 +10,11 @@
 //
 // ema_update: ema = decay ema + (1 - decay) p.
 //
+// Guarded variants for a train step that must be all or nothing: check_finite ORs the bits of
+// 1.0 into a one-word flag when any value of src is NaN or infinite (so the flag reads as f32
+// 0.0 or 1.0); adam_step_guarded, ema_update_guarded and copy_guarded do nothing when the flag
+// is set, and restore_if_flagged copies src into dst only when it is set.
+//
 // One uniform layout serves both entry points; c0..c6 mean, per entry point:
 //   adam_step:  beta1, 1 - beta1, beta2, 1 - beta2, step_size, inv_sqrt_bc2, eps
 //   ema_update: decay, 1 - decay, (unused)...
@@ -32,6 +37,9 @@ struct Params {
 @group(0) @binding(2) var<storage, read> src: array<f32>;
 @group(0) @binding(3) var<storage, read_write> exp_avg: array<f32>;
 @group(0) @binding(4) var<storage, read_write> exp_avg_sq: array<f32>;
+// The step's flag, set by check_finite (word 0) and read by the guarded entry points.
+@group(0) @binding(5) var<storage, read_write> flag_out: array<atomic<u32>>;
+@group(0) @binding(6) var<storage, read> flag_in: array<u32>;
 
 const WG: u32 = 256u;
 
@@ -39,10 +47,7 @@ fn index(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * WG;
 }
 
-@compute @workgroup_size(256)
-fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if i >= p.n { return; }
+fn adam_at(i: u32) {
     let g = src[i];
     let m = p.c0 * exp_avg[i] + p.c1 * g;
     let v = p.c2 * exp_avg_sq[i] + p.c3 * (g * g);
@@ -53,8 +58,58 @@ fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
 }
 
 @compute @workgroup_size(256)
+fn adam_step(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    adam_at(i);
+}
+
+@compute @workgroup_size(256)
+fn adam_step_guarded(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n || flag_in[0] != 0u { return; }
+    adam_at(i);
+}
+
+@compute @workgroup_size(256)
 fn ema_update(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = index(gid, nwg);
     if i >= p.n { return; }
     dst[i] = p.c0 * dst[i] + p.c1 * src[i];
+}
+
+@compute @workgroup_size(256)
+fn ema_update_guarded(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n || flag_in[0] != 0u { return; }
+    dst[i] = p.c0 * dst[i] + p.c1 * src[i];
+}
+
+// Exponent bits all ones: infinite or NaN (a bit test, immune to fast-math folding).
+fn not_finite(x: f32) -> bool {
+    return (bitcast<u32>(x) & 0x7f800000u) == 0x7f800000u;
+}
+
+@compute @workgroup_size(256)
+fn check_finite(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n { return; }
+    if not_finite(src[i]) {
+        // The bits of 1.0: the flag reads as f32 1.0 once set.
+        atomicOr(&flag_out[0], 0x3f800000u);
+    }
+}
+
+@compute @workgroup_size(256)
+fn copy_guarded(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n || flag_in[0] != 0u { return; }
+    dst[i] = src[i];
+}
+
+@compute @workgroup_size(256)
+fn restore_if_flagged(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i >= p.n || flag_in[0] == 0u { return; }
+    dst[i] = src[i];
 }

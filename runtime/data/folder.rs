@@ -15,7 +15,7 @@
 
 use super::Dataset;
 use crate::error::{Error, Result};
-use image::DynamicImage;
+use image::{ColorType, DynamicImage, ImageDecoder};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -67,8 +67,7 @@ pub fn image_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(files)
 }
 
-fn describe(img: &DynamicImage) -> String {
-    let c = img.color();
+fn describe(w: u32, h: u32, c: ColorType) -> String {
     let kind = match (c.channel_count(), c.has_alpha()) {
         (1, _) => "grey".to_string(),
         (2, _) => "grey+alpha".to_string(),
@@ -77,28 +76,41 @@ fn describe(img: &DynamicImage) -> String {
         (n, _) => format!("{n}-channel"),
     };
     let bits = 8 * c.bytes_per_pixel() as u32 / c.channel_count() as u32;
-    format!("{}x{} {kind} ({bits}-bit)", img.width(), img.height())
+    format!("{w}x{h} {kind} ({bits}-bit)")
 }
 
-/// Decodes one image and appends its HWC values in [-1, 1] to `out`.
+/// Decodes one image file and appends its HWC values in [-1, 1] to `out`.
 fn load_image(path: &Path, opts: &FolderOptions, out: &mut Vec<f32>) -> Result<()> {
-    let img = image::ImageReader::open(path)
-        .map_err(|e| io(path, e))?
+    let bytes = std::fs::read(path).map_err(|e| io(path, e))?;
+    decode_image(&bytes, &path.display().to_string(), opts, out)
+}
+
+/// Decodes one PNG or JPEG file's bytes (`source` names it in errors) and appends its HWC
+/// values in [-1, 1] to `out`. The size and colour type are checked from the header before
+/// any pixel is decoded, so a header claiming a huge image costs nothing.
+pub fn decode_image(
+    bytes: &[u8],
+    source: &str,
+    opts: &FolderOptions,
+    out: &mut Vec<f32>,
+) -> Result<()> {
+    let format = |e: image::ImageError| Error::Format(format!("{source}: {e}"));
+    let decoder = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| io(path, e))?
-        .decode()
-        .map_err(|e| Error::Format(format!("{}: {e}", path.display())))?;
-    let c = img.color();
+        .map_err(|e| Error::Format(format!("{source}: {e}")))?
+        .into_decoder()
+        .map_err(format)?;
+    let (w, h) = decoder.dimensions();
+    let c = decoder.color_type();
     let colour = c.channel_count() as usize - c.has_alpha() as usize;
     let r = opts.resolution;
-    let size_ok = img.width() as usize == r && img.height() as usize == r;
+    let size_ok = w as usize == r && h as usize == r;
     let colour_ok = opts.convert || (colour == opts.channels && !c.has_alpha());
     if !size_ok || !colour_ok {
         let want = if opts.channels == 1 { "grey" } else { "RGB" };
         return Err(Error::Format(format!(
-            "{}: the image is {}, expected {r}x{r} {want} (resolution {r}, {} channel{}){}",
-            path.display(),
-            describe(&img),
+            "{source}: the image is {}, expected {r}x{r} {want} (resolution {r}, {} channel{}){}",
+            describe(w, h, c),
             opts.channels,
             if opts.channels == 1 { "" } else { "s" },
             if size_ok {
@@ -108,6 +120,8 @@ fn load_image(path: &Path, opts: &FolderOptions, out: &mut Vec<f32>) -> Result<(
             }
         )));
     }
+    let img = DynamicImage::from_decoder(decoder).map_err(format)?;
+    let c = img.color();
     let wide = c.bytes_per_pixel() as usize / c.channel_count() as usize > 1;
     match (opts.channels, wide) {
         (1, false) => out.extend(img.to_luma8().iter().map(|&v| v as f32 / 127.5 - 1.0)),

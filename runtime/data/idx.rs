@@ -31,11 +31,7 @@ pub fn parse_idx(bytes: &[u8], name: &str) -> Result<Idx> {
     let bad = |m: String| Error::Format(format!("{name}: {m}"));
     let raw;
     let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
-        let mut out = Vec::new();
-        flate2::read::MultiGzDecoder::new(bytes)
-            .read_to_end(&mut out)
-            .map_err(|e| bad(format!("bad gzip data: {e}")))?;
-        raw = out;
+        raw = gunzip_idx(bytes).map_err(bad)?;
         &raw[..]
     } else {
         bytes
@@ -90,6 +86,35 @@ pub fn parse_idx(bytes: &[u8], name: &str) -> Result<Idx> {
         dims,
         data: bytes[head..].to_vec(),
     })
+}
+
+/// Largest IDX data section read (4 GiB): a gzip stream stops being inflated past it.
+pub const MAX_IDX_BYTES: u64 = 1 << 32;
+
+/// Inflate a gzip-compressed IDX file, reading no more than its header says it holds (plus
+/// one byte, so that a longer stream is still reported): a small file that inflates to
+/// gigabytes (a "zip bomb") is cut off rather than filling memory.
+fn gunzip_idx(bytes: &[u8]) -> std::result::Result<Vec<u8>, String> {
+    let mut z = flate2::read::MultiGzDecoder::new(bytes);
+    let gz = |e: std::io::Error| format!("bad gzip data: {e}");
+    let mut out = Vec::new();
+    (&mut z).take(4).read_to_end(&mut out).map_err(gz)?;
+    if out.len() < 4 {
+        return Ok(out);
+    }
+    let nd = out[3] as u64;
+    (&mut z).take(4 * nd).read_to_end(&mut out).map_err(gz)?;
+    if (out.len() as u64) < 4 + 4 * nd {
+        return Ok(out);
+    }
+    let want = out[4..]
+        .chunks(4)
+        .map(|b| u32::from_be_bytes([b[0], b[1], b[2], b[3]]) as u64)
+        .try_fold(1u64, |a, d| a.checked_mul(d))
+        .filter(|&w| w <= MAX_IDX_BYTES)
+        .ok_or_else(|| format!("the header's dimensions hold more than {MAX_IDX_BYTES} values"))?;
+    z.take(want + 1).read_to_end(&mut out).map_err(gz)?;
+    Ok(out)
 }
 
 /// Reads and parses an IDX file (gzip-compressed or not).

@@ -17,8 +17,8 @@
 pub mod folder;
 pub mod idx;
 
-pub use folder::{image_folder, FolderOptions};
-pub use idx::{fashion_mnist, Split, FASHION_MNIST_DIR};
+pub use folder::{decode_image, image_folder, parse_labels, FolderOptions};
+pub use idx::{fashion_mnist, parse_idx, Split, FASHION_MNIST_DIR};
 
 use crate::error::{Error, Result};
 use crate::rng::{self, Stream};

@@ -37,6 +37,11 @@ pub struct Config {
     pub class_head: bool,
 }
 
+/// Most channels of one layer (and largest z_dim, shared_dim) a config may ask for.
+pub const MAX_CHANNELS: usize = 1 << 16;
+/// Most classes a config may have.
+pub const MAX_CLASSES: usize = 1 << 20;
+
 impl Config {
     /// Number of G blocks: log2(resolution / 4).
     pub fn g_blocks(&self) -> usize {
@@ -110,6 +115,30 @@ impl Config {
         }
         if self.num_classes == 0 || self.z_dim == 0 || self.shared_dim == 0 {
             return bad("num_classes, z_dim and shared_dim must be positive".into());
+        }
+        // Bounds far above any real model, so that every size derived from the config (a
+        // layer's width, a tensor's element count, a parameter count) fits in usize: a file
+        // with an absurd config is refused here rather than overflowing later.
+        let widest = self
+            .g_mult
+            .iter()
+            .chain(&self.d_mult)
+            .map(|&m| self.ch.checked_mul(m))
+            .try_fold(0usize, |a, w| w.map(|w| a.max(w)));
+        if widest.is_none_or(|w| w > MAX_CHANNELS) {
+            return bad(format!(
+                "ch {} times a channel multiplier exceeds {MAX_CHANNELS} channels",
+                self.ch
+            ));
+        }
+        for (name, v, max) in [
+            ("num_classes", self.num_classes, MAX_CLASSES),
+            ("z_dim", self.z_dim, MAX_CHANNELS),
+            ("shared_dim", self.shared_dim, MAX_CHANNELS),
+        ] {
+            if v > max {
+                return bad(format!("{name} {v} exceeds {max}"));
+            }
         }
         if self.hier && !self.z_dim.is_multiple_of(n + 1) {
             return bad(format!(

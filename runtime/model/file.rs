@@ -160,8 +160,15 @@ impl TensorFile {
 }
 
 /// Write `bytes` to `path` through a temporary file in the same folder, fsync, rename, and
-/// fsync the folder.
+/// fsync the folder (so that the rename itself survives a power cut).
+///
+/// The temporary file is `.<name>.tmp-<pid>-<n>`, `n` counting this process's writes: two
+/// threads saving to one path at once each write their own file (the last rename wins, and
+/// the file at `path` is always one whole write). Such a name is never the path of a model
+/// or checkpoint, and a killed write's leftover is refused by [`TensorFile::from_bytes`]
+/// unless it was complete.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    static WRITES: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d.to_path_buf(),
         _ => std::path::PathBuf::from("."),
@@ -169,8 +176,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let name = path
         .file_name()
         .ok_or_else(|| Error::InvalidArgument(format!("{} is not a file path", path.display())))?;
+    let n = WRITES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let tmp = dir.join(format!(
-        ".{}.tmp-{}",
+        ".{}.tmp-{}-{n}",
         name.to_string_lossy(),
         std::process::id()
     ));
@@ -182,15 +190,30 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
         f.sync_all().map_err(|e| io("cannot sync", e))?;
         drop(f);
         std::fs::rename(&tmp, path).map_err(|e| io("cannot rename into", e))?;
-        if let Ok(d) = std::fs::File::open(&dir) {
-            let _ = d.sync_all();
-        }
-        Ok(())
+        sync_dir(&dir).map_err(|e| io("cannot sync the folder of", e))
     })();
     if result.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
     result
+}
+
+/// fsync a folder (Unix). Where a folder cannot be opened or synced as a file (Windows; some
+/// file systems answer EINVAL), the rename is as durable as the system makes it.
+fn sync_dir(dir: &Path) -> std::io::Result<()> {
+    #[cfg(unix)]
+    {
+        let d = std::fs::File::open(dir)?;
+        match d.sync_all() {
+            Err(e) if e.raw_os_error() == Some(22) => Ok(()),
+            other => other,
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -38,14 +38,8 @@ pub struct Model {
     pub metadata: BTreeMap<String, String>,
 }
 
-fn upload(
-    ctx: &Context,
-    spec: &Spec,
-    file: &TensorFile,
-    prefix_in_file: &str,
-    prefix: &str,
-) -> Result<Weights> {
-    let mut w = Weights::default();
+/// Check one network's tensors in `file` against its spec (host only).
+fn check_part(spec: &Spec, file: &TensorFile, prefix_in_file: &str, prefix: &str) -> Result<()> {
     for (name, entry) in spec {
         let file_name = format!("{prefix_in_file}{}", &name[prefix.len()..]);
         let t = file.tensors.get(&file_name).ok_or_else(|| {
@@ -64,10 +58,36 @@ fn upload(
                 "tensor {file_name} holds a non-finite value at {bad}"
             )));
         }
+    }
+    Ok(())
+}
+
+/// Upload one network's tensors, checked by [`check_part`].
+fn upload(
+    ctx: &Context,
+    spec: &Spec,
+    file: &TensorFile,
+    prefix_in_file: &str,
+    prefix: &str,
+) -> Result<Weights> {
+    let mut w = Weights::default();
+    for name in spec.keys() {
+        let file_name = format!("{prefix_in_file}{}", &name[prefix.len()..]);
+        let t = file
+            .tensors
+            .get(&file_name)
+            .ok_or_else(|| Error::Format(format!("the model file has no tensor {file_name}")))?;
         w.map
             .insert(name.clone(), Tensor::from_f32(ctx, &t.shape, &t.data)?);
     }
     Ok(w)
+}
+
+/// Which networks a checked model file holds.
+pub(crate) struct FileParts {
+    pub cfg: Config,
+    pub d: bool,
+    pub g_ema: bool,
 }
 
 fn download(ctx: &Context, w: &Weights, prefix: &str, out: &mut TensorFile) -> Result<()> {
@@ -126,8 +146,14 @@ impl Model {
         })
     }
 
-    /// Load a model from parsed file contents, checking every tensor against the config.
-    pub fn from_file(ctx: &Context, file: &TensorFile) -> Result<Model> {
+    /// Check parsed file contents as [`Model::from_file`] does, on the host only (no device):
+    /// the config, every tensor's presence, shape and finiteness, no unknown tensor. Returns
+    /// the config.
+    pub fn check_file(file: &TensorFile) -> Result<Config> {
+        Ok(Model::check_parts(file)?.cfg)
+    }
+
+    pub(crate) fn check_parts(file: &TensorFile) -> Result<FileParts> {
         let json = file.metadata.get(CONFIG_KEY).ok_or_else(|| {
             Error::Format("the file has no model config (metadata key \"config\")".into())
         })?;
@@ -135,22 +161,19 @@ impl Model {
         let g_spec = spec::generator(&cfg, "G");
         let d_spec = spec::discriminator(&cfg);
         let has = |p: &str| file.tensors.keys().any(|k| k.starts_with(p));
-        let g = upload(ctx, &g_spec, file, "G", "G")?;
-        let d = if has("D.") {
-            Some(upload(ctx, &d_spec, file, "D", "D")?)
-        } else {
-            None
-        };
-        let g_ema = if has("G_ema.") {
-            Some(upload(ctx, &g_spec, file, "G_ema", "G")?)
-        } else {
-            None
-        };
-        let mut known: Vec<String> = g_spec.keys().cloned().collect();
-        if d.is_some() {
+        let (d, g_ema) = (has("D."), has("G_ema."));
+        check_part(&g_spec, file, "G", "G")?;
+        if d {
+            check_part(&d_spec, file, "D", "D")?;
+        }
+        if g_ema {
+            check_part(&g_spec, file, "G_ema", "G")?;
+        }
+        let mut known: std::collections::BTreeSet<String> = g_spec.keys().cloned().collect();
+        if d {
             known.extend(d_spec.keys().cloned());
         }
-        if g_ema.is_some() {
+        if g_ema {
             known.extend(g_spec.keys().map(|k| format!("G_ema{}", &k[1..])));
         }
         // A training checkpoint is a model file plus optimiser state (`adam.*` tensors,
@@ -159,12 +182,38 @@ impl Model {
         if let Some(extra) = file
             .tensors
             .keys()
-            .find(|k| !known.contains(k) && !trainer_state(k))
+            .find(|k| !known.contains(*k) && !trainer_state(k))
         {
             return Err(Error::Format(format!(
                 "the model file has a tensor {extra} that its config does not name"
             )));
         }
+        Ok(FileParts { cfg, d, g_ema })
+    }
+
+    /// Load a model from parsed file contents, checking every tensor against the config.
+    pub fn from_file(ctx: &Context, file: &TensorFile) -> Result<Model> {
+        let parts = Model::check_parts(file)?;
+        Model::from_checked_file(ctx, file, parts)
+    }
+
+    /// Upload a file that [`Model::check_parts`] accepted.
+    pub(crate) fn from_checked_file(
+        ctx: &Context,
+        file: &TensorFile,
+        parts: FileParts,
+    ) -> Result<Model> {
+        let cfg = parts.cfg;
+        let g_spec = spec::generator(&cfg, "G");
+        let g = upload(ctx, &g_spec, file, "G", "G")?;
+        let d = match parts.d {
+            true => Some(upload(ctx, &spec::discriminator(&cfg), file, "D", "D")?),
+            false => None,
+        };
+        let g_ema = match parts.g_ema {
+            true => Some(upload(ctx, &g_spec, file, "G_ema", "G")?),
+            false => None,
+        };
         let mut metadata = file.metadata.clone();
         metadata.retain(|k, _| !k.starts_with("train."));
         metadata.remove(CONFIG_KEY);

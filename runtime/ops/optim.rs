@@ -4,6 +4,11 @@
 //!
 //! Tensors may have any shape; they are treated as flat f32 arrays. Parameters and optimiser
 //! state are persistent tensors that these calls overwrite (nothing is allocated).
+//!
+//! All-or-nothing steps: a [`StepFlag`] is one word on the device that [`StepFlag::check`]
+//! sets when a tensor holds NaN or infinity; the `*_guarded` calls then leave their outputs
+//! alone and [`restore_if_flagged`] puts back a snapshot. A train step thus rejects a bad
+//! update without reading anything back before its end.
 
 use crate::ensure_shape;
 use crate::error::{Error, Result};
@@ -61,6 +66,35 @@ pub fn adam_step(
     cfg: AdamConfig,
     step: u32,
 ) -> Result<()> {
+    adam(rec, p, g, m, v, cfg, step, None)
+}
+
+/// [`adam_step`] that changes nothing when `flag` is set (see [`StepFlag`]).
+#[allow(clippy::too_many_arguments)]
+pub fn adam_step_guarded(
+    rec: &mut Recorder,
+    p: &Tensor,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    cfg: AdamConfig,
+    step: u32,
+    flag: &StepFlag,
+) -> Result<()> {
+    adam(rec, p, g, m, v, cfg, step, Some(flag))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn adam(
+    rec: &mut Recorder,
+    p: &Tensor,
+    g: &Tensor,
+    m: &Tensor,
+    v: &Tensor,
+    cfg: AdamConfig,
+    step: u32,
+    flag: Option<&StepFlag>,
+) -> Result<()> {
     check_f32("adam_step", "parameter", p, p)?;
     check_f32("adam_step", "gradient", g, p)?;
     check_f32("adam_step", "exp_avg", m, p)?;
@@ -97,6 +131,11 @@ pub fn adam_step(
     let bc2 = 1.0 - beta2.powf(step as f64);
     let step_size = lr / bc1;
     let inv_sqrt_bc2 = 1.0 / bc2.sqrt();
+    if !(step_size as f32).is_finite() {
+        return Err(Error::InvalidArgument(format!(
+            "adam_step: learning rate {lr} overflows f32 (step size {step_size})"
+        )));
+    }
     let n = p.numel();
     let params = [
         n as u32,
@@ -108,18 +147,48 @@ pub fn adam_step(
         (inv_sqrt_bc2 as f32).to_bits(),
         (eps as f32).to_bits(),
     ];
-    rec.dispatch(
-        SHADER,
-        "adam_step",
-        &params,
-        &[(1, p), (2, g), (3, m), (4, v)],
-        grid_1d(n as u64, 256),
-    )
+    match flag {
+        None => rec.dispatch(
+            SHADER,
+            "adam_step",
+            &params,
+            &[(1, p), (2, g), (3, m), (4, v)],
+            grid_1d(n as u64, 256),
+        ),
+        Some(f) => rec.dispatch(
+            SHADER,
+            "adam_step_guarded",
+            &params,
+            &[(1, p), (2, g), (3, m), (4, v), (6, &f.flag)],
+            grid_1d(n as u64, 256),
+        ),
+    }
 }
 
 /// Exponential moving average in place: `ema = decay * ema + (1 - decay) * p`,
 /// `decay` in `[0, 1]` (f64, so that `1 - decay` is formed before rounding to f32).
 pub fn ema_update(rec: &mut Recorder, ema: &Tensor, p: &Tensor, decay: f64) -> Result<()> {
+    ema_dispatch(rec, ema, p, decay, None)
+}
+
+/// [`ema_update`] that changes nothing when `flag` is set.
+pub fn ema_update_guarded(
+    rec: &mut Recorder,
+    avg: &Tensor,
+    p: &Tensor,
+    decay: f64,
+    flag: &StepFlag,
+) -> Result<()> {
+    ema_dispatch(rec, avg, p, decay, Some(flag))
+}
+
+fn ema_dispatch(
+    rec: &mut Recorder,
+    ema: &Tensor,
+    p: &Tensor,
+    decay: f64,
+    flag: Option<&StepFlag>,
+) -> Result<()> {
     check_f32("ema_update", "parameter", p, p)?;
     check_f32("ema_update", "average", ema, p)?;
     if !(0.0..=1.0).contains(&decay) {
@@ -139,11 +208,83 @@ pub fn ema_update(rec: &mut Recorder, ema: &Tensor, p: &Tensor, decay: f64) -> R
         0,
         0,
     ];
+    match flag {
+        None => rec.dispatch(
+            SHADER,
+            "ema_update",
+            &params,
+            &[(1, ema), (2, p)],
+            grid_1d(n as u64, 256),
+        ),
+        Some(f) => rec.dispatch(
+            SHADER,
+            "ema_update_guarded",
+            &params,
+            &[(1, ema), (2, p), (6, &f.flag)],
+            grid_1d(n as u64, 256),
+        ),
+    }
+}
+
+/// A one-word flag on the device for an all-or-nothing step: clear when made, set by
+/// [`StepFlag::check`] when a checked tensor holds NaN or infinity. Its tensor (f32 `[1]`)
+/// reads 0.0 (clear) or 1.0 (set), so it can be downloaded with a step's loss values.
+pub struct StepFlag {
+    pub flag: Tensor,
+}
+
+impl StepFlag {
+    /// A clear flag.
+    pub fn new(ctx: &crate::device::Context) -> Result<StepFlag> {
+        Ok(StepFlag {
+            flag: Tensor::zeros(ctx, &[1])?,
+        })
+    }
+
+    /// Set the flag if any value of the f32 tensor `t` is NaN or infinite.
+    pub fn check(&self, rec: &mut Recorder, t: &Tensor) -> Result<()> {
+        ensure_shape!(t.dtype() == DType::F32, "check_finite: {t:?} is not f32");
+        let n = t.numel();
+        rec.dispatch(
+            SHADER,
+            "check_finite",
+            &[n as u32, 0, 0, 0, 0, 0, 0, 0],
+            &[(2, t), (5, &self.flag)],
+            grid_1d(n as u64, 256),
+        )
+    }
+}
+
+fn flagged_copy(
+    rec: &mut Recorder,
+    entry: &str,
+    src: &Tensor,
+    dst: &Tensor,
+    flag: &StepFlag,
+) -> Result<()> {
+    check_f32(entry, "source", src, dst)?;
+    check_f32(entry, "destination", dst, dst)?;
+    let n = dst.numel();
     rec.dispatch(
         SHADER,
-        "ema_update",
-        &params,
-        &[(1, ema), (2, p)],
+        entry,
+        &[n as u32, 0, 0, 0, 0, 0, 0, 0],
+        &[(1, dst), (2, src), (6, &flag.flag)],
         grid_1d(n as u64, 256),
     )
+}
+
+/// `dst = src` unless `flag` is set.
+pub fn copy_guarded(rec: &mut Recorder, src: &Tensor, dst: &Tensor, flag: &StepFlag) -> Result<()> {
+    flagged_copy(rec, "copy_guarded", src, dst, flag)
+}
+
+/// `dst = src` only when `flag` is set (puts back a snapshot after a rejected step).
+pub fn restore_if_flagged(
+    rec: &mut Recorder,
+    src: &Tensor,
+    dst: &Tensor,
+    flag: &StepFlag,
+) -> Result<()> {
+    flagged_copy(rec, "restore_if_flagged", src, dst, flag)
 }

@@ -34,6 +34,7 @@ use super::{AdamSlot, TrainConfig, Trainer, Variant};
 use crate::device::Context;
 use crate::error::{Error, Result};
 use crate::model::file::{HostTensor, TensorFile};
+use crate::model::model::FileParts;
 use crate::model::Model;
 use crate::tensor::Tensor;
 use serde_json::{json, Map, Value};
@@ -132,6 +133,98 @@ impl TrainConfig {
     }
 }
 
+/// A checkpoint that passed [`check_checkpoint_file`], ready to upload.
+struct Checked {
+    cfg: TrainConfig,
+    model: TensorFile,
+    parts: FileParts,
+    steps: BTreeMap<String, u32>,
+    d_steps: u64,
+    g_steps: u64,
+    fakes: u64,
+}
+
+/// Check checkpoint file contents as [`Trainer::from_checkpoint_file`] does, on the host only
+/// (no device): the format, both configs, the model's tensors (as [`Model::check_file`]), G_ema
+/// and D present, every Adam tensor's presence, shape and finiteness, the step counts and
+/// counters. (Whether the variant's heads exist is checked when the trainer is built.)
+pub fn check_checkpoint_file(file: &TensorFile) -> Result<()> {
+    check(file).map(|_| ())
+}
+
+fn check(file: &TensorFile) -> Result<Checked> {
+    match file.metadata.get(FORMAT_KEY) {
+        Some(v) if v == CHECKPOINT_FORMAT => {}
+        Some(v) => return bad(format!("format {v}; this build reads {CHECKPOINT_FORMAT}")),
+        None => return bad(format!("no {FORMAT_KEY:?} metadata: not a checkpoint")),
+    }
+    let cfg_json = file
+        .metadata
+        .get(CONFIG_KEY)
+        .map_or_else(|| bad(format!("no metadata {CONFIG_KEY:?}")), Ok)?;
+    let cfg = TrainConfig::from_json(cfg_json)?;
+    let model = model_file(file);
+    let parts = Model::check_parts(&model)?;
+    if !parts.g_ema {
+        return bad("no G_ema tensors".into());
+    }
+    if !parts.d {
+        return bad("no D tensors".into());
+    }
+    let steps_json = file
+        .metadata
+        .get(ADAM_STEPS_KEY)
+        .map_or_else(|| bad(format!("no metadata {ADAM_STEPS_KEY:?}")), Ok)?;
+    let steps: BTreeMap<String, u32> = serde_json::from_str(steps_json)
+        .map_or_else(|e| bad(format!("{ADAM_STEPS_KEY}: {e}")), Ok)?;
+    let trained = Trainer::trained(&parts.cfg);
+    for (name, shape) in &trained {
+        for which in ["m", "v"] {
+            let key = format!("{ADAM_PREFIX}{which}.{name}");
+            let t = file.tensors.get(&key).map_or_else(
+                || bad(format!("no tensor {key} (the config trains {name})")),
+                Ok,
+            )?;
+            if &t.shape != shape {
+                return bad(format!(
+                    "tensor {key} has shape {:?}, {name} has {shape:?}",
+                    t.shape
+                ));
+            }
+            if let Some(i) = t.data.iter().position(|x| !x.is_finite()) {
+                return bad(format!("tensor {key} holds a non-finite value at {i}"));
+            }
+        }
+        if !steps.contains_key(name) {
+            return bad(format!("{ADAM_STEPS_KEY} has no step count of {name}"));
+        }
+    }
+    let is_trained = |n: &str| trained.iter().any(|(t, _)| t == n);
+    for k in file.tensors.keys().filter(|k| k.starts_with(ADAM_PREFIX)) {
+        let rest = &k[ADAM_PREFIX.len()..];
+        let known = ["m.", "v."]
+            .iter()
+            .any(|p| rest.strip_prefix(p).is_some_and(is_trained));
+        if !known {
+            return bad(format!(
+                "tensor {k} is not the Adam state of a trained tensor"
+            ));
+        }
+    }
+    if let Some(k) = steps.keys().find(|k| !is_trained(k)) {
+        return bad(format!("{ADAM_STEPS_KEY} names {k}, which is not trained"));
+    }
+    Ok(Checked {
+        d_steps: parse_u64(file, D_STEPS_KEY)?,
+        g_steps: parse_u64(file, G_STEPS_KEY)?,
+        fakes: parse_u64(file, FAKES_KEY)?,
+        cfg,
+        model,
+        parts,
+        steps,
+    })
+}
+
 /// A checkpoint's model part: its tensors without `adam.*` and its metadata without `train.*`,
 /// ready for [`Model::from_file`].
 pub fn model_file(ckpt: &TensorFile) -> TensorFile {
@@ -208,6 +301,8 @@ fn remove_stale_temporaries(path: &Path) {
         let Some(pid) = file_name.to_str().and_then(|n| n.strip_prefix(&prefix)) else {
             continue;
         };
+        // `<pid>-<n>` (older builds wrote `<pid>` alone).
+        let pid = pid.split_once('-').map_or(pid, |(p, _)| p);
         if !pid.is_empty() && pid.bytes().all(|b| b.is_ascii_digit()) && pid != own {
             let _ = std::fs::remove_file(e.path());
         }
@@ -284,7 +379,7 @@ impl Trainer {
     /// Save a checkpoint to `path` atomically: the previous file at `path` stays whole until
     /// the new one is complete and synced, then replaces it in one rename.
     ///
-    /// A save killed midway leaves its temporary file (`.<name>.tmp-<pid>` next to `path`),
+    /// A save killed midway leaves its temporary file (`.<name>.tmp-<pid>-<n>` next to `path`),
     /// which no loader reads; the next successful save to `path` removes such leftovers of
     /// other processes. So two processes must not save to one path at once (the later
     /// one's cleanup would make the earlier one's save fail; neither file is corrupted).
@@ -296,66 +391,18 @@ impl Trainer {
 
     /// A trainer from checkpoint file contents.
     pub fn from_checkpoint_file(ctx: &Context, file: &TensorFile) -> Result<Trainer> {
-        match file.metadata.get(FORMAT_KEY) {
-            Some(v) if v == CHECKPOINT_FORMAT => {}
-            Some(v) => return bad(format!("format {v}; this build reads {CHECKPOINT_FORMAT}")),
-            None => return bad(format!("no {FORMAT_KEY:?} metadata: not a checkpoint")),
-        }
-        let cfg_json = file
-            .metadata
-            .get(CONFIG_KEY)
-            .map_or_else(|| bad(format!("no metadata {CONFIG_KEY:?}")), Ok)?;
-        let cfg = TrainConfig::from_json(cfg_json)?;
-        let model = Model::from_file(ctx, &model_file(file))?;
-        if model.g_ema.is_none() {
-            return bad("no G_ema tensors".into());
-        }
-        Trainer::check(&model, &cfg)?;
-        let steps_json = file
-            .metadata
-            .get(ADAM_STEPS_KEY)
-            .map_or_else(|| bad(format!("no metadata {ADAM_STEPS_KEY:?}")), Ok)?;
-        let steps: BTreeMap<String, u32> = serde_json::from_str(steps_json)
-            .map_or_else(|e| bad(format!("{ADAM_STEPS_KEY}: {e}")), Ok)?;
+        let c = check(file)?;
+        let model = Model::from_checked_file(ctx, &c.model, c.parts)?;
+        Trainer::check(&model, &c.cfg)?;
         let mut adam = BTreeMap::new();
-        for (name, shape) in Trainer::trained(&model.cfg) {
+        for (name, _) in Trainer::trained(&model.cfg) {
             let get = |which: &str| -> Result<Tensor> {
-                let key = format!("{ADAM_PREFIX}{which}.{name}");
-                let t = file.tensors.get(&key).map_or_else(
-                    || bad(format!("no tensor {key} (the config trains {name})")),
-                    Ok,
-                )?;
-                if t.shape != shape {
-                    return bad(format!(
-                        "tensor {key} has shape {:?}, {name} has {shape:?}",
-                        t.shape
-                    ));
-                }
-                if let Some(i) = t.data.iter().position(|x| !x.is_finite()) {
-                    return bad(format!("tensor {key} holds a non-finite value at {i}"));
-                }
+                let t = &file.tensors[&format!("{ADAM_PREFIX}{which}.{name}")];
                 Tensor::from_f32(ctx, &t.shape, &t.data)
             };
             let (m, v) = (get("m")?, get("v")?);
-            let step = *steps.get(&name).map_or_else(
-                || bad(format!("{ADAM_STEPS_KEY} has no step count of {name}")),
-                Ok,
-            )?;
+            let step = c.steps[&name];
             adam.insert(name, AdamSlot { m, v, step });
-        }
-        for k in file.tensors.keys().filter(|k| k.starts_with(ADAM_PREFIX)) {
-            let rest = &k[ADAM_PREFIX.len()..];
-            let known = ["m.", "v."]
-                .iter()
-                .any(|p| rest.strip_prefix(p).is_some_and(|n| adam.contains_key(n)));
-            if !known {
-                return bad(format!(
-                    "tensor {k} is not the Adam state of a trained tensor"
-                ));
-            }
-        }
-        if let Some(k) = steps.keys().find(|k| !adam.contains_key(*k)) {
-            return bad(format!("{ADAM_STEPS_KEY} names {k}, which is not trained"));
         }
         let extra = file
             .metadata
@@ -364,11 +411,11 @@ impl Trainer {
             .collect();
         Ok(Trainer {
             model,
-            cfg,
+            cfg: c.cfg,
             adam,
-            d_steps_done: parse_u64(file, D_STEPS_KEY)?,
-            g_steps_done: parse_u64(file, G_STEPS_KEY)?,
-            fakes_drawn: parse_u64(file, FAKES_KEY)?,
+            d_steps_done: c.d_steps,
+            g_steps_done: c.g_steps,
+            fakes_drawn: c.fakes,
             extra,
         })
     }

@@ -49,6 +49,15 @@
 //! Nothing is read back inside a step; the step's loss values (one small tensor) are
 //! downloaded at its end.
 //!
+//! # Rejected steps
+//! A step whose loss or any parameter gradient holds NaN or infinity (a bad pixel, a diverged
+//! run) changes nothing: a device-side flag ([`optim::StepFlag`]) set by a check of the loss
+//! and of every gradient makes Adam, the EMA and the G_ema copy skip their writes, and the
+//! spectral-norm u vectors that the forward passes advanced are put back from a snapshot
+//! taken at the start of the step. The flag travels back with the loss values; the report
+//! says `rejected`, and the step counters (the trainer's and Adam's) do not move. Parameters,
+//! Adam moments, G_ema and u are then bit-identical to before the step.
+//!
 //! # Checkpoints
 //! [`Trainer::save_checkpoint`] and [`Trainer::load_checkpoint`] (module [`checkpoint`]: one
 //! atomic, CRC-checked safetensors file with the model, Adam state, counters, config and the
@@ -62,7 +71,7 @@ use crate::model::layers::{Grads, Mode, Weights};
 use crate::model::model::copy_weights;
 use crate::model::{spec, Discriminator, Generator, Model};
 use crate::ops::loss;
-use crate::ops::optim::{self, AdamConfig};
+use crate::ops::optim::{self, AdamConfig, StepFlag};
 use crate::ops::{elementwise as ew, rearrange};
 use crate::rng::{self, Stream};
 use crate::tensor::{DType, Tensor};
@@ -71,7 +80,8 @@ use std::collections::BTreeMap;
 pub mod checkpoint;
 pub mod labeller;
 pub use checkpoint::{
-    load_model_from_checkpoint, model_file, ADAM_PREFIX, CHECKPOINT_FORMAT, TRAIN_PREFIX,
+    check_checkpoint_file, load_model_from_checkpoint, model_file, ADAM_PREFIX, CHECKPOINT_FORMAT,
+    TRAIN_PREFIX,
 };
 
 /// Which GAN a [`Trainer`] trains (s3gan.md's table).
@@ -221,8 +231,9 @@ impl TrainConfig {
     pub fn validate(&self) -> Result<()> {
         let bad = |m: String| Err(Error::InvalidArgument(format!("training config: {m}")));
         for (name, lr) in [("lr_g", self.lr_g), ("lr_d", self.lr_d)] {
-            if !(lr.is_finite() && lr >= 0.0) {
-                return bad(format!("{name} = {lr} must be finite and >= 0"));
+            // As f32 too: the device steps by lr / (1 - beta1^t) in f32.
+            if !((lr as f32).is_finite() && lr >= 0.0) {
+                return bad(format!("{name} = {lr} must be finite (as f32) and >= 0"));
             }
         }
         for (name, b) in [("beta1", self.beta1), ("beta2", self.beta2)] {
@@ -280,6 +291,9 @@ pub struct DStepReport {
     /// i32 `[2N + 6k]` on the device: the projection labels of the D call (unlabelled rows
     /// filled by the class head), in the order of the batch described in the module docs.
     pub y_used: Tensor,
+    /// The loss or a gradient was NaN or infinite: nothing was updated (module docs,
+    /// "Rejected steps") and the step was not counted.
+    pub rejected: bool,
 }
 
 /// Loss values of one G step.
@@ -290,6 +304,9 @@ pub struct GStepReport {
     pub adversarial: f32,
     /// g_rot_weight * CE on the fake rotation set (0 without the rotation loss).
     pub rotation: f32,
+    /// The loss or a gradient was NaN or infinite: nothing was updated (module docs,
+    /// "Rejected steps") and the step was not counted.
+    pub rejected: bool,
 }
 
 /// Adam state of one parameter.
@@ -382,24 +399,67 @@ fn rotation_targets(n: usize, k: usize) -> Vec<i32> {
     v
 }
 
-/// Adam on every parameter of `ws` that has a gradient in `grads`.
+/// Adam on every parameter of `ws` that has a gradient in `grads`, skipped on the device when
+/// `flag` is set. Returns the names whose step count the caller bumps once the step is
+/// accepted.
 fn adam_all(
     rec: &mut Recorder,
-    adam: &mut BTreeMap<String, AdamSlot>,
+    adam: &BTreeMap<String, AdamSlot>,
     ws: &Weights,
     grads: &Grads,
     cfg: AdamConfig,
-) -> Result<()> {
+    flag: &StepFlag,
+) -> Result<Vec<String>> {
     for (name, g) in &grads.map {
-        let slot = adam.get_mut(name).ok_or_else(|| {
+        let slot = adam.get(name).ok_or_else(|| {
             Error::InvalidArgument(format!(
                 "training: {name} got a gradient but is not trained"
             ))
         })?;
-        slot.step += 1;
-        optim::adam_step(rec, ws.get(name)?, g, &slot.m, &slot.v, cfg, slot.step)?;
+        let (p, step) = (ws.get(name)?, slot.step + 1);
+        optim::adam_step_guarded(rec, p, g, &slot.m, &slot.v, cfg, step, flag)?;
+    }
+    Ok(grads.map.keys().cloned().collect())
+}
+
+/// Set `flag` if the loss or any gradient is NaN or infinite.
+fn check_all(rec: &mut Recorder, flag: &StepFlag, loss: &Tensor, grads: &Grads) -> Result<()> {
+    flag.check(rec, loss)?;
+    for g in grads.map.values() {
+        flag.check(rec, g)?;
     }
     Ok(())
+}
+
+/// Copies of every spectral-norm u of `nets` (the forward passes of a step advance them).
+fn snapshot_u(rec: &mut Recorder, nets: &[&Weights]) -> Result<Vec<(Tensor, Tensor)>> {
+    let mut out = Vec::new();
+    for ws in nets {
+        for (name, u) in ws.map.iter().filter(|(n, _)| n.ends_with(".u")) {
+            let copy = Tensor::empty(rec.ctx, u.shape(), DType::F32)
+                .map_err(|e| Error::Device(format!("snapshot of {name}: {e}")))?;
+            rec.copy(u, &copy)?;
+            out.push((u.clone(), copy));
+        }
+    }
+    Ok(out)
+}
+
+/// Put the snapshots back when `flag` is set.
+fn restore_u(rec: &mut Recorder, snaps: &[(Tensor, Tensor)], flag: &StepFlag) -> Result<()> {
+    for (u, copy) in snaps {
+        optim::restore_if_flagged(rec, copy, u, flag)?;
+    }
+    Ok(())
+}
+
+/// Count an accepted step in Adam's state.
+fn bump(adam: &mut BTreeMap<String, AdamSlot>, names: &[String]) {
+    for name in names {
+        if let Some(slot) = adam.get_mut(name) {
+            slot.step += 1;
+        }
+    }
 }
 
 /// Stack one-element loss tensors into one `[k]` tensor (one download).
@@ -596,7 +656,9 @@ impl Trainer {
         };
         let disc = Discriminator { cfg: &model.cfg };
         let d_ws = model.d.as_ref().expect("checked in new");
-        let (losses, y_used) = ctx.run(|rec| {
+        let flag = StepFlag::new(ctx)?;
+        let (losses, y_used, stepped) = ctx.run(|rec| {
+            let snaps = snapshot_u(rec, &[&model.g, d_ws])?;
             let (fake, _) = gen.forward(rec, &model.g, z, &yf_t, Mode::TRAIN)?;
             let xr = with_rotations(rec, x, k)?;
             let xf = with_rotations(rec, &fake, k)?;
@@ -645,18 +707,25 @@ impl Trainer {
                 },
                 &mut grads,
             )?;
-            adam_all(rec, adam, d_ws, &grads, cfg.adam(cfg.lr_d))?;
-            let losses = stack(rec, &[&total, &h.loss, rot_loss, cls_loss])?;
-            Ok((losses, out.y_used))
+            check_all(rec, &flag, &total, &grads)?;
+            let stepped = adam_all(rec, adam, d_ws, &grads, cfg.adam(cfg.lr_d), &flag)?;
+            restore_u(rec, &snaps, &flag)?;
+            let losses = stack(rec, &[&total, &h.loss, rot_loss, cls_loss, &flag.flag])?;
+            Ok((losses, out.y_used, stepped))
         })?;
-        self.d_steps_done += 1;
         let l = losses.to_f32(ctx)?;
+        let rejected = l[4] != 0.0;
+        if !rejected {
+            bump(&mut self.adam, &stepped);
+            self.d_steps_done += 1;
+        }
         Ok(DStepReport {
             total: l[0],
             hinge: l[1],
             rotation: l[2],
             class: l[3],
             y_used,
+            rejected,
         })
     }
 
@@ -692,7 +761,9 @@ impl Trainer {
         let d_ws = model.d.as_ref().expect("checked in new");
         let g_ws = &model.g;
         let ema = model.g_ema.as_ref().expect("made in new");
-        let losses = ctx.run(|rec| {
+        let flag = StepFlag::new(ctx)?;
+        let (losses, stepped) = ctx.run(|rec| {
+            let snaps = snapshot_u(rec, &[g_ws, d_ws])?;
             let (fake, gctx) = gen.forward(rec, g_ws, z, &yf_t, Mode::TRAIN)?;
             let xf = with_rotations(rec, &fake, k)?;
             let (out, dctx) = disc.forward(rec, d_ws, &xf, &y_all_t, Mode::TRAIN)?;
@@ -728,23 +799,31 @@ impl Trainer {
             let dfake = with_rotations_backward(rec, &dx, n, k)?;
             let mut grads = Grads::default();
             gen.backward(rec, g_ws, &gctx, &dfake, &mut grads)?;
-            adam_all(rec, adam, g_ws, &grads, cfg.adam(cfg.lr_g))?;
+            check_all(rec, &flag, &total, &grads)?;
+            let stepped = adam_all(rec, adam, g_ws, &grads, cfg.adam(cfg.lr_g), &flag)?;
+            restore_u(rec, &snaps, &flag)?;
             for (name, p) in &g_ws.map {
                 let e = ema.get(name)?;
                 if t < cfg.ema_start {
-                    rec.copy(p, e)?;
+                    optim::copy_guarded(rec, p, e, &flag)?;
                 } else {
-                    optim::ema_update(rec, e, p, cfg.ema_decay)?;
+                    optim::ema_update_guarded(rec, e, p, cfg.ema_decay, &flag)?;
                 }
             }
-            stack(rec, &[&total, &h.loss, rot_loss])
+            let losses = stack(rec, &[&total, &h.loss, rot_loss, &flag.flag])?;
+            Ok((losses, stepped))
         })?;
-        self.g_steps_done = t;
         let l = losses.to_f32(ctx)?;
+        let rejected = l[3] != 0.0;
+        if !rejected {
+            bump(&mut self.adam, &stepped);
+            self.g_steps_done = t;
+        }
         Ok(GStepReport {
             total: l[0],
             adversarial: l[1],
             rotation: l[2],
+            rejected,
         })
     }
 }
