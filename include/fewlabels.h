@@ -8,10 +8,28 @@
  * Conventions: every fallible call returns fl_status (FL_OK = 0, else an FL_ERR_* code) and
  * leaves a message for fl_last_error() on the calling thread. Handles are opaque and owned
  * by the caller once returned (free them with the matching *_free). Buffers are always
- * owned by the caller; sizes are stated per call. Images are floats in [0, 1], CHW.
- * Threads: any call from any thread; one fl_model may be sampled (and classified, saved,
- * described) from several threads at once; fl_model_free must not race with other calls.
- * An fl_trainer is used by one thread at a time (another thread's call answers FL_ERR_BUSY).
+ * owned by the caller, read or written only during the call, never kept; sizes are stated
+ * per call. Strings returned by the library are owned by it (never free them).
+ * Units: images are floats in [0, 1] (0 = black), channel-major (CHW), image after image;
+ * counts are images; class ids are 0 .. num_classes - 1 (-1 = "no label" for training).
+ *
+ * Threads: any call from any thread. One fl_model may be sampled, classified, saved and
+ * described from several threads at once (the results equal sequential calls'); several
+ * models and trainers may live and run in one process at once, all on its one device.
+ * fl_model_free / fl_trainer_free must not race with other calls on the same handle.
+ * An fl_trainer is used by one thread at a time: a call while another thread is in a call
+ * on the same trainer answers FL_ERR_BUSY at once (it never waits and changes nothing).
+ * fl_last_error() is per thread.
+ *
+ * Device: one GPU device per process, opened by the first call that needs it and kept until
+ * the process exits, chosen by the environment variables FEWLABELS_BACKEND (vulkan, metal,
+ * dx12, gl) and FEWLABELS_ADAPTER (part of an adapter name); fl_device_name tells which.
+ * C cannot hand the library a device of its own (a VkDevice, MTLDevice or ID3D12Device):
+ * this ABI adopts no raw graphics handles, and the library's device is not shared with the
+ * caller's graphics code, so images travel through host memory (fl_sample_rgba8 gives
+ * texture-ready bytes). A Rust host can: it wraps its own wgpu device and queue with
+ * fewlabels::Context::from_device and hands it over with fewlabels::capi::set_shared_context
+ * before the first C call that needs the device; the C calls then run on that device.
  */
 
 #ifndef FEWLABELS_H
@@ -41,7 +59,8 @@ enum fl_status_code
   FL_OK = 0,
   /**
    * An argument has a value the call does not accept (e.g. a model without the part the
-   * call needs, truncation outside (0, 1], a bad model config).
+   * call needs, truncation outside (0, 1], images of another size than the model's, a bad
+   * training configuration or preset name).
    */
   FL_ERR_INVALID_ARGUMENT = 1,
   /**
@@ -61,8 +80,9 @@ enum fl_status_code
    */
   FL_ERR_IO = 5,
   /**
-   * A file was read but is not a complete, valid model file (truncated, corrupt, wrong
-   * tensors for its config).
+   * A file (or buffer) was read but is not a complete, valid model file: empty, truncated,
+   * longer than its header says, corrupt, without a valid model config, or with tensors
+   * that do not fit its config.
    */
   FL_ERR_FORMAT = 6,
   /**
@@ -366,6 +386,19 @@ const char *fl_last_error(void);
 const char *fl_status_name(fl_status status);
 
 /**
+ * Describe the GPU device the library runs on, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)
+ * (vulkan, Cpu, Mesa 22.3.6)": the adapter's name, then its backend, type and driver. Opens the
+ * process-wide device when no call has opened it yet (as `fl_model_load` does).
+ *
+ * `out` receives a string owned by the library, valid for the life of the process: do not
+ * free it. Set to NULL on failure. Errors: `FL_ERR_NULL_POINTER`, `FL_ERR_NO_DEVICE`.
+ *
+ * # Safety
+ * `out` must be NULL or writable.
+ */
+fl_status fl_device_name(const char **out);
+
+/**
  * Load a model file (a fewlabels safetensors file) onto the GPU.
  *
  * `path`: a NUL-terminated file name, or NULL for the embedded default model. This build has
@@ -377,7 +410,10 @@ const char *fl_status_name(fl_status status);
  * variables `FEWLABELS_BACKEND` (vulkan, metal, dx12, gl) and `FEWLABELS_ADAPTER` (part of an
  * adapter name); `FL_ERR_NO_DEVICE` with an install hint when there is none (the failure is
  * remembered for the life of the process). Errors: `FL_ERR_IO` (cannot read), `FL_ERR_FORMAT`
- * (truncated, corrupt, not a model file), `FL_ERR_NULL_POINTER` (`out` is NULL).
+ * (empty, truncated, oversized, corrupt, not a model file, a missing or invalid model config,
+ * tensors that do not fit the config; the file is checked before the device is opened),
+ * `FL_ERR_INVALID_ARGUMENT` (`path` is ""), `FL_ERR_NULL_POINTER` (`out` is NULL). The file
+ * is read whole into host memory during the call and uploaded; `path` is not kept.
  *
  * # Safety
  * `path` must be NULL or a NUL-terminated string; `out` must be NULL or writable.
@@ -507,6 +543,24 @@ fl_status fl_classify(struct fl_model *model,
                       float *probs);
 
 /**
+ * As `fl_classify`, with the size of the images stated: `channels`, `height` and `width`
+ * must be the model's (`fl_model_get_info`), else `FL_ERR_INVALID_ARGUMENT` naming both sizes,
+ * and nothing is read from `images`. Use it for images from elsewhere (files, a camera), so
+ * that a size mismatch is a status instead of a read past the end of the buffer.
+ *
+ * # Safety
+ * As `fl_classify`; `images` NULL or `n * channels * height * width` readable floats.
+ */
+fl_status fl_classify_sized(struct fl_model *model,
+                            uint32_t n,
+                            uint32_t channels,
+                            uint32_t height,
+                            uint32_t width,
+                            const float *images,
+                            int32_t *labels,
+                            float *probs);
+
+/**
  * Fill `*out` with the default training configuration: S3GAN-CO with BigGAN's settings
  * (Adam 0 / 0.999 / 1e-8, lr G 1e-4 and D 4e-4, two D steps per step, a quarter of each batch
  * rotated, rotation weights 1.0 for D and 0.2 for G, class weight 1.0, EMA decay 0.9999 from
@@ -619,6 +673,25 @@ fl_status fl_trainer_step(struct fl_trainer *trainer,
                           const float *images,
                           const int32_t *labels,
                           struct fl_step_stats *out);
+
+/**
+ * As `fl_trainer_step`, with the size of the images stated: `channels`, `height` and `width`
+ * must be the trainer's model's (`fl_trainer_get_info`), else `FL_ERR_INVALID_ARGUMENT`
+ * naming both sizes, and nothing is read from `images`. Use it for images from elsewhere
+ * (files, a data set), so that a size mismatch is a status instead of a read past the end of
+ * the buffer.
+ *
+ * # Safety
+ * As `fl_trainer_step`; `images` NULL or `n * channels * height * width` readable floats.
+ */
+fl_status fl_trainer_step_sized(struct fl_trainer *trainer,
+                                uint32_t n,
+                                uint32_t channels,
+                                uint32_t height,
+                                uint32_t width,
+                                const float *images,
+                                const int32_t *labels,
+                                struct fl_step_stats *out);
 
 /**
  * Save a full checkpoint, atomically (temporary file, fsync, rename; a crash mid-save leaves

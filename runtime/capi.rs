@@ -22,6 +22,7 @@ use crate::model::file::TensorFile;
 use crate::model::layers::Mode;
 use crate::model::model::chw_to_rgba8;
 use crate::model::model::copy_weights;
+use crate::model::model::CONFIG_KEY;
 use crate::model::{Config, Discriminator, Model, Which};
 use crate::rng;
 use crate::tensor::Tensor;
@@ -44,7 +45,8 @@ pub enum fl_status_code {
     /// Success.
     FL_OK = 0,
     /// An argument has a value the call does not accept (e.g. a model without the part the
-    /// call needs, truncation outside (0, 1], a bad model config).
+    /// call needs, truncation outside (0, 1], images of another size than the model's, a bad
+    /// training configuration or preset name).
     FL_ERR_INVALID_ARGUMENT = 1,
     /// A handle, buffer or output pointer that must not be NULL was NULL.
     FL_ERR_NULL_POINTER = 2,
@@ -54,8 +56,9 @@ pub enum fl_status_code {
     FL_ERR_NON_FINITE = 4,
     /// A file could not be read or written (missing, no permission, disk full).
     FL_ERR_IO = 5,
-    /// A file was read but is not a complete, valid model file (truncated, corrupt, wrong
-    /// tensors for its config).
+    /// A file (or buffer) was read but is not a complete, valid model file: empty, truncated,
+    /// longer than its header says, corrupt, without a valid model config, or with tensors
+    /// that do not fit its config.
     FL_ERR_FORMAT = 6,
     /// No GPU adapter (hardware or software Vulkan/Metal/DX12/GL) could be opened.
     FL_ERR_NO_DEVICE = 7,
@@ -183,8 +186,66 @@ pub fn shared_context() -> crate::Result<&'static Context> {
         .map_err(Clone::clone)
 }
 
+/// Hand the C ABI a device that the host application owns, so that its C calls (and those of
+/// plugins it loads) run there instead of on a device of their own. A Rust host wraps its wgpu
+/// device and queue with `Context::from_device` and calls this before the first C call that
+/// needs the device. Returns the context the C ABI now uses.
+///
+/// Errors: `Error::InvalidArgument` when the C ABI already has its device (a C call opened it,
+/// or this was called before); the C ABI then keeps the device it has. C itself cannot hand
+/// over a device (the header says why).
+pub fn set_shared_context(ctx: Context) -> crate::Result<&'static Context> {
+    let mut ours = Some(ctx);
+    let got = CONTEXT.get_or_init(|| Ok(ours.take().expect("taken once")));
+    if ours.is_some() {
+        return Err(Error::InvalidArgument(
+            "the C ABI already has its device (set_shared_context must come before the first C \
+             call that needs the device, and only once)"
+                .into(),
+        ));
+    }
+    got.as_ref().map_err(Clone::clone)
+}
+
 fn context() -> Res<&'static Context> {
     Ok(shared_context()?)
+}
+
+/// A model file's config must parse and pass its checks: a file with a bad config is a bad
+/// file (`FL_ERR_FORMAT`), not a bad argument.
+fn check_file_config(file: &TensorFile, source: &str) -> Res<()> {
+    let Some(json) = file.metadata.get(CONFIG_KEY) else {
+        return fail(
+            FL_ERR_FORMAT,
+            format!("{source}: the file has no model config (metadata key \"config\")"),
+        );
+    };
+    match Config::from_json(json) {
+        Ok(_) => Ok(()),
+        Err(Error::InvalidArgument(m) | Error::Format(m)) => fail(
+            FL_ERR_FORMAT,
+            format!("{source}: the model config in the file is not valid: {m}"),
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// The caller's statement of the images' size must be the model's.
+fn check_image_size(model: &Model, size: Option<(u32, u32, u32)>) -> Res<()> {
+    let Some((c, h, w)) = size else {
+        return Ok(());
+    };
+    let (mc, r) = (model.cfg.channels as u32, model.cfg.resolution as u32);
+    if (c, h, w) != (mc, r, r) {
+        return fail(
+            FL_ERR_INVALID_ARGUMENT,
+            format!(
+                "the images are {c} x {h} x {w} (channels x height x width) but the model takes \
+                 {mc} x {r} x {r}; convert them first (nothing was read)"
+            ),
+        );
+    }
+    Ok(())
 }
 
 fn not_null<T>(p: *const T, what: &str) -> Res<()> {
@@ -470,6 +531,30 @@ pub extern "C" fn fl_status_name(status: fl_status) -> *const c_char {
     s.as_ptr()
 }
 
+/// Describe the GPU device the library runs on, e.g. "llvmpipe (LLVM 15.0.6, 256 bits)
+/// (vulkan, Cpu, Mesa 22.3.6)": the adapter's name, then its backend, type and driver. Opens the
+/// process-wide device when no call has opened it yet (as `fl_model_load` does).
+///
+/// `out` receives a string owned by the library, valid for the life of the process: do not
+/// free it. Set to NULL on failure. Errors: `FL_ERR_NULL_POINTER`, `FL_ERR_NO_DEVICE`.
+///
+/// # Safety
+/// `out` must be NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fl_device_name(out: *mut *const c_char) -> fl_status {
+    static NAME: OnceLock<CString> = OnceLock::new();
+    guard("fl_device_name", || {
+        not_null(out, "out")?;
+        *out = std::ptr::null();
+        let ctx = context()?;
+        let name = NAME.get_or_init(|| {
+            CString::new(ctx.description.to_string().replace('\0', " ")).unwrap_or_default()
+        });
+        *out = name.as_ptr();
+        Ok(())
+    })
+}
+
 /// Load a model file (a fewlabels safetensors file) onto the GPU.
 ///
 /// `path`: a NUL-terminated file name, or NULL for the embedded default model. This build has
@@ -481,7 +566,10 @@ pub extern "C" fn fl_status_name(status: fl_status) -> *const c_char {
 /// variables `FEWLABELS_BACKEND` (vulkan, metal, dx12, gl) and `FEWLABELS_ADAPTER` (part of an
 /// adapter name); `FL_ERR_NO_DEVICE` with an install hint when there is none (the failure is
 /// remembered for the life of the process). Errors: `FL_ERR_IO` (cannot read), `FL_ERR_FORMAT`
-/// (truncated, corrupt, not a model file), `FL_ERR_NULL_POINTER` (`out` is NULL).
+/// (empty, truncated, oversized, corrupt, not a model file, a missing or invalid model config,
+/// tensors that do not fit the config; the file is checked before the device is opened),
+/// `FL_ERR_INVALID_ARGUMENT` (`path` is ""), `FL_ERR_NULL_POINTER` (`out` is NULL). The file
+/// is read whole into host memory during the call and uploaded; `path` is not kept.
 ///
 /// # Safety
 /// `path` must be NULL or a NUL-terminated string; `out` must be NULL or writable.
@@ -500,6 +588,7 @@ pub unsafe extern "C" fn fl_model_load(path: *const c_char, out: *mut *mut fl_mo
         let path = path_of(path)?;
         // The file first: a missing or damaged file is reported even without a device.
         let file = TensorFile::load(&path)?;
+        check_file_config(&file, &path.display().to_string())?;
         let ctx = context()?;
         let model = Model::from_file(ctx, &file).map_err(|e| match e {
             Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
@@ -529,6 +618,7 @@ pub unsafe extern "C" fn fl_model_load_memory(
             return fail(FL_ERR_FORMAT, "the buffer is empty (len = 0)");
         }
         let file = TensorFile::from_bytes(slice(data, len))?;
+        check_file_config(&file, "the buffer")?;
         let ctx = context()?;
         let model = Model::from_file(ctx, &file)?;
         finish_load(model, out)
@@ -747,12 +837,50 @@ pub unsafe extern "C" fn fl_classify(
     labels: *mut i32,
     probs: *mut f32,
 ) -> fl_status {
-    guard("fl_classify", || {
+    classify("fl_classify", model, n, None, images, labels, probs)
+}
+
+/// As `fl_classify`, with the size of the images stated: `channels`, `height` and `width`
+/// must be the model's (`fl_model_get_info`), else `FL_ERR_INVALID_ARGUMENT` naming both sizes,
+/// and nothing is read from `images`. Use it for images from elsewhere (files, a camera), so
+/// that a size mismatch is a status instead of a read past the end of the buffer.
+///
+/// # Safety
+/// As `fl_classify`; `images` NULL or `n * channels * height * width` readable floats.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn fl_classify_sized(
+    model: *mut fl_model,
+    n: u32,
+    channels: u32,
+    height: u32,
+    width: u32,
+    images: *const f32,
+    labels: *mut i32,
+    probs: *mut f32,
+) -> fl_status {
+    let size = Some((channels, height, width));
+    classify("fl_classify_sized", model, n, size, images, labels, probs)
+}
+
+/// # Safety
+/// As `fl_classify`.
+unsafe fn classify(
+    call: &str,
+    model: *mut fl_model,
+    n: u32,
+    size: Option<(u32, u32, u32)>,
+    images: *const f32,
+    labels: *mut i32,
+    probs: *mut f32,
+) -> fl_status {
+    guard(call, || {
         let h = handle(model)?;
         not_null(images, "images")?;
         not_null(labels, "labels")?;
         let n = check_n(n)?;
         let m = h.read();
+        check_image_size(&m, size)?;
         let images = slice(images, n * image_len(&m));
         let labels = slice_mut(labels, n);
         let probs = if probs.is_null() {
@@ -1055,6 +1183,7 @@ pub unsafe extern "C" fn fl_trainer_create(
         }
         let path = path_of(model_path)?;
         let file = TensorFile::load(&path)?;
+        check_file_config(&file, &path.display().to_string())?;
         let ctx = context()?;
         let in_file = |e: Error| match e {
             Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
@@ -1181,12 +1310,59 @@ pub unsafe extern "C" fn fl_trainer_step(
     labels: *const i32,
     out: *mut fl_step_stats,
 ) -> fl_status {
-    guard("fl_trainer_step", || {
+    trainer_step("fl_trainer_step", trainer, n, None, images, labels, out)
+}
+
+/// As `fl_trainer_step`, with the size of the images stated: `channels`, `height` and `width`
+/// must be the trainer's model's (`fl_trainer_get_info`), else `FL_ERR_INVALID_ARGUMENT`
+/// naming both sizes, and nothing is read from `images`. Use it for images from elsewhere
+/// (files, a data set), so that a size mismatch is a status instead of a read past the end of
+/// the buffer.
+///
+/// # Safety
+/// As `fl_trainer_step`; `images` NULL or `n * channels * height * width` readable floats.
+#[no_mangle]
+#[allow(clippy::too_many_arguments)]
+pub unsafe extern "C" fn fl_trainer_step_sized(
+    trainer: *mut fl_trainer,
+    n: u32,
+    channels: u32,
+    height: u32,
+    width: u32,
+    images: *const f32,
+    labels: *const i32,
+    out: *mut fl_step_stats,
+) -> fl_status {
+    let size = Some((channels, height, width));
+    trainer_step(
+        "fl_trainer_step_sized",
+        trainer,
+        n,
+        size,
+        images,
+        labels,
+        out,
+    )
+}
+
+/// # Safety
+/// As `fl_trainer_step`.
+unsafe fn trainer_step(
+    call: &str,
+    trainer: *mut fl_trainer,
+    n: u32,
+    size: Option<(u32, u32, u32)>,
+    images: *const f32,
+    labels: *const i32,
+    out: *mut fl_step_stats,
+) -> fl_status {
+    guard(call, || {
         let h = trainer_handle(trainer)?;
         not_null(images, "images")?;
         not_null(labels, "labels")?;
         let n = check_n(n)?;
         let mut t = h.lock()?;
+        check_image_size(&t.model, size)?;
         let ctx = h.ctx;
         let max = train_max_n(ctx, &t);
         if n > max {

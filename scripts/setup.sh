@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install what libfewlabels needs on Debian/Ubuntu: a Vulkan loader and, when the machine has
-# no Vulkan driver, Mesa's software one (lavapipe); C/C++ compilers and python3 for the C ABI
-# tests; Fashion-MNIST (dataset-fashion-mnist) for the data tests. Safe to run again.
+# no Vulkan driver, Mesa's software one (lavapipe); C/C++ compilers, python3, pkg-config, cmake
+# and valgrind for the C ABI tests; Fashion-MNIST (dataset-fashion-mnist) for the data tests.
+# Safe to run again.
 set -euo pipefail
 
 as_root() {
@@ -24,6 +25,10 @@ command -v cc >/dev/null || need+=(gcc)
 command -v c++ >/dev/null || need+=(g++)
 command -v python3 >/dev/null || need+=(python3)
 command -v pkg-config >/dev/null || need+=(pkg-config)
+# The packaging test builds the C example through the installed CMake package; the memcheck
+# tests run the C programs under valgrind (both skip with a message when absent).
+command -v cmake >/dev/null || need+=(cmake)
+command -v valgrind >/dev/null || need+=(valgrind)
 # The data tests read Fashion-MNIST from Debian's package (IDX files, no download at run time).
 [ -d /usr/share/datasets/fashion-mnist ] || need+=(dataset-fashion-mnist)
 if [ ${#need[@]} -gt 0 ]; then

@@ -1,6 +1,8 @@
 //! The C ABI: the committed header equals a fresh cbindgen run and compiles as C99 and C++;
-//! the C example and the bad-call C test build against libfewlabels.so and pass; the calls
-//! agree with the Rust API, also from several threads at once.
+//! the C example, a program written from the header alone, the bad-call and the threads C tests
+//! build against libfewlabels.so and pass (the first three also under valgrind memcheck); the
+//! calls agree with the Rust API, also from several threads at once; the install script's
+//! pkg-config file and CMake package build the example.
 
 use fewlabels::capi::*;
 use fewlabels::model::model::chw_to_rgba8;
@@ -66,7 +68,7 @@ fn build_c(src: &Path, name: &str) -> PathBuf {
         .arg("-L")
         .arg(dir)
         .arg(format!("-Wl,-rpath,{}", dir.display()))
-        .args(["-l:libfewlabels.so", "-lm", "-o"])
+        .args(["-l:libfewlabels.so", "-lm", "-pthread", "-o"])
         .arg(&out)
         .output()
         .expect("running cc");
@@ -84,20 +86,77 @@ fn run(exe: &Path, args: &[&Path]) -> std::process::Output {
 }
 
 fn run_env(exe: &Path, args: &[&Path], env: &[(&str, &str)]) -> std::process::Output {
+    c_command(exe.as_os_str())
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .expect("running a C test program")
+}
+
+/// A command for a C test program (or a tool that runs one), in the work folder, with this
+/// run's libfewlabels.so first on the library path.
+fn c_command(program: &std::ffi::OsStr) -> Command {
     // cargo puts target/<profile> on LD_LIBRARY_PATH, which outranks the rpath and may hold an
     // older libfewlabels.so than the one this run built: point it at the right one.
     let so = shared_lib();
-    Command::new(exe)
-        .args(args)
-        .env("LD_LIBRARY_PATH", so.parent().unwrap())
-        .envs(env.iter().copied())
+    let mut cmd = Command::new(program);
+    cmd.env("LD_LIBRARY_PATH", so.parent().unwrap())
         .env(
             "XDG_RUNTIME_DIR",
             std::env::var_os("XDG_RUNTIME_DIR").unwrap_or_else(|| std::env::temp_dir().into()),
         )
-        .current_dir(work_dir())
+        .current_dir(work_dir());
+    cmd
+}
+
+/// Whether valgrind runs here; the memcheck tests skip (with a message) without it.
+fn have_valgrind() -> bool {
+    let ok = Command::new("valgrind")
+        .arg("--version")
         .output()
-        .expect("running a C test program")
+        .is_ok_and(|o| o.status.success());
+    if !ok {
+        eprintln!("SKIPPED: valgrind is not installed (scripts/setup.sh installs it)");
+    }
+    ok
+}
+
+/// Run a C test program under valgrind memcheck. Memory errors and definite leaks (apart from
+/// the driver allocations tests/c/valgrind.supp names) make valgrind exit with 99. Returns the
+/// program's output and memcheck's summary (its ERROR SUMMARY and leak lines).
+fn run_memcheck(exe: &Path, args: &[&Path], name: &str) -> (std::process::Output, String) {
+    let log = work_dir().join(format!("{name}.memcheck.log"));
+    let res = c_command("valgrind".as_ref())
+        .arg("--tool=memcheck")
+        .arg("--error-exitcode=99")
+        .arg("--leak-check=full")
+        .arg("--show-leak-kinds=definite")
+        .arg("--errors-for-leak-kinds=definite")
+        .arg("--num-callers=40")
+        .arg(format!(
+            "--suppressions={}",
+            root().join("tests/c/valgrind.supp").display()
+        ))
+        .arg(format!("--log-file={}", log.display()))
+        .arg(exe)
+        .args(args)
+        .output()
+        .expect("running valgrind");
+    let text = std::fs::read_to_string(&log).unwrap_or_default();
+    let summary: Vec<&str> = text
+        .lines()
+        .filter(|l| {
+            [
+                "ERROR SUMMARY",
+                "definitely lost",
+                "indirectly lost",
+                "possibly lost",
+            ]
+            .iter()
+            .any(|k| l.contains(k))
+        })
+        .collect();
+    (res, summary.join("\n"))
 }
 
 struct Files {
@@ -107,6 +166,24 @@ struct Files {
     missing: PathBuf,
     no_d: PathBuf,
     no_class_head: PathBuf,
+    oversized: PathBuf,
+    huge_header: PathBuf,
+    bad_config: PathBuf,
+    wrong_config: PathBuf,
+}
+
+/// A copy of the tiny model file whose config JSON has `key` set to `value` (tensors unchanged).
+fn with_config(tiny: &Path, out: &Path, key: &str, value: serde_json::Value) {
+    use fewlabels::model::file::TensorFile;
+    let mut file = TensorFile::load(tiny).unwrap();
+    let cfg = file
+        .metadata
+        .get_mut("config")
+        .expect("a config in the model file");
+    let mut json: serde_json::Value = serde_json::from_str(cfg).unwrap();
+    json[key] = value;
+    *cfg = json.to_string();
+    file.save(out).unwrap();
 }
 
 /// Model files made once per test process.
@@ -138,6 +215,18 @@ fn files() -> &'static Files {
             .unwrap()
             .save(ctx, &no_class_head)
             .unwrap();
+        let oversized = d.join("oversized.safetensors");
+        let mut long = bytes.clone();
+        long.extend(std::iter::repeat_n(0xA5u8, 4096));
+        std::fs::write(&oversized, long).unwrap();
+        let huge_header = d.join("huge_header.safetensors");
+        let mut huge = (1u64 << 60).to_le_bytes().to_vec();
+        huge.extend_from_slice(b"{\"__metadata__\":{}}");
+        std::fs::write(&huge_header, huge).unwrap();
+        let bad_config = d.join("bad_config.safetensors");
+        with_config(&tiny, &bad_config, "resolution", 17.into());
+        let wrong_config = d.join("wrong_config.safetensors");
+        with_config(&tiny, &wrong_config, "num_classes", 5.into());
         Files {
             tiny,
             truncated,
@@ -145,8 +234,30 @@ fn files() -> &'static Files {
             missing,
             no_d,
             no_class_head,
+            oversized,
+            huge_header,
+            bad_config,
+            wrong_config,
         }
     })
+}
+
+impl Files {
+    /// The arguments of tests/c/bad_calls.c.
+    fn bad_call_args(&self) -> Vec<&Path> {
+        vec![
+            &self.tiny,
+            &self.truncated,
+            &self.empty,
+            &self.missing,
+            &self.no_d,
+            &self.no_class_head,
+            &self.oversized,
+            &self.huge_header,
+            &self.bad_config,
+            &self.wrong_config,
+        ]
+    }
 }
 
 fn generate_header() -> String {
@@ -261,17 +372,7 @@ fn c_example_samples_a_grid_and_reports_the_missing_default_model() {
 fn c_bad_calls_fail_cleanly_and_valid_calls_still_work() {
     let f = files();
     let exe = build_c(&root().join("tests/c/bad_calls.c"), "bad_calls");
-    let res = run(
-        &exe,
-        &[
-            &f.tiny,
-            &f.truncated,
-            &f.empty,
-            &f.missing,
-            &f.no_d,
-            &f.no_class_head,
-        ],
-    );
+    let res = run(&exe, &f.bad_call_args());
     let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(
         res.status.success(),
@@ -518,21 +619,7 @@ fn without_a_device_calls_report_no_device_and_file_errors_still_come_first() {
 #[test]
 fn install_script_and_pkg_config_build_the_example() {
     let f = files();
-    let so = shared_lib();
-    let prefix = work_dir().join("prefix");
-    let _ = std::fs::remove_dir_all(&prefix);
-    let res = Command::new("bash")
-        .arg(root().join("scripts/install.sh"))
-        .arg(&prefix)
-        .env("FEWLABELS_LIB_DIR", so.parent().unwrap())
-        .env("FEWLABELS_INSTALL_STATIC", "0")
-        .output()
-        .unwrap();
-    assert!(
-        res.status.success(),
-        "install.sh failed:\n{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    let prefix = install_into("prefix");
     let pc = prefix.join("lib/pkgconfig");
     let flags = Command::new("pkg-config")
         .args(["--cflags", "--libs", "fewlabels"])
@@ -992,4 +1079,267 @@ fn trainer_save_writes_a_checkpoint_that_resumes_exactly() {
     let m = load(&path);
     let z = make_z(&m, 1, 1);
     assert_eq!(sample(&m, 0, &z).len(), 256);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Programs written from the header, threads, valgrind, packaging, a host-owned device.
+
+#[test]
+fn a_c_program_written_from_the_header_loads_samples_classifies_finetunes_and_saves() {
+    let f = files();
+    let exe = build_c(&root().join("tests/c/from_header.c"), "from_header");
+    let out = work_dir().join("from_header_tuned.safetensors");
+    let _ = std::fs::remove_file(&out);
+    let res = run(&exe, &[&f.tiny, &out]);
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        res.status.success() && stdout.contains("from_header: ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(
+        stdout.contains("fl_model_load(NULL): FL_ERR_NO_DEFAULT_MODEL"),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("step 3:") && stdout.contains("steps D 3 G 3"),
+        "{stdout}"
+    );
+    // What it saved is a checkpoint that Rust reads as a model with G, D and G_ema.
+    let ctx = shared_context().unwrap();
+    let m = Model::load(ctx, &out).unwrap();
+    assert!(m.d.is_some() && m.g_ema.is_some());
+}
+
+#[test]
+fn c_threads_share_a_model_train_side_by_side_and_keep_the_trainer_rule() {
+    let f = files();
+    let exe = build_c(&root().join("tests/c/threads.c"), "threads");
+    let res = run(&exe, &[&f.tiny]);
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    eprintln!("{stdout}");
+    assert!(
+        res.status.success() && stdout.contains(" 0 failed"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+}
+
+#[test]
+#[ignore = "slow: lavapipe compiles every shader with LLVM under memcheck (CPU minutes, see docs/RELIABILITY.md); run with: cargo test --test capi -- --ignored memcheck"]
+fn c_bad_calls_run_clean_under_memcheck() {
+    if !have_valgrind() {
+        return;
+    }
+    let f = files();
+    let exe = build_c(&root().join("tests/c/bad_calls.c"), "bad_calls_memcheck");
+    let (res, summary) = run_memcheck(&exe, &f.bad_call_args(), "bad_calls");
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    eprintln!("bad_calls under memcheck:\n{summary}");
+    assert!(
+        res.status.success() && stdout.contains(" 0 failed"),
+        "exit {:?} (99: memcheck found errors or leaks; see target/*/capi-test/\
+         bad_calls.memcheck.log)\n{summary}\n{stdout}",
+        res.status.code()
+    );
+    assert!(summary.contains("ERROR SUMMARY: 0 errors"), "{summary}");
+}
+
+#[test]
+#[ignore = "slow: lavapipe compiles every shader with LLVM under memcheck (CPU minutes, see docs/RELIABILITY.md); run with: cargo test --test capi -- --ignored memcheck"]
+fn c_example_and_a_training_program_run_clean_under_memcheck() {
+    if !have_valgrind() {
+        return;
+    }
+    let f = files();
+    let sample = build_c(&root().join("examples/c/sample.c"), "sample_memcheck");
+    let grid = work_dir().join("grid_memcheck.pgm");
+    let (res, summary) = run_memcheck(&sample, &[&f.tiny, &grid], "sample");
+    eprintln!("examples/c/sample.c under memcheck:\n{summary}");
+    assert!(
+        res.status.success(),
+        "exit {:?} (99: memcheck found errors or leaks; see target/*/capi-test/\
+         sample.memcheck.log)\n{summary}\n{}",
+        res.status.code(),
+        String::from_utf8_lossy(&res.stderr)
+    );
+    assert!(summary.contains("ERROR SUMMARY: 0 errors"), "{summary}");
+
+    let train = build_c(
+        &root().join("tests/c/from_header.c"),
+        "from_header_memcheck",
+    );
+    let out = work_dir().join("from_header_memcheck.safetensors");
+    let one = Path::new("1");
+    let (res, summary) = run_memcheck(&train, &[&f.tiny, &out, one], "from_header");
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    eprintln!("tests/c/from_header.c (1 training step) under memcheck:\n{summary}");
+    assert!(
+        res.status.success() && stdout.contains("from_header: ok"),
+        "exit {:?} (99: memcheck found errors or leaks; see target/*/capi-test/\
+         from_header.memcheck.log)\n{summary}\n{stdout}",
+        res.status.code()
+    );
+    assert!(summary.contains("ERROR SUMMARY: 0 errors"), "{summary}");
+}
+
+/// Install into a fresh prefix with scripts/install.sh (the libraries this run built).
+fn install_into(name: &str) -> PathBuf {
+    let so = shared_lib();
+    let prefix = work_dir().join(name);
+    let _ = std::fs::remove_dir_all(&prefix);
+    let res = Command::new("bash")
+        .arg(root().join("scripts/install.sh"))
+        .arg(&prefix)
+        .env("FEWLABELS_LIB_DIR", so.parent().unwrap())
+        .env("FEWLABELS_INSTALL_STATIC", "0")
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "install.sh failed:\n{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
+    prefix
+}
+
+#[test]
+fn install_script_cmake_package_builds_the_example() {
+    let prefix = install_into("prefix_cmake");
+    let pkg = prefix.join("lib/cmake/fewlabels");
+    for f in ["fewlabelsConfig.cmake", "fewlabelsConfigVersion.cmake"] {
+        assert!(pkg.join(f).exists(), "install.sh did not install {f}");
+    }
+    if Command::new("cmake").arg("--version").output().is_err() {
+        eprintln!("SKIPPED: cmake is not installed (scripts/setup.sh installs it)");
+        return;
+    }
+    // The version file: 0.x releases are compatible within one minor version.
+    let script = work_dir().join("version_check.cmake");
+    let version = env!("CARGO_PKG_VERSION");
+    let minor: Vec<&str> = version.split('.').take(2).collect();
+    let cases = [
+        (minor.join("."), true),
+        (version.to_string(), true),
+        ("0.0.1".to_string(), version.starts_with("0.0.")),
+        ("99.0".to_string(), false),
+    ];
+    for (want, compatible) in cases {
+        let (major, rest) = want.split_once('.').unwrap();
+        std::fs::write(
+            &script,
+            format!(
+                "set(PACKAGE_FIND_VERSION {want})\nset(PACKAGE_FIND_VERSION_MAJOR {major})\n\
+                 set(PACKAGE_FIND_VERSION_MINOR {})\ninclude(\"{}\")\n\
+                 message(\"compatible=${{PACKAGE_VERSION_COMPATIBLE}}\")\n",
+                rest.split('.').next().unwrap(),
+                pkg.join("fewlabelsConfigVersion.cmake").display()
+            ),
+        )
+        .unwrap();
+        let res = Command::new("cmake")
+            .arg("-P")
+            .arg(&script)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&res.stderr);
+        let got = text.contains("compatible=TRUE");
+        assert_eq!(got, compatible, "asking for {want} of {version}: {text}");
+    }
+
+    // Configure and build examples/c with find_package(fewlabels), then run the program.
+    let build = work_dir().join("cmake_build");
+    let _ = std::fs::remove_dir_all(&build);
+    let res = Command::new("cmake")
+        .arg("-S")
+        .arg(root().join("examples/c"))
+        .arg("-B")
+        .arg(&build)
+        .arg(format!("-DCMAKE_PREFIX_PATH={}", prefix.display()))
+        .arg("-DCMAKE_C_FLAGS=-Wall -Wextra -Werror -pedantic")
+        .output()
+        .expect("running cmake");
+    assert!(
+        res.status.success(),
+        "cmake configure failed:\n{}\n{}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
+    let res = Command::new("cmake")
+        .arg("--build")
+        .arg(&build)
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success(),
+        "cmake build failed:\n{}\n{}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
+    // The imported target carries the library's path (rpath), so no LD_LIBRARY_PATH.
+    let res = Command::new(build.join("sample"))
+        .arg(&files().tiny)
+        .arg(work_dir().join("grid_cmake.pgm"))
+        .env_remove("LD_LIBRARY_PATH")
+        .env("XDG_RUNTIME_DIR", std::env::temp_dir())
+        .output()
+        .unwrap();
+    assert!(
+        res.status.success() && String::from_utf8_lossy(&res.stdout).contains("3 classes"),
+        "{}\n{}",
+        String::from_utf8_lossy(&res.stdout),
+        String::from_utf8_lossy(&res.stderr)
+    );
+}
+
+/// The child half of `a_rust_host_hands_its_device_to_the_c_abi`, run in a process of its own
+/// (the C ABI has one device per process, and the other tests open it).
+#[test]
+#[ignore = "run by a_rust_host_hands_its_device_to_the_c_abi in a process of its own"]
+fn host_device_child() {
+    let Some(model) = std::env::var_os("FEWLABELS_HOST_DEVICE_CHILD") else {
+        return;
+    };
+    // The host opens a device of its own (here on the adapter the library would pick).
+    let own = fewlabels::Context::new().unwrap();
+    let adapter = own.adapter.clone().unwrap();
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("host application"),
+        required_limits: adapter.limits(),
+        ..Default::default()
+    }))
+    .unwrap();
+    let host = fewlabels::Context::from_device(device, queue, None);
+    let ctx = set_shared_context(host).expect("the first hand-over is taken");
+    assert_eq!(ctx.description.name, "host-provided device");
+    // The C calls run on it.
+    let mut name = std::ptr::null();
+    assert_eq!(unsafe { fl_device_name(&mut name) }, 0, "{}", last_error());
+    let name = unsafe { CStr::from_ptr(name) }.to_string_lossy();
+    assert!(name.starts_with("host-provided device"), "{name}");
+    let h = load(Path::new(&model));
+    let z = make_z(&h, 1, 1);
+    let img = sample(&h, 0, &z);
+    assert!(img.iter().all(|v| (0.0..=1.0).contains(v)));
+    // A second hand-over is refused; the C ABI keeps the host's device.
+    let err = set_shared_context(own).err().expect("a second hand-over");
+    assert!(err.to_string().contains("already has its device"), "{err}");
+    assert!(std::ptr::eq(shared_context().unwrap(), ctx));
+    println!("host device child: ok");
+}
+
+#[test]
+fn a_rust_host_hands_its_device_to_the_c_abi() {
+    let f = files();
+    let res = Command::new(std::env::current_exe().unwrap())
+        .args(["--exact", "host_device_child", "--ignored", "--nocapture"])
+        .env("FEWLABELS_HOST_DEVICE_CHILD", &f.tiny)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    assert!(
+        res.status.success() && stdout.contains("host device child: ok"),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&res.stderr)
+    );
 }

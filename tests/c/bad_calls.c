@@ -1,13 +1,18 @@
 /* Bad calls through the C ABI: each must answer the expected non-zero status with a
  * non-empty fl_last_error(), and a valid call must still work afterwards.
  *
- * usage: bad_calls MODEL TRUNCATED EMPTY MISSING NO_D NO_CLASS_HEAD
+ * usage: bad_calls MODEL TRUNCATED EMPTY MISSING NO_D NO_CLASS_HEAD OVERSIZED HUGE_HEADER
+ *                  BAD_CONFIG WRONG_CONFIG
  *   MODEL          a valid model file
  *   TRUNCATED      the first half of a model file
  *   EMPTY          an empty file
  *   MISSING        a path that does not exist
  *   NO_D           a model file without a discriminator
  *   NO_CLASS_HEAD  a model file whose discriminator has no class head
+ *   OVERSIZED      a valid model file with bytes appended after its end
+ *   HUGE_HEADER    a file whose header length field claims 2^60 bytes
+ *   BAD_CONFIG     a model file whose config fails its checks (resolution 17)
+ *   WRONG_CONFIG   a model file whose config does not fit its tensors (5 classes, 3 stored)
  * Prints one line per check and "N passed, N failed"; exits 0 when all passed. */
 #include "fewlabels.h"
 
@@ -51,8 +56,9 @@ int main(int argc, char **argv) {
     int in_range = 1;
     unsigned char junk[16] = {0};
 
-    if (argc != 7) {
-        fprintf(stderr, "usage: bad_calls MODEL TRUNCATED EMPTY MISSING NO_D NO_CLASS_HEAD\n");
+    if (argc != 11) {
+        fprintf(stderr, "usage: bad_calls MODEL TRUNCATED EMPTY MISSING NO_D NO_CLASS_HEAD "
+                        "OVERSIZED HUGE_HEADER BAD_CONFIG WRONG_CONFIG\n");
         return 2;
     }
     check("fl_version is not empty", fl_version()[0] != '\0');
@@ -72,6 +78,17 @@ int main(int argc, char **argv) {
     expect("load empty file", fl_model_load(argv[3], &other), FL_ERR_FORMAT);
     expect("load truncated file", fl_model_load(argv[2], &other), FL_ERR_FORMAT);
     expect("load empty path", fl_model_load("", &other), FL_ERR_INVALID_ARGUMENT);
+    expect("load a directory", fl_model_load("/", &other), FL_ERR_IO);
+    expect("load oversized file (bytes after the end)", fl_model_load(argv[7], &other),
+           FL_ERR_FORMAT);
+    expect("load file whose header claims 2^60 bytes", fl_model_load(argv[8], &other),
+           FL_ERR_FORMAT);
+    expect("load file with an invalid config", fl_model_load(argv[9], &other), FL_ERR_FORMAT);
+    check("the message names the config and the bad value",
+          strstr(fl_last_error(), "config") != NULL && strstr(fl_last_error(), "17") != NULL);
+    expect("load file whose config does not fit its tensors", fl_model_load(argv[10], &other),
+           FL_ERR_FORMAT);
+    check("the message names a tensor and its shape", strstr(fl_last_error(), "shape") != NULL);
     expect("load_memory NULL data", fl_model_load_memory(NULL, 10, &other), FL_ERR_NULL_POINTER);
     expect("load_memory len 0", fl_model_load_memory(junk, 0, &other), FL_ERR_FORMAT);
     expect("load_memory junk", fl_model_load_memory(junk, sizeof junk, &other), FL_ERR_FORMAT);
@@ -138,6 +155,28 @@ int main(int argc, char **argv) {
     img[0] = 0.5f;
     expect("classify labels NULL", fl_classify(m, 1, img, NULL, probs), FL_ERR_NULL_POINTER);
     expect("classify n 0", fl_classify(m, 0, img, labels, probs), FL_ERR_OUT_OF_RANGE);
+    expect("classify n FL_MAX_N + 1", fl_classify(m, FL_MAX_N + 1, img, labels, probs),
+           FL_ERR_OUT_OF_RANGE);
+    expect("classify n (uint32_t)-1", fl_classify(m, (uint32_t)-1, img, labels, probs),
+           FL_ERR_OUT_OF_RANGE);
+    expect("classify model NULL", fl_classify(NULL, 1, img, labels, probs), FL_ERR_NULL_POINTER);
+    expect("classify images NULL", fl_classify(m, 1, NULL, labels, probs), FL_ERR_NULL_POINTER);
+    expect("classify_sized wrong width",
+           fl_classify_sized(m, 1, info.channels, info.height, info.width + 1, img, labels, probs),
+           FL_ERR_INVALID_ARGUMENT);
+    check("the message names both sizes",
+          strstr(fl_last_error(), "but the model takes") != NULL);
+    expect("classify_sized wrong channels",
+           fl_classify_sized(m, 1, info.channels + 2, info.height, info.width, img, labels, probs),
+           FL_ERR_INVALID_ARGUMENT);
+    expect("classify_sized 0 x 0 x 0", fl_classify_sized(m, 1, 0, 0, 0, img, labels, probs),
+           FL_ERR_INVALID_ARGUMENT);
+    expect("classify_sized model NULL",
+           fl_classify_sized(NULL, 1, info.channels, info.height, info.width, img, labels, probs),
+           FL_ERR_NULL_POINTER);
+    expect("classify_sized right size",
+           fl_classify_sized(m, 1, info.channels, info.height, info.width, img, labels, probs),
+           FL_OK);
     expect("load model without D", fl_model_load(argv[5], &other), FL_OK);
     expect("classify without D", fl_classify(other, 1, img, labels, NULL),
            FL_ERR_INVALID_ARGUMENT);
@@ -157,6 +196,14 @@ int main(int argc, char **argv) {
     expect("save into a missing directory",
            fl_model_save(m, "/nonexistent-fewlabels-dir/sub/model.safetensors"), FL_ERR_IO);
     fl_model_free(NULL);
+
+    /* Device. */
+    expect("device_name out NULL", fl_device_name(NULL), FL_ERR_NULL_POINTER);
+    {
+        const char *dev = NULL;
+        expect("device_name", fl_device_name(&dev), FL_OK);
+        check("the device has a name", dev != NULL && dev[0] != '\0');
+    }
 
     /* After all that, valid calls still work. */
     expect("valid sample_batch", fl_sample_batch(m, 2, classes, z, img), FL_OK);
@@ -203,6 +250,16 @@ int main(int argc, char **argv) {
         expect("trainer_create missing file", fl_trainer_create(argv[4], &cfg, &t), FL_ERR_IO);
         expect("trainer_create truncated file", fl_trainer_create(argv[2], &cfg, &t),
                FL_ERR_FORMAT);
+        expect("trainer_create empty file", fl_trainer_create(argv[3], &cfg, &t), FL_ERR_FORMAT);
+        expect("trainer_create oversized file", fl_trainer_create(argv[7], &cfg, &t),
+               FL_ERR_FORMAT);
+        expect("trainer_create huge header", fl_trainer_create(argv[8], &cfg, &t), FL_ERR_FORMAT);
+        expect("trainer_create invalid config", fl_trainer_create(argv[9], &cfg, &t),
+               FL_ERR_FORMAT);
+        expect("trainer_create config that does not fit", fl_trainer_create(argv[10], &cfg, &t),
+               FL_ERR_FORMAT);
+        expect("trainer_create empty path", fl_trainer_create("", &cfg, &t),
+               FL_ERR_INVALID_ARGUMENT);
         expect("trainer_create model without D", fl_trainer_create(argv[5], &cfg, &t),
                FL_ERR_INVALID_ARGUMENT);
         expect("trainer_create S3GAN-CO without class head", fl_trainer_create(argv[6], &cfg, &t),
@@ -263,10 +320,42 @@ int main(int argc, char **argv) {
         tl[1] = (int32_t)info.num_classes;
         expect("step label num_classes", fl_trainer_step(t, 2, img, tl, &st),
                FL_ERR_OUT_OF_RANGE);
+        tl[1] = INT32_MIN;
+        expect("step label INT32_MIN", fl_trainer_step(t, 2, img, tl, &st), FL_ERR_OUT_OF_RANGE);
+        tl[1] = INT32_MAX;
+        expect("step label INT32_MAX", fl_trainer_step(t, 2, img, tl, &st), FL_ERR_OUT_OF_RANGE);
+        tl[1] = -1;
+        expect("step_sized images twice as high",
+               fl_trainer_step_sized(t, 2, info.channels, 2 * info.height, info.width, img, tl,
+                                     &st),
+               FL_ERR_INVALID_ARGUMENT);
+        check("the message names both sizes",
+              strstr(fl_last_error(), "but the model takes") != NULL);
+        expect("step_sized RGB images for a grey model (or grey for RGB)",
+               fl_trainer_step_sized(t, 2, info.channels == 3 ? 1 : 3, info.height, info.width,
+                                     img, tl, &st),
+               FL_ERR_INVALID_ARGUMENT);
+        expect("step_sized trainer NULL",
+               fl_trainer_step_sized(NULL, 2, info.channels, info.height, info.width, img, tl,
+                                     &st),
+               FL_ERR_NULL_POINTER);
+        expect("step_sized n 0",
+               fl_trainer_step_sized(t, 0, info.channels, info.height, info.width, img, tl, &st),
+               FL_ERR_OUT_OF_RANGE);
+        expect("step_sized labels NULL",
+               fl_trainer_step_sized(t, 2, info.channels, info.height, info.width, img, NULL,
+                                     &st),
+               FL_ERR_NULL_POINTER);
+        tl[1] = -3;
+        expect("step_sized label -3",
+               fl_trainer_step_sized(t, 2, info.channels, info.height, info.width, img, tl, &st),
+               FL_ERR_OUT_OF_RANGE);
         tl[1] = -1;
         expect("valid step, stats NULL", fl_trainer_step(t, 2, img, tl, NULL), FL_OK);
-        expect("valid step", fl_trainer_step(t, 2, img, tl, &st), FL_OK);
-        check("two steps of one D step each were counted",
+        expect("valid step_sized",
+               fl_trainer_step_sized(t, 2, info.channels, info.height, info.width, img, tl, &st),
+               FL_OK);
+        check("two steps of one D step each were counted (refused calls changed nothing)",
               st.d_steps_done == 2 && st.g_steps_done == 2 && st.labelled == 1);
         check("the losses are finite", isfinite(st.d_loss) && isfinite(st.g_loss));
         check("the class accuracy is 0 or 1 on one labelled row",
