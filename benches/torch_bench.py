@@ -88,7 +88,7 @@ def main():
             r["d_forward"] = nb / t
         G.train()
         D.train()
-        nb = spec["train_batch"]
+        nb = spec["train_batch"][key]
         rot_n = max(1, min(nb, round(nb * spec["rot_fraction"])))
         tc = s3gan.TrainConfig("s3gan-co", rot_n=rot_n, ema_start=spec["ema_start"])
         opt_g = s3gan.adam(G.parameters(), tc.lr_g, tc)

@@ -128,6 +128,7 @@ impl Model {
 
     /// Load a model from parsed file contents, checking every tensor against the config.
     pub fn from_file(ctx: &Context, file: &TensorFile) -> Result<Model> {
+        ctx.prepare_all()?; // compile every kernel now, in parallel: no stall on first use
         let json = file.metadata.get(CONFIG_KEY).ok_or_else(|| {
             Error::Format("the file has no model config (metadata key \"config\")".into())
         })?;
