@@ -7,7 +7,7 @@
 //! backend a hardware GPU is preferred over a software one.
 
 use crate::error::{Error, Result};
-use crate::kernel::PipelineCache;
+use crate::kernel::{ArenaPool, PipelineCache, Profile};
 use crate::tensor::BufferPool;
 use std::sync::{Arc, Mutex};
 
@@ -63,6 +63,8 @@ pub struct Context {
     pub limits: wgpu::Limits,
     pub(crate) pipelines: PipelineCache,
     pub(crate) pool: BufferPool,
+    pub(crate) arenas: ArenaPool,
+    pub(crate) profile: Profile,
     pub(crate) errors: Arc<ErrorSink>,
 }
 
@@ -214,6 +216,10 @@ impl Context {
                 Some(format!("{reason:?}: {msg}"));
         });
         let limits = device.limits();
+        let profile = Profile::default();
+        if std::env::var("FEWLABELS_PROFILE").is_ok_and(|v| v.trim() == "1") {
+            profile.on.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
         Context {
             device,
             queue,
@@ -222,6 +228,8 @@ impl Context {
             limits,
             pipelines: PipelineCache::default(),
             pool: BufferPool::default(),
+            arenas: ArenaPool::default(),
+            profile,
             errors,
         }
     }

@@ -193,14 +193,129 @@ pub fn grid_1d(n: u64, wg: u32) -> [u32; 3] {
     }
 }
 
-/// Records dispatches into one command encoder; [`Recorder::submit`] sends them in one
-/// `queue.submit`.
+impl PipelineCache {
+    /// Every compute entry point of every shader file, as (file, entry).
+    fn all_entries(&self, ctx: &Context) -> Result<Vec<(&'static str, String)>> {
+        let mut out = Vec::new();
+        for (name, _) in SHADERS {
+            let s = self.shader(ctx, name)?;
+            for e in &s.naga.entry_points {
+                if e.stage == naga::ShaderStage::Compute {
+                    out.push((*name, e.name.clone()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn is_compiled(&self, shader: &str, entry: &str) -> bool {
+        self.kernels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains_key(&(shader.to_string(), entry.to_string()))
+    }
+}
+
+/// Bytes of the uniform arena buffers a recorder fills with dispatch parameters.
+const ARENA_BYTES: u64 = 64 * 1024;
+
+/// One arena buffer and the bytes recorded for it so far.
+struct Arena {
+    buffer: wgpu::Buffer,
+    data: Vec<u8>,
+}
+
+/// Free arena buffers, shared by the recorders of one context.
+#[derive(Default)]
+pub(crate) struct ArenaPool {
+    free: Mutex<Vec<wgpu::Buffer>>,
+    /// Arena buffers ever created (for tests and the benchmark).
+    created: std::sync::atomic::AtomicU64,
+}
+
+impl ArenaPool {
+    fn take(&self, device: &wgpu::Device) -> wgpu::Buffer {
+        if let Some(b) = self.free.lock().unwrap_or_else(|p| p.into_inner()).pop() {
+            return b;
+        }
+        self.created
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        device.create_buffer(&wgpu::BufferDescriptor {
+            label: Some("fewlabels params arena"),
+            size: ARENA_BYTES,
+            usage: wgpu::BufferUsages::UNIFORM | wgpu::BufferUsages::COPY_DST,
+            mapped_at_creation: false,
+        })
+    }
+
+    fn give(&self, b: wgpu::Buffer) {
+        self.free.lock().unwrap_or_else(|p| p.into_inner()).push(b);
+    }
+
+    pub(crate) fn created(&self) -> u64 {
+        self.created.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// Per-(shader, entry) wall time of dispatches run one at a time (see
+/// [`Context::set_profiling`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ProfileRow {
+    pub shader: String,
+    pub entry: String,
+    /// Dispatches run.
+    pub count: u64,
+    /// Total wall time from submit to completion, in milliseconds.
+    pub total_ms: f64,
+}
+
+#[derive(Default)]
+pub(crate) struct Profile {
+    pub(crate) on: std::sync::atomic::AtomicBool,
+    rows: Mutex<HashMap<(String, String), (u64, std::time::Duration)>>,
+}
+
+/// A table of profile rows, slowest first, with each row's share of the total.
+pub fn format_profile(rows: &[ProfileRow]) -> String {
+    let total: f64 = rows.iter().map(|r| r.total_ms).sum();
+    let mut s = String::from("| kernel | dispatches | total ms | share |\n|---|---|---|---|\n");
+    for r in rows {
+        let share = if total > 0.0 {
+            100.0 * r.total_ms / total
+        } else {
+            0.0
+        };
+        s.push_str(&format!(
+            "| {}::{} | {} | {:.1} | {:.1}% |\n",
+            r.shader, r.entry, r.count, r.total_ms, share
+        ));
+    }
+    let count: u64 = rows.iter().map(|r| r.count).sum();
+    s.push_str(&format!("| all | {count} | {total:.1} | 100% |\n"));
+    s
+}
+
+/// Records dispatches into one command encoder, consecutive dispatches in one compute pass,
+/// their parameters in shared uniform arena buffers; [`Recorder::submit`] writes the arenas
+/// and sends everything in one `queue.submit`.
 pub struct Recorder<'a> {
     pub ctx: &'a Context,
-    encoder: wgpu::CommandEncoder,
+    /// The open compute pass (it locks `encoder` until dropped; declared first so that it
+    /// drops first).
+    pass: Option<wgpu::ComputePass<'static>>,
+    encoder: Option<wgpu::CommandEncoder>,
     dispatches: usize,
     /// Every tensor bound so far, kept out of the pool until the work is submitted.
     live: Vec<Arc<crate::tensor::Storage>>,
+    /// Arena buffers in use; the last one is being filled.
+    arenas: Vec<Arena>,
+}
+
+fn new_encoder(ctx: &Context) -> wgpu::CommandEncoder {
+    ctx.device
+        .create_command_encoder(&wgpu::CommandEncoderDescriptor {
+            label: Some("fewlabels"),
+        })
 }
 
 impl Context {
@@ -208,13 +323,11 @@ impl Context {
     pub fn recorder(&self) -> Recorder<'_> {
         Recorder {
             ctx: self,
-            encoder: self
-                .device
-                .create_command_encoder(&wgpu::CommandEncoderDescriptor {
-                    label: Some("fewlabels"),
-                }),
+            pass: None,
+            encoder: Some(new_encoder(self)),
             dispatches: 0,
             live: Vec::new(),
+            arenas: Vec::new(),
         }
     }
 
@@ -230,12 +343,121 @@ impl Context {
     pub fn prepare(&self, shader: &str, entry: &str) -> Result<()> {
         self.pipelines.get(self, shader, entry).map(|_| ())
     }
+
+    /// Compile every kernel of every shader file that is not compiled yet, on as many threads
+    /// as the machine has cores, so that no later call waits for a compile. Returns the number
+    /// compiled now (0 when all were ready).
+    pub fn prepare_all(&self) -> Result<usize> {
+        let todo: Vec<(&'static str, String)> = self
+            .pipelines
+            .all_entries(self)?
+            .into_iter()
+            .filter(|(s, e)| !self.pipelines.is_compiled(s, e))
+            .collect();
+        if todo.is_empty() {
+            return Ok(0);
+        }
+        let threads = std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+            .clamp(1, 16)
+            .min(todo.len());
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let first_error: Mutex<Option<Error>> = Mutex::new(None);
+        std::thread::scope(|scope| {
+            for _ in 0..threads {
+                scope.spawn(|| loop {
+                    let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    let Some((s, e)) = todo.get(i) else { break };
+                    if let Err(err) = self.pipelines.get(self, s, e) {
+                        first_error
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .get_or_insert(err);
+                    }
+                });
+            }
+        });
+        match first_error.into_inner().unwrap_or_else(|p| p.into_inner()) {
+            Some(e) => Err(e),
+            None => Ok(todo.len()),
+        }
+    }
+
+    /// Number of kernels compiled so far.
+    pub fn compiled_kernels(&self) -> usize {
+        self.pipelines
+            .kernels
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .len()
+    }
+
+    /// Profiling: while on, every dispatch is submitted and waited for alone, and its wall
+    /// time is added to a per-(shader, entry) table read by [`Context::take_profile`]. Much
+    /// slower than normal recording; for finding where time goes. Also switched on by the
+    /// environment variable `FEWLABELS_PROFILE=1` when the context is created.
+    pub fn set_profiling(&self, on: bool) {
+        self.profile
+            .on
+            .store(on, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Whether profiling is on.
+    pub fn profiling(&self) -> bool {
+        self.profile.on.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// The profile table gathered so far, slowest kernel first, and clear it.
+    pub fn take_profile(&self) -> Vec<ProfileRow> {
+        let mut rows: Vec<ProfileRow> = self
+            .profile
+            .rows
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .drain()
+            .map(|((shader, entry), (count, t))| ProfileRow {
+                shader,
+                entry,
+                count,
+                total_ms: t.as_secs_f64() * 1e3,
+            })
+            .collect();
+        rows.sort_by(|a, b| b.total_ms.total_cmp(&a.total_ms));
+        rows
+    }
+
+    /// Uniform arena buffers created so far (each holds the parameters of many dispatches).
+    pub fn arena_buffers_created(&self) -> u64 {
+        self.arenas.created()
+    }
 }
 
 impl<'a> Recorder<'a> {
     /// Dispatches recorded so far.
     pub fn dispatch_count(&self) -> usize {
         self.dispatches
+    }
+
+    /// Place `params` (padded to 16 bytes) in the arena; returns the buffer and offset.
+    fn place_params(&mut self, params: &[u32]) -> (wgpu::Buffer, u64, u64) {
+        let ctx = self.ctx;
+        let align = (ctx.limits.min_uniform_buffer_offset_alignment as u64).max(16);
+        let size = ((params.len() as u64 * 4).div_ceil(16) * 16).max(16);
+        let fits = |a: &Arena| (a.data.len() as u64).div_ceil(align) * align + size <= ARENA_BYTES;
+        if !self.arenas.last().is_some_and(fits) {
+            let buffer = ctx.arenas.take(&ctx.device);
+            self.arenas.push(Arena {
+                buffer,
+                data: Vec::new(),
+            });
+        }
+        let a = self.arenas.last_mut().expect("pushed above");
+        let offset = (a.data.len() as u64).div_ceil(align) * align;
+        a.data.resize(offset as usize, 0);
+        a.data.extend_from_slice(bytemuck::cast_slice(params));
+        a.data.resize((offset + size) as usize, 0);
+        (a.buffer.clone(), offset, size)
     }
 
     /// Record one dispatch of `shader::entry`. `params` fills the uniform at binding 0
@@ -259,33 +481,10 @@ impl<'a> Recorder<'a> {
         if groups.contains(&0) {
             return Ok(());
         }
-        let uniform = if kernel.used.iter().any(|&(_, a)| a == Access::Uniform) {
-            let mut words = params.to_vec();
-            words.resize(params.len().div_ceil(4).max(1) * 4, 0);
-            let buf = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-                label: Some("fewlabels params"),
-                size: (words.len() * 4) as u64,
-                usage: wgpu::BufferUsages::UNIFORM,
-                mapped_at_creation: true,
-            });
-            buf.slice(..)
-                .get_mapped_range_mut()
-                .map_err(|e| Error::Device(format!("params map: {e}")))?
-                .copy_from_slice(bytemuck::cast_slice(&words));
-            buf.unmap();
-            Some(buf)
-        } else {
-            None
-        };
         let max_bytes = ctx.max_binding_bytes();
-        let mut entries = Vec::with_capacity(kernel.used.len());
+        let mut tensors: Vec<(u32, &Tensor)> = Vec::with_capacity(kernel.used.len());
         for &(b, access) in &kernel.used {
             if access == Access::Uniform {
-                let buf = uniform.as_ref().expect("uniform made above");
-                entries.push(wgpu::BindGroupEntry {
-                    binding: b,
-                    resource: buf.as_entire_binding(),
-                });
                 continue;
             }
             let t = bindings
@@ -302,15 +501,7 @@ impl<'a> Recorder<'a> {
                     "{shader}::{entry}: {t:?} is larger than one binding may be ({max_bytes} bytes)"
                 )));
             }
-            self.live.push(t.keep_alive());
-            entries.push(wgpu::BindGroupEntry {
-                binding: b,
-                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
-                    buffer: t.buffer(),
-                    offset: 0,
-                    size: std::num::NonZeroU64::new(t.bytes().max(4)),
-                }),
-            });
+            tensors.push((b, t));
         }
         // One buffer bound twice where either binding is written is a usage conflict on the
         // device; two read-only bindings of one buffer are fine.
@@ -329,23 +520,75 @@ impl<'a> Recorder<'a> {
                 }
             }
         }
+        let profiling = ctx.profiling();
+        if profiling {
+            // Everything recorded before runs first, outside the measurement.
+            self.flush();
+            ctx.wait()?;
+        }
+        let uniform = if kernel.used.iter().any(|&(_, a)| a == Access::Uniform) {
+            Some(self.place_params(params))
+        } else {
+            None
+        };
+        let mut entries = Vec::with_capacity(kernel.used.len());
+        for &(b, access) in &kernel.used {
+            if access == Access::Uniform {
+                let (buf, offset, size) = uniform.as_ref().expect("placed above");
+                entries.push(wgpu::BindGroupEntry {
+                    binding: b,
+                    resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                        buffer: buf,
+                        offset: *offset,
+                        size: std::num::NonZeroU64::new(*size),
+                    }),
+                });
+            }
+        }
+        for &(b, t) in &tensors {
+            self.live.push(t.keep_alive());
+            entries.push(wgpu::BindGroupEntry {
+                binding: b,
+                resource: wgpu::BindingResource::Buffer(wgpu::BufferBinding {
+                    buffer: t.buffer(),
+                    offset: 0,
+                    size: std::num::NonZeroU64::new(t.bytes().max(4)),
+                }),
+            });
+        }
         let bind_group = ctx.device.create_bind_group(&wgpu::BindGroupDescriptor {
             label: None,
             layout: &kernel.layout,
             entries: &entries,
         });
-        {
-            let mut pass = self
-                .encoder
-                .begin_compute_pass(&wgpu::ComputePassDescriptor {
-                    label: None,
-                    timestamp_writes: None,
-                });
-            pass.set_pipeline(&kernel.pipeline);
-            pass.set_bind_group(0, &bind_group, &[]);
-            pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
+        if self.pass.is_none() {
+            let encoder = self.encoder.as_mut().expect("present until submit");
+            self.pass = Some(
+                encoder
+                    .begin_compute_pass(&wgpu::ComputePassDescriptor {
+                        label: None,
+                        timestamp_writes: None,
+                    })
+                    .forget_lifetime(),
+            );
         }
+        let pass = self.pass.as_mut().expect("opened above");
+        pass.set_pipeline(&kernel.pipeline);
+        pass.set_bind_group(0, &bind_group, &[]);
+        pass.dispatch_workgroups(groups[0], groups[1], groups[2]);
         self.dispatches += 1;
+        if profiling {
+            let start = std::time::Instant::now();
+            self.flush();
+            ctx.wait()?;
+            let took = start.elapsed();
+            let mut rows = ctx.profile.rows.lock().unwrap_or_else(|p| p.into_inner());
+            let row = rows
+                .entry((shader.to_string(), entry.to_string()))
+                .or_default();
+            row.0 += 1;
+            row.1 += took;
+        }
         Ok(())
     }
 
@@ -357,17 +600,53 @@ impl<'a> Recorder<'a> {
         self.live.push(src.keep_alive());
         self.live.push(dst.keep_alive());
         if src.bytes() > 0 {
+            // Copies happen outside compute passes.
+            self.pass = None;
             self.encoder
+                .as_mut()
+                .expect("present until submit")
                 .copy_buffer_to_buffer(src.buffer(), 0, dst.buffer(), 0, src.bytes());
         }
         Ok(())
     }
 
+    /// Send what is recorded so far: write the arenas, submit, and start a new encoder.
+    fn flush(&mut self) {
+        let ctx = self.ctx;
+        self.pass = None;
+        for a in &self.arenas {
+            if !a.data.is_empty() {
+                ctx.queue.write_buffer(&a.buffer, 0, &a.data);
+            }
+        }
+        let encoder = self.encoder.replace(new_encoder(ctx));
+        if let Some(e) = encoder {
+            ctx.queue.submit([e.finish()]);
+        }
+        // Work recorded later is submitted later, so the arenas and buffers may be reused.
+        for a in self.arenas.drain(..) {
+            ctx.arenas.give(a.buffer);
+        }
+        self.live.clear();
+    }
+
     /// Submit everything recorded, in one `queue.submit`, and report device errors.
-    pub fn submit(self) -> Result<()> {
-        self.ctx.queue.submit([self.encoder.finish()]);
+    pub fn submit(mut self) -> Result<()> {
+        let ctx = self.ctx;
+        self.pass = None;
+        for a in &self.arenas {
+            if !a.data.is_empty() {
+                ctx.queue.write_buffer(&a.buffer, 0, &a.data);
+            }
+        }
+        if let Some(e) = self.encoder.take() {
+            ctx.queue.submit([e.finish()]);
+        }
+        for a in self.arenas.drain(..) {
+            ctx.arenas.give(a.buffer);
+        }
         // Buffers freed from here on may be reused: later work is submitted after this.
-        drop(self.live);
-        self.ctx.check()
+        self.live.clear();
+        ctx.check()
     }
 }

@@ -35,6 +35,10 @@ pub(crate) struct BufferPool {
     /// Fill every handed-out buffer with NaN (a debugging aid: a kernel that reads an output
     /// it did not write, or leaves part of it unwritten, then fails loudly).
     poison: Arc<std::sync::atomic::AtomicBool>,
+    /// Free readback (MAP_READ) buffers by size class.
+    staging: Arc<Mutex<HashMap<u64, Vec<wgpu::Buffer>>>>,
+    /// wgpu buffers created so far (storage and readback).
+    created: Arc<std::sync::atomic::AtomicU64>,
 }
 
 impl BufferPool {
@@ -59,6 +63,8 @@ impl BufferPool {
             .get_mut(&class)
             .and_then(|v| v.pop());
         let buf = reused.unwrap_or_else(|| {
+            self.created
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
             device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("fewlabels pooled"),
                 size: class,
@@ -83,6 +89,40 @@ impl BufferPool {
             .push(buf);
     }
 
+    /// A readback buffer of at least `bytes`; give it back with [`BufferPool::give_staging`].
+    fn take_staging(&self, device: &wgpu::Device, bytes: u64) -> wgpu::Buffer {
+        let class = Self::class(bytes);
+        let reused = self
+            .staging
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&class)
+            .and_then(|v| v.pop());
+        reused.unwrap_or_else(|| {
+            self.created
+                .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            device.create_buffer(&wgpu::BufferDescriptor {
+                label: Some("fewlabels readback"),
+                size: class,
+                usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
+                mapped_at_creation: false,
+            })
+        })
+    }
+
+    fn give_staging(&self, buf: wgpu::Buffer) {
+        self.staging
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(buf.size())
+            .or_default()
+            .push(buf);
+    }
+
+    pub(crate) fn created(&self) -> u64 {
+        self.created.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Bytes held by free buffers.
     pub(crate) fn free_bytes(&self) -> u64 {
         let free = self.free.lock().unwrap_or_else(|p| p.into_inner());
@@ -92,6 +132,10 @@ impl BufferPool {
     /// Drop every free buffer.
     pub(crate) fn trim(&self) {
         self.free.lock().unwrap_or_else(|p| p.into_inner()).clear();
+        self.staging
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 }
 
@@ -170,28 +214,16 @@ impl Tensor {
                 data.len() / 4
             )));
         }
-        // Own (unpooled) buffer: its contents are in place before any later work runs.
-        let size = BufferPool::class(bytes);
-        let buffer = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("fewlabels tensor"),
-            size,
-            usage: USAGE,
-            mapped_at_creation: true,
-        });
-        {
-            let mut padded = data.to_vec();
-            padded.resize(size as usize, 0);
-            buffer
-                .slice(..)
-                .get_mapped_range_mut()
-                .map_err(|e| Error::Device(format!("upload map: {e}")))?
-                .copy_from_slice(&padded);
+        // A pooled buffer written through the queue: the data lands after all work submitted
+        // so far (which may still use the buffer's previous tensor) and before any later work.
+        let buf = ctx.pool.take(&ctx.device, &ctx.queue, bytes);
+        if !data.is_empty() {
+            ctx.queue.write_buffer(&buf, 0, data);
         }
-        buffer.unmap();
         Ok(Tensor {
             storage: Arc::new(Storage {
-                buffer: Some(buffer),
-                pool: None,
+                buffer: Some(buf),
+                pool: Some(ctx.pool.clone()),
             }),
             shape: shape.to_vec(),
             dtype,
@@ -272,12 +304,7 @@ impl Tensor {
 
     fn read_bytes(&self, ctx: &Context) -> Result<Vec<u8>> {
         let bytes = self.bytes();
-        let staging = ctx.device.create_buffer(&wgpu::BufferDescriptor {
-            label: Some("fewlabels readback"),
-            size: bytes.max(4),
-            usage: wgpu::BufferUsages::MAP_READ | wgpu::BufferUsages::COPY_DST,
-            mapped_at_creation: false,
-        });
+        let staging = ctx.pool.take_staging(&ctx.device, bytes.max(4));
         let mut enc = ctx
             .device
             .create_command_encoder(&wgpu::CommandEncoderDescriptor { label: None });
@@ -285,7 +312,7 @@ impl Tensor {
             enc.copy_buffer_to_buffer(self.buffer(), 0, &staging, 0, bytes);
         }
         ctx.queue.submit([enc.finish()]);
-        let slice = staging.slice(..);
+        let slice = staging.slice(..bytes.max(4));
         let (tx, rx) = std::sync::mpsc::channel();
         slice.map_async(wgpu::MapMode::Read, move |r| {
             let _ = tx.send(r);
@@ -301,6 +328,7 @@ impl Tensor {
             .map_err(|e| Error::Device(format!("readback map: {e}")))?[..bytes as usize]
             .to_vec();
         staging.unmap();
+        ctx.pool.give_staging(staging);
         Ok(out)
     }
 
@@ -340,6 +368,12 @@ impl Context {
     /// Bytes held by the transient-buffer pool's free list.
     pub fn pool_free_bytes(&self) -> u64 {
         self.pool.free_bytes()
+    }
+
+    /// wgpu buffers the runtime has created so far: tensors, readback buffers and uniform
+    /// arenas. In a steady training loop this stops growing after the first steps.
+    pub fn buffers_created(&self) -> u64 {
+        self.pool.created() + self.arenas.created()
     }
 
     /// Release the transient-buffer pool's free buffers.

@@ -185,7 +185,8 @@ impl Config {
         Ok(c)
     }
 
-    /// A preset by name: `tiny`, `tiny_rgb`, `fashion`, `imagenet64`, `imagenet128`.
+    /// A preset by name: `tiny`, `tiny_rgb`, `fashion`, `rgb64` (a small 64x64 RGB network
+    /// for benchmarks), `imagenet64`, `imagenet128`.
     pub fn preset(name: &str) -> Result<Config> {
         let base = Config {
             resolution: 16,
@@ -224,6 +225,19 @@ impl Config {
                 d_attn: vec![16],
                 ..base
             },
+            "rgb64" => Config {
+                resolution: 64,
+                channels: 3,
+                ch: 8,
+                g_mult: vec![8, 8, 4, 2, 1],
+                d_mult: vec![1, 2, 4, 8, 8],
+                num_classes: 10,
+                z_dim: 60,
+                shared_dim: 32,
+                g_attn: vec![32],
+                d_attn: vec![32],
+                ..base
+            },
             "imagenet64" => Config {
                 resolution: 64,
                 channels: 3,
@@ -252,7 +266,7 @@ impl Config {
             },
             other => {
                 return Err(Error::InvalidArgument(format!(
-                    "no preset {other:?} (tiny, tiny_rgb, fashion, imagenet64, imagenet128)"
+                    "no preset {other:?} (tiny, tiny_rgb, fashion, rgb64, imagenet64, imagenet128)"
                 )))
             }
         };
