@@ -235,13 +235,10 @@ impl Progress {
         } else {
             ProgressBar::hidden()
         };
-        let style = ProgressStyle::with_template(
-            "{prefix} [{bar:24}] {pos}/{len} {msg} | {elapsed_precise} eta {eta}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar())
-        .progress_chars("=> ");
+        let style = ProgressStyle::with_template("{pos}/{len} [{bar:16}] {msg} eta {eta}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar())
+            .progress_chars("=> ");
         bar.set_style(style);
-        bar.set_prefix("train");
         bar.set_position(start);
         Progress { bar, tty }
     }
@@ -450,25 +447,41 @@ fn write_log(path: &Path, rows: &[Row]) -> Res<std::fs::File> {
         .map_err(|e| io_fail(path, e))
 }
 
+/// A path made absolute (so that a run resumes from any folder); as given if that fails.
+fn absolute(p: &Path) -> PathBuf {
+    std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf())
+}
+
+/// `fashion-mnist`, or the absolute path of a --data folder.
+fn data_name(d: &str) -> String {
+    if d == FASHION {
+        d.to_string()
+    } else {
+        absolute(Path::new(d)).display().to_string()
+    }
+}
+
 /// Settings of a new run from the arguments and defaults.
 fn new_settings(a: &Args) -> Res<Settings> {
     let data = a
         .data
-        .clone()
+        .as_deref()
+        .map(data_name)
         .ok_or("--data is required (fashion-mnist or a folder of images)")?;
+    let abs = |p: &Option<PathBuf>| p.as_deref().map(absolute);
     let start = match (&a.init, &a.preset) {
-        (Some(p), _) => format!("init:{}", p.display()),
+        (Some(p), _) => format!("init:{}", absolute(p).display()),
         (None, p) => format!("preset:{}", opt_or(p, "fashion".to_string())),
     };
     Ok(Settings {
         data,
-        labels_csv: a.labels_csv.clone(),
+        labels_csv: abs(&a.labels_csv),
         convert: a.convert,
         labels: opt_or(&a.labels, "all".into()),
         start,
         batch: opt_or(&a.batch, 64),
-        eval_data: a.eval_data.clone(),
-        eval_labels_csv: a.eval_labels_csv.clone(),
+        eval_data: abs(&a.eval_data),
+        eval_labels_csv: abs(&a.eval_labels_csv),
         eval_size: opt_or(&a.eval_size, 1000),
     })
 }
@@ -483,7 +496,7 @@ fn check_resume_args(a: &Args, s: &Settings, tc: &TrainConfig) -> Res<()> {
             }
         }
     };
-    check("data", a.data.clone(), s.data.clone());
+    check("data", a.data.as_deref().map(data_name), s.data.clone());
     check("labels", a.labels.clone(), s.labels.clone());
     check("batch", a.batch.map(|v| v.to_string()), s.batch.to_string());
     check("variant", a.variant.clone(), tc.variant.name().into());
@@ -645,7 +658,7 @@ pub fn run(ctx: &Context, a: Args) -> Res<()> {
     let mut recent: VecDeque<(usize, usize, f64)> = VecDeque::new();
     let elapsed0 = rows.last().map_or(0.0, |r| r.elapsed_s);
     let run_start = Instant::now();
-    let due = |every: u64, step: u64| step == a.steps || (every > 0 && step % every == 0);
+    let due = |every: u64, step: u64| step == a.steps || (every > 0 && step.is_multiple_of(every));
     for step in start + 1..=a.steps {
         let t = Instant::now();
         let mut row = Row {
@@ -700,8 +713,8 @@ pub fn run(ctx: &Context, a: Args) -> Res<()> {
         if figures.iter().any(|v| !v.is_finite()) {
             progress.bar.abandon();
             return Err(format!(
-                "training diverged at step {step} (D loss {}, G loss {}); the last checkpoint \
-                 in {} is intact: resume from it with lower learning rates in a new run",
+                "training diverged at step {step} (D loss {}, G loss {}); the checkpoint in {} \
+                 holds the last saved step: start a new run with lower --lr-g and --lr-d",
                 row.d_loss,
                 row.g_loss,
                 a.out.display()
@@ -712,8 +725,7 @@ pub fn run(ctx: &Context, a: Args) -> Res<()> {
         row.images_per_s = (batch * tc.d_steps) as f64 / secs.max(1e-9);
         row.elapsed_s = elapsed0 + run_start.elapsed().as_secs_f64();
 
-        if eval.is_some() && tc.variant.class_head() && due(a.eval_every, step) {
-            let e = eval.as_ref().expect("checked");
+        if let (Some(e), true) = (&eval, tc.variant.class_head() && due(a.eval_every, step)) {
             let acc = evaluate(ctx, &tr.model, e)?;
             row.eval_acc = Some(acc);
             progress.say(&format!(
@@ -741,9 +753,13 @@ pub fn run(ctx: &Context, a: Args) -> Res<()> {
             "D hinge {:.3} rot {:.3} cls {:.3} | G {:.3} rot {:.3} | acc {acc} | {speed:.1} img/s",
             row.d_hinge, row.d_rotation, row.d_class, row.g_adversarial, row.g_rotation
         );
+        let short = format!(
+            "D h{:.2} r{:.2} c{:.2} G {:.2} r{:.2} acc {acc} {speed:.1} img/s",
+            row.d_hinge, row.d_rotation, row.d_class, row.g_adversarial, row.g_rotation
+        );
         rows.push(row);
         progress.bar.set_position(step);
-        progress.bar.set_message(msg.clone());
+        progress.bar.set_message(short);
         if !progress.tty && (step % 10 == 0 || step == a.steps || step == start + 1) {
             let left = (a.steps - step) as f64 * secs_sum / recent.len() as f64;
             eprintln!("step {step}/{}: {msg} | eta {left:.0} s", a.steps);
