@@ -1,8 +1,17 @@
-//! The `fewlabels` command: sampling a grid from a model file, info, and clean errors.
+//! The `fewlabels` command (runtime/bin/fewlabels/), run as a built binary:
+//! - `train` on a small generated folder of PNGs with a labels CSV for half of them: the
+//!   checkpoint, model, sample grids and loss plot exist and decode, the CSV log has a row per
+//!   step with held-out accuracy where due; `--resume` to step 5 gives the same log figures
+//!   and bit-identical checkpoint tensors as a straight 5-step run;
+//! - `classify` on those images (labels, accuracy, confusion matrix), `sample` (a grid and a
+//!   single image of the right sizes), `info` on a checkpoint;
+//! - bad invocations: one line `error: ...` on stderr and a non-zero exit.
 
 mod common;
+use fewlabels::model::file::TensorFile;
 use fewlabels::model::{Config, Model};
-use std::process::Command;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
 
 fn bin() -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_fewlabels"));
@@ -10,57 +19,386 @@ fn bin() -> Command {
     c
 }
 
-#[test]
-fn sample_writes_a_grid_from_a_model_file() {
-    let dir = std::env::temp_dir().join(format!("fewlabels-cli-{}", std::process::id()));
+fn tmp(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("fewlabels-cli-{}-{name}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let model = dir.join("tiny.safetensors");
-    let mut m = Model::init(common::ctx(), &Config::preset("tiny").unwrap(), 9).unwrap();
-    m.accumulate_standing_stats(common::ctx(), 1, 8, 1).unwrap();
-    m.save(common::ctx(), &model).unwrap();
-    let out = dir.join("grid.pgm");
-    let o = bin()
-        .args([
-            "sample",
-            "--model",
-            model.to_str().unwrap(),
-            "--out",
-            out.to_str().unwrap(),
-        ])
-        .args(["--per-class", "4", "--seed", "3"])
-        .output()
-        .unwrap();
-    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
-    let bytes = std::fs::read(&out).unwrap();
-    let header = b"P5\n64 48\n255\n";
-    assert_eq!(&bytes[..header.len()], header);
-    assert_eq!(bytes.len(), header.len() + 64 * 48);
+    dir
+}
 
-    let o = bin()
-        .args(["info", "--model", model.to_str().unwrap()])
-        .output()
+fn run(args: &[&str]) -> Output {
+    let o = bin().args(args).output().unwrap();
+    assert!(
+        o.status.success(),
+        "fewlabels {args:?} failed:\n{}\n{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+    o
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// 12 grey 16x16 PNGs (a bright square whose place depends on the class, plus noise) and a
+/// CSV labelling the even-numbered ones.
+fn image_folder(dir: &Path) -> (PathBuf, PathBuf) {
+    let imgs = dir.join("imgs");
+    std::fs::create_dir_all(&imgs).unwrap();
+    let mut csv = String::from("filename,label\n");
+    for i in 0..12u32 {
+        let class = i % 3;
+        let img = image::GrayImage::from_fn(16, 16, |x, y| {
+            let inside = x / 6 == class && y < 8;
+            let noise = (x * 31 + y * 17 + i * 7) % 40;
+            image::Luma([if inside {
+                200 + noise as u8
+            } else {
+                noise as u8
+            }])
+        });
+        let name = format!("im{i:02}.png");
+        img.save(imgs.join(&name)).unwrap();
+        if i % 2 == 0 {
+            csv.push_str(&format!("{name},{class}\n"));
+        }
+    }
+    let labels = dir.join("labels.csv");
+    std::fs::write(&labels, csv).unwrap();
+    (imgs, labels)
+}
+
+fn log_rows(path: &Path) -> Vec<Vec<String>> {
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut lines = text.lines();
+    assert!(lines.next().unwrap().starts_with("step,d_loss,d_hinge"));
+    lines
+        .map(|l| l.split(',').map(String::from).collect())
+        .collect()
+}
+
+fn decode(path: &Path) -> image::DynamicImage {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[1..4], b"PNG", "{}", path.display());
+    image::load_from_memory(&bytes).unwrap()
+}
+
+#[test]
+fn train_resume_sample_classify() {
+    let dir = tmp("train");
+    let (imgs, labels) = image_folder(&dir);
+    let train = |out: &Path, steps: &str, extra: &[&str]| {
+        let mut args = vec![
+            "train",
+            "--data",
+            s(&imgs),
+            "--labels-csv",
+            s(&labels),
+            "--eval-data",
+            s(&imgs),
+            "--eval-labels-csv",
+            s(&labels),
+            "--preset",
+            "tiny",
+            "--batch",
+            "4",
+            "--d-steps",
+            "1",
+            "--lr-g",
+            "0.001",
+            "--lr-d",
+            "0.002",
+            "--seed",
+            "5",
+            "--checkpoint-every",
+            "2",
+            "--sample-every",
+            "2",
+            "--eval-every",
+            "2",
+            "--steps",
+            steps,
+            "--out",
+            s(out),
+        ];
+        args.extend_from_slice(extra);
+        run(&args)
+    };
+    let a = dir.join("a");
+    let o = train(&a, "3", &[]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(text.contains("6 labelled"), "{text}");
+    for f in ["samples_2.png", "samples_3.png", "loss.png"] {
+        decode(&a.join(f));
+    }
+    // 3 classes x 8 samples of 16x16 with 2-pixel gaps.
+    let grid = decode(&a.join("samples_3.png"));
+    assert_eq!(
+        (grid.width(), grid.height()),
+        (8 * 16 + 7 * 2, 3 * 16 + 2 * 2)
+    );
+    Model::load(common::ctx(), &a.join("model.safetensors")).unwrap();
+    let rows = log_rows(&a.join("log.csv"));
+    assert_eq!(rows.len(), 3);
+    for (i, r) in rows.iter().enumerate() {
+        assert_eq!(r[0], (i + 1).to_string());
+        assert_eq!(r.len(), 13);
+        assert!(r[1..8]
+            .iter()
+            .all(|v| v.parse::<f32>().unwrap().is_finite()));
+        // Held-out accuracy at steps 2 and 3 (the end) only.
+        assert_eq!(r[10].is_empty(), i == 0, "eval_acc of step {}", i + 1);
+    }
+
+    // Resume to step 5, against a straight 5-step run. (Arguments that repeat the run's
+    // settings are accepted on resume.)
+    let resumed = run(&[
+        "train",
+        "--resume",
+        "--steps",
+        "5",
+        "--batch",
+        "4",
+        "--checkpoint-every",
+        "2",
+        "--sample-every",
+        "2",
+        "--eval-every",
+        "2",
+        "--out",
+        s(&a),
+    ]);
+    assert!(String::from_utf8_lossy(&resumed.stdout).contains("resuming at step 3"));
+    let b = dir.join("b");
+    train(&b, "5", &[]);
+    let (ra, rb) = (log_rows(&a.join("log.csv")), log_rows(&b.join("log.csv")));
+    assert_eq!(ra.len(), 5);
+    for (x, y) in ra.iter().zip(&rb) {
+        // Every figure but the timings and the held-out accuracy (run A also measured it at
+        // its end, step 3).
+        assert_eq!(x[..10], y[..10], "log rows differ");
+        if x[0] != "3" {
+            assert_eq!(x[10], y[10], "held-out accuracy differs");
+        }
+    }
+    assert!(!rb[3][10].is_empty() && !rb[4][10].is_empty());
+    let ca = TensorFile::load(&a.join("checkpoint.safetensors")).unwrap();
+    let cb = TensorFile::load(&b.join("checkpoint.safetensors")).unwrap();
+    assert_eq!(ca.metadata, cb.metadata);
+    assert_eq!(
+        ca.tensors.keys().collect::<Vec<_>>(),
+        cb.tensors.keys().collect::<Vec<_>>()
+    );
+    for (k, t) in &ca.tensors {
+        let u = &cb.tensors[k];
+        let bits = |v: &[f32]| v.iter().map(|x| x.to_bits()).collect::<Vec<_>>();
+        assert!(
+            t.shape == u.shape && bits(&t.data) == bits(&u.data),
+            "{k} differs"
+        );
+    }
+    assert_eq!(ca.metadata["train.g_steps"], "5");
+    // Training moved the weights: the step-5 checkpoint differs from a fresh model.
+    let fresh = Model::init(common::ctx(), &Config::preset("tiny").unwrap(), 5)
+        .unwrap()
+        .to_file(common::ctx())
         .unwrap();
+    assert_ne!(
+        ca.tensors["D.linear.weight"].data,
+        fresh.tensors["D.linear.weight"].data
+    );
+
+    // Classify the folder: one line per image, then the accuracy over the labelled six.
+    let model = b.join("model.safetensors");
+    let o = run(&[
+        "classify",
+        "--model",
+        s(&model),
+        s(&imgs),
+        "--labels-csv",
+        s(&labels),
+    ]);
+    let text = String::from_utf8_lossy(&o.stdout);
+    let per_image: Vec<&str> = text.lines().filter(|l| l.starts_with("im")).collect();
+    assert_eq!(per_image.len(), 12, "{text}");
+    for l in &per_image {
+        let f: Vec<&str> = l.split('\t').collect();
+        assert!(
+            f[1].parse::<i32>().is_ok_and(|c| (0..3).contains(&c)),
+            "{l}"
+        );
+        assert!(f[2]
+            .parse::<f32>()
+            .is_ok_and(|p| (1.0 / 3.0 - 1e-3..=1.0).contains(&p)));
+    }
+    assert!(text.contains("of 6 labelled images"), "{text}");
+    assert!(text.contains("confusion matrix"), "{text}");
+    // One file.
+    let one = imgs.join("im01.png");
+    let o = run(&["classify", "--model", s(&model), s(&one)]);
+    assert!(String::from_utf8_lossy(&o.stdout).starts_with("im01.png\t"));
+
+    // Sample a grid and a single image.
+    let grid = dir.join("grid.png");
+    run(&[
+        "sample",
+        "--model",
+        s(&model),
+        "--out",
+        s(&grid),
+        "--per-class",
+        "4",
+    ]);
+    let g = decode(&grid);
+    assert_eq!((g.width(), g.height()), (4 * 16 + 3 * 2, 3 * 16 + 2 * 2));
+    let single = dir.join("one.png");
+    run(&[
+        "sample",
+        "--model",
+        s(&model),
+        "--out",
+        s(&single),
+        "--class",
+        "2",
+        "--single",
+    ]);
+    let g = decode(&single);
+    assert_eq!((g.width(), g.height()), (16, 16));
+
+    let o = run(&["info", "--model", s(&a.join("checkpoint.safetensors"))]);
     let text = String::from_utf8_lossy(&o.stdout);
     assert!(
-        o.status.success() && text.contains("\"resolution\":16"),
+        text.contains("\"resolution\":16") && text.contains("training checkpoint after 5 steps"),
         "{text}"
     );
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// Runs a bad invocation: a non-zero exit and exactly one line on stderr, `error: ...`
+/// containing `needle`.
+fn fails(args: &[&str], needle: &str) -> i32 {
+    let o = bin().args(args).output().unwrap();
+    let err = String::from_utf8_lossy(&o.stderr);
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    assert!(!o.status.success(), "{args:?} succeeded");
+    assert_eq!(lines.len(), 1, "{args:?}: {err}");
+    assert!(
+        lines[0].starts_with("error: ") && lines[0].contains(needle),
+        "{args:?}: {err}"
+    );
+    o.status.code().unwrap()
 }
 
 #[test]
 fn bad_invocations_fail_with_one_line() {
-    let o = bin()
-        .args(["sample", "--model", "/no/such/file"])
-        .output()
-        .unwrap();
-    assert_eq!(o.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&o.stderr);
-    assert!(
-        err.contains("/no/such/file") && !err.contains("panicked"),
-        "{err}"
+    let dir = tmp("bad");
+    assert_eq!(
+        fails(&["sample", "--model", "/no/such/file"], "/no/such/file"),
+        1
     );
-    let o = bin().args(["sample", "--per-class", "0"]).output().unwrap();
-    assert_eq!(o.status.code(), Some(2));
-    let o = bin().arg("frobnicate").output().unwrap();
-    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(fails(&["sample", "--per-class", "0"], "--per-class"), 2);
+    assert_eq!(fails(&["sample", "--single"], "--class"), 2);
+    // Without a model file, sample shows the adapter and says why nothing was written.
+    let o = bin().arg("sample").output().unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && text.contains("no embedded default model"),
+        "{text}"
+    );
+    assert_eq!(
+        fails(&["classify", "x.png"], "no embedded default model"),
+        1
+    );
+    assert_eq!(fails(&["frobnicate"], "frobnicate"), 2);
+    assert_eq!(fails(&[], "no command"), 2);
+    assert_eq!(fails(&["train", "--steps", "ten"], "--steps"), 2);
+    let out = dir.join("run");
+    let o = s(&out);
+    fails(&["train", "--out", o], "--data is required");
+    fails(
+        &[
+            "train",
+            "--data",
+            "fashion-mnist",
+            "--variant",
+            "s4gan",
+            "--out",
+            o,
+        ],
+        "s3gan-co",
+    );
+    fails(
+        &[
+            "train",
+            "--data",
+            "/no/such/dir",
+            "--preset",
+            "tiny",
+            "--out",
+            o,
+        ],
+        "/no/such/dir",
+    );
+    fails(
+        &[
+            "train",
+            "--data",
+            "fashion-mnist",
+            "--preset",
+            "huge",
+            "--out",
+            o,
+        ],
+        "no preset",
+    );
+    fails(&["train", "--resume", "--out", o], "checkpoint.safetensors");
+    fails(
+        &[
+            "train",
+            "--data",
+            "fashion-mnist",
+            "--preset",
+            "tiny",
+            "--init",
+            "m",
+            "--out",
+            o,
+        ],
+        "--init",
+    );
+    // Images of the wrong size for the model.
+    let (imgs, labels) = image_folder(&dir);
+    let (i, l) = (s(&imgs), s(&labels));
+    fails(
+        &[
+            "train",
+            "--data",
+            i,
+            "--labels-csv",
+            l,
+            "--preset",
+            "fashion",
+            "--out",
+            o,
+        ],
+        "16x16",
+    );
+    fails(
+        &[
+            "train",
+            "--data",
+            i,
+            "--labels-csv",
+            l,
+            "--labels",
+            "200%",
+            "--preset",
+            "tiny",
+            "--out",
+            o,
+        ],
+        "more than 100%",
+    );
+    std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -1,6 +1,7 @@
 //! The networks: configuration, parameter spec, layers, generator and discriminator, whole
 //! models and their files.
 
+mod classify;
 pub mod config;
 pub mod discriminator;
 pub mod file;
