@@ -345,7 +345,7 @@ fn write_fuzz_corpus() {
     put(
         "labels_csv",
         "bom_comment",
-        "\x05\u{feff}# c\na.png,1\n\"c d.png\",2\ne,f.png,4\n".as_bytes(),
+        "\x05\u{feff}# c\na.png,1\n c d.png , 2\ne,f.png,4\n".as_bytes(),
     );
     put("labels_csv", "duplicate", b"\x0aa.png,1\na.png,2\n");
     put(
