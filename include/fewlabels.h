@@ -149,6 +149,17 @@ enum fl_variant_code
    * As S2GAN-CO, with the rotation loss (S3GAN-CO, the default).
    */
   FL_VARIANT_S3GAN_CO = 4,
+  /**
+   * Pre-trained labels without the rotation loss (S2GAN): conditional on labels that a
+   * labeller filled in beforehand (`fewlabels train --variant s2gan` runs it; from C, pass
+   * every label), so labels of -1 are refused; no class head.
+   */
+  FL_VARIANT_S2GAN = 5,
+  /**
+   * Pre-trained labels with the rotation loss (S3GAN): as `FL_VARIANT_S2GAN`, plus the
+   * rotation loss of SSGAN.
+   */
+  FL_VARIANT_S3GAN = 6,
 };
 #ifndef __cplusplus
 #if __STDC_VERSION__ >= 202311L
@@ -658,11 +669,11 @@ fl_status fl_trainer_get_info(const struct fl_trainer *trainer, struct fl_model_
  * the conditional variant); `FL_ERR_BUSY` (another thread is in a call on the trainer);
  * `FL_ERR_DEVICE`.
  *
- * A loss that comes out NaN or infinite (training diverged) answers `FL_ERR_NON_FINITE`
- * after the step that produced it (the remaining steps of the call are skipped). The
- * parameters are NOT rolled back in this release: the trainer's model may then hold
- * non-finite values; free it and start again from a saved model (e.g. with a lower learning
- * rate).
+ * A D or G step whose loss or any gradient comes out NaN or infinite (training diverged) is
+ * rejected on the device: parameters, Adam state, spectral-norm vectors, the EMA and the step
+ * counts stay as they were before that step. The call then answers `FL_ERR_NON_FINITE` and
+ * skips its remaining steps; the trainer stays usable (e.g. lower the learning rates by
+ * creating a trainer from its last checkpoint, or step again on other images).
  *
  * # Safety
  * `trainer` must be NULL or a live handle; `images` NULL or readable as above; `labels` NULL

@@ -19,14 +19,13 @@
 use crate::device::Context;
 use crate::error::Error;
 use crate::model::file::TensorFile;
-use crate::model::layers::Mode;
 use crate::model::model::chw_to_rgba8;
 use crate::model::model::copy_weights;
 use crate::model::model::CONFIG_KEY;
-use crate::model::{Config, Discriminator, Model, Which};
+use crate::model::{Config, Model, Which};
 use crate::rng;
 use crate::tensor::Tensor;
-use crate::train::{TrainConfig, Trainer, Variant};
+use crate::train::{LabelUse, TrainConfig, Trainer, Variant};
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
 use std::panic::{catch_unwind, AssertUnwindSafe};
@@ -373,22 +372,6 @@ fn sample_into(
 }
 
 /// Images the discriminator runs in one pass within the device's binding limit.
-fn d_max_batch(ctx: &Context, model: &Model) -> usize {
-    let c = &model.cfg;
-    let widest = c
-        .d_channels()
-        .into_iter()
-        .max()
-        .unwrap_or(1)
-        .max(c.channels);
-    let mut per = c.resolution * c.resolution * widest;
-    for &r in &c.d_attn {
-        per = per.max(r * r * r * r / 4);
-    }
-    let per = (per.max(1) * 4) as u64;
-    (ctx.max_binding_bytes() / per).clamp(1, 1024) as usize
-}
-
 /// Pixels must be finite (`FL_ERR_NON_FINITE`) and in [0, 1] (`FL_ERR_OUT_OF_RANGE`).
 fn check_pixels(images: &[f32]) -> Res<()> {
     check_finite(images, "images")?;
@@ -416,68 +399,18 @@ fn to_nhwc(model: &Model, images: &[f32]) -> Vec<f32> {
     x
 }
 
-/// Index of the largest value (the first on ties).
-fn argmax(row: &[f32]) -> (usize, f32) {
-    row.iter().enumerate().fold(
-        (0, f32::NEG_INFINITY),
-        |a, (i, &v)| if v > a.1 { (i, v) } else { a },
-    )
-}
-
 fn classify_into(
     ctx: &Context,
     model: &Model,
     images: &[f32],
     labels: &mut [i32],
-    mut probs: Option<&mut [f32]>,
+    probs: Option<&mut [f32]>,
 ) -> Res<()> {
-    let cfg = &model.cfg;
-    let Some(dw) = &model.d else {
-        return fail(
-            FL_ERR_INVALID_ARGUMENT,
-            "the model has no discriminator (a sampling-only file), so it cannot classify",
-        );
-    };
-    if !cfg.class_head {
-        return fail(
-            FL_ERR_INVALID_ARGUMENT,
-            "the model's discriminator has no class head (config class_head = false), so it \
-             cannot classify",
-        );
-    }
     check_pixels(images)?;
-    let (r, ch, k) = (cfg.resolution, cfg.channels, cfg.num_classes);
-    let per = image_len(model);
-    let d = Discriminator { cfg };
-    let batch = d_max_batch(ctx, model);
-    let n = labels.len();
-    let mut start = 0;
-    while start < n {
-        let m = batch.min(n - start);
-        let x = to_nhwc(model, &images[start * per..(start + m) * per]);
-        let xt = Tensor::from_f32(ctx, &[m, r, r, ch], &x)?;
-        let yt = Tensor::from_i32(ctx, &[m], &vec![0; m])?;
-        let logits = ctx.run(|rec| {
-            let (out, _) = d.forward(rec, dw, &xt, &yt, Mode::EVAL)?;
-            out.class
-                .ok_or_else(|| Error::Shape("discriminator returned no class logits".into()))
-        })?;
-        let logits = logits.to_f32(ctx)?;
-        for b in 0..m {
-            let row = &logits[b * k..(b + 1) * k];
-            check_finite(row, "class logits")
-                .map_err(|Fail(_, m)| Fail(FL_ERR_DEVICE, format!("the device produced {m}")))?;
-            let (best, mx) = argmax(row);
-            labels[start + b] = best as i32;
-            if let Some(p) = probs.as_deref_mut() {
-                let e: Vec<f64> = row.iter().map(|&v| ((v - mx) as f64).exp()).collect();
-                let s: f64 = e.iter().sum();
-                for (j, v) in e.iter().enumerate() {
-                    p[(start + b) * k + j] = (v / s) as f32;
-                }
-            }
-        }
-        start += m;
+    let (pred, p) = model.classify(ctx, &to_nhwc(model, images), labels.len())?;
+    labels.copy_from_slice(&pred);
+    if let Some(out) = probs {
+        out.copy_from_slice(&p);
     }
     Ok(())
 }
@@ -914,16 +847,25 @@ pub enum fl_variant_code {
     FL_VARIANT_S2GAN_CO = 3,
     /// As S2GAN-CO, with the rotation loss (S3GAN-CO, the default).
     FL_VARIANT_S3GAN_CO = 4,
+    /// Pre-trained labels without the rotation loss (S2GAN): conditional on labels that a
+    /// labeller filled in beforehand (`fewlabels train --variant s2gan` runs it; from C, pass
+    /// every label), so labels of -1 are refused; no class head.
+    FL_VARIANT_S2GAN = 5,
+    /// Pre-trained labels with the rotation loss (S3GAN): as `FL_VARIANT_S2GAN`, plus the
+    /// rotation loss of SSGAN.
+    FL_VARIANT_S3GAN = 6,
 }
 
 use fl_variant_code::*;
 
-const VARIANTS: [(fl_variant_code, Variant); 5] = [
+const VARIANTS: [(fl_variant_code, Variant); 7] = [
     (FL_VARIANT_CONDITIONAL, Variant::Conditional),
     (FL_VARIANT_UNCONDITIONAL, Variant::Unconditional),
     (FL_VARIANT_SSGAN, Variant::Ssgan),
     (FL_VARIANT_S2GAN_CO, Variant::S2ganCo),
     (FL_VARIANT_S3GAN_CO, Variant::S3ganCo),
+    (FL_VARIANT_S2GAN, Variant::S2gan),
+    (FL_VARIANT_S3GAN, Variant::S3gan),
 ];
 
 /// Training hyper-parameters. Fill it with `fl_train_config_default` and change what you
@@ -995,7 +937,7 @@ impl fl_train_config {
             return fail(
                 FL_ERR_INVALID_ARGUMENT,
                 format!(
-                    "variant {} is not an FL_VARIANT_* value (0 ..= 4)",
+                    "variant {} is not an FL_VARIANT_* value (0 ..= 6)",
                     self.variant
                 ),
             );
@@ -1091,7 +1033,7 @@ impl fl_trainer {
 /// Largest batch one training step runs: G's pass over n fakes and D's single pass over
 /// `2 * (n + 3k)` rows must fit the device's binding limit.
 fn train_max_n(ctx: &Context, t: &Trainer) -> usize {
-    let d = d_max_batch(ctx, &t.model);
+    let d = t.model.d_max_batch(ctx);
     let rows = |n: usize| 2 * (n + 3 * t.cfg.rot_rows(n));
     let mut n = t.model.max_batch(ctx).max(1).min(d);
     while n > 1 && rows(n) > d {
@@ -1293,11 +1235,11 @@ pub unsafe extern "C" fn fl_trainer_get_info(
 /// the conditional variant); `FL_ERR_BUSY` (another thread is in a call on the trainer);
 /// `FL_ERR_DEVICE`.
 ///
-/// A loss that comes out NaN or infinite (training diverged) answers `FL_ERR_NON_FINITE`
-/// after the step that produced it (the remaining steps of the call are skipped). The
-/// parameters are NOT rolled back in this release: the trainer's model may then hold
-/// non-finite values; free it and start again from a saved model (e.g. with a lower learning
-/// rate).
+/// A D or G step whose loss or any gradient comes out NaN or infinite (training diverged) is
+/// rejected on the device: parameters, Adam state, spectral-norm vectors, the EMA and the step
+/// counts stay as they were before that step. The call then answers `FL_ERR_NON_FINITE` and
+/// skips its remaining steps; the trainer stays usable (e.g. lower the learning rates by
+/// creating a trainer from its last checkpoint, or step again on other images).
 ///
 /// # Safety
 /// `trainer` must be NULL or a live handle; `images` NULL or readable as above; `labels` NULL
@@ -1386,19 +1328,21 @@ unsafe fn trainer_step(
             );
         }
         let labelled = labels.iter().filter(|&&c| c >= 0).count();
-        if t.cfg.variant == Variant::Conditional && labelled < n {
+        if t.cfg.variant.labels() == LabelUse::All && labelled < n {
             let i = labels.iter().position(|&c| c < 0).unwrap_or(0);
             return fail(
                 FL_ERR_INVALID_ARGUMENT,
                 format!(
-                    "labels[{i}] = -1, but the conditional variant needs every label (use \
-                     FL_VARIANT_S3GAN_CO for partly labelled data)"
+                    "labels[{i}] = -1, but the {} variant needs every label (use \
+                     FL_VARIANT_S3GAN_CO for partly labelled data)",
+                    t.cfg.variant.name()
                 ),
             );
         }
         let mc = t.model.cfg.clone();
         let (r, ch) = (mc.resolution, mc.channels);
-        let x = Tensor::from_f32(ctx, &[n, r, r, ch], &to_nhwc(&t.model, images))?;
+        let xh = to_nhwc(&t.model, images);
+        let x = Tensor::from_f32(ctx, &[n, r, r, ch], &xh)?;
         let mut stats = fl_step_stats {
             g_loss: f32::NAN,
             g_adversarial: f32::NAN,
@@ -1428,18 +1372,14 @@ unsafe fn trainer_step(
             ] {
                 *acc += (v - *acc) * w;
             }
-            if ![rep.total, rep.hinge, rep.rotation, rep.class]
-                .iter()
-                .all(|v| v.is_finite())
-            {
+            if rep.rejected {
                 finish(&t, &mut stats);
                 return fail(
                     FL_ERR_NON_FINITE,
                     format!(
-                        "D step {} of this call gave a non-finite loss (total {}, hinge {}, \
-                         rotation {}, class {}); training diverged and the parameters were not \
-                         rolled back: restart from a saved model, e.g. with lower learning \
-                         rates",
+                        "D step {} of this call gave a non-finite loss or gradient (total {}, \
+                         hinge {}, rotation {}, class {}); the step was rejected and nothing \
+                         changed (try lower learning rates)",
                         s + 1,
                         rep.total,
                         rep.hinge,
@@ -1452,19 +1392,17 @@ unsafe fn trainer_step(
         // D's class head on the labelled rows, with D as the D steps left it. (The D step's
         // y_used keeps the given label on labelled rows, so it cannot tell.)
         if labelled > 0 && mc.class_head {
-            let d = Discriminator { cfg: &mc };
-            let dw = t.model.d.as_ref().expect("a trainer's model has D");
-            let yt = Tensor::from_i32(ctx, &[n], &vec![0; n])?;
-            let logits = ctx.run(|rec| {
-                let (o, _) = d.forward(rec, dw, &x, &yt, Mode::EVAL)?;
-                o.class
-                    .ok_or_else(|| Error::Shape("discriminator returned no class logits".into()))
-            })?;
-            let logits = logits.to_f32(ctx)?;
-            let right = labels
+            let rows: Vec<usize> = (0..n).filter(|&b| labels[b] >= 0).collect();
+            let per = r * r * ch;
+            let xs: Vec<f32> = rows
                 .iter()
-                .enumerate()
-                .filter(|(b, &c)| c >= 0 && argmax(&logits[b * k..(b + 1) * k]).0 == c as usize)
+                .flat_map(|&b| xh[b * per..(b + 1) * per].iter().copied())
+                .collect();
+            let (pred, _) = t.model.classify(ctx, &xs, rows.len())?;
+            let right = rows
+                .iter()
+                .zip(&pred)
+                .filter(|(&b, &p)| labels[b] == p)
                 .count();
             stats.class_accuracy = right as f32 / labelled as f32;
         }
@@ -1474,16 +1412,13 @@ unsafe fn trainer_step(
         stats.g_adversarial = g.adversarial;
         stats.g_rotation = g.rotation;
         finish(&t, &mut stats);
-        if ![g.total, g.adversarial, g.rotation]
-            .iter()
-            .all(|v| v.is_finite())
-        {
+        if g.rejected {
             return fail(
                 FL_ERR_NON_FINITE,
                 format!(
-                    "the G step gave a non-finite loss (total {}, adversarial {}, rotation {}); \
-                     training diverged and the parameters were not rolled back: restart from a \
-                     saved model, e.g. with lower learning rates",
+                    "the G step gave a non-finite loss or gradient (total {}, adversarial {}, \
+                     rotation {}); the step was rejected and nothing changed (try lower \
+                     learning rates)",
                     g.total, g.adversarial, g.rotation
                 ),
             );

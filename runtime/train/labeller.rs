@@ -32,7 +32,10 @@
 //! every unlabelled image gets the argmax of the class head (spectral norms with their
 //! stored u, no update). Labelled images keep their label.
 
-use super::{adam_all, rotated_rows, rotation_targets, stack, with_rotations, AdamSlot};
+use super::{
+    adam_all, bump, check_all, restore_u, rotated_rows, rotation_targets, snapshot_u, stack,
+    with_rotations, AdamSlot,
+};
 use crate::data::{Dataset, Order};
 use crate::device::Context;
 use crate::error::{Error, Result};
@@ -41,7 +44,7 @@ use crate::model::layers::{Grads, Mode, Weights};
 use crate::model::{spec, Config, Discriminator, Model};
 use crate::ops::elementwise as ew;
 use crate::ops::loss;
-use crate::ops::optim::AdamConfig;
+use crate::ops::optim::{AdamConfig, StepFlag};
 use crate::tensor::{DType, Tensor};
 use std::collections::BTreeMap;
 
@@ -271,8 +274,10 @@ impl Labeller {
         let adam_cfg = self.lcfg.adam();
         let disc = Discriminator { cfg: &self.cfg };
         let ws = &self.weights;
-        let adam = &mut self.adam;
-        let (losses, pred) = ctx.run(|rec| {
+        let adam = &self.adam;
+        let flag = StepFlag::new(ctx)?;
+        let (losses, pred, stepped) = ctx.run(|rec| {
+            let snaps = snapshot_u(rec, &[ws])?;
             let xr = with_rotations(rec, x, k)?;
             let (out, dctx) = disc.forward(rec, ws, &xr, &proj, Mode::TRAIN)?;
             let rot_logits = out.rotation.as_ref().expect("labeller config has the head");
@@ -293,12 +298,24 @@ impl Labeller {
                 &mut grads,
             )?;
             grads.map.retain(|name, _| !unused_by_labeller(name));
-            adam_all(rec, adam, ws, &grads, adam_cfg)?;
-            let losses = stack(rec, &[&total, &rot.loss, &cls.loss])?;
-            Ok((losses, pred))
+            check_all(rec, &flag, &total, &grads)?;
+            let stepped = adam_all(rec, adam, ws, &grads, adam_cfg, &flag)?;
+            restore_u(rec, &snaps, &flag)?;
+            let losses = stack(rec, &[&total, &rot.loss, &cls.loss, &flag.flag])?;
+            Ok((losses, pred, stepped))
         })?;
-        self.steps_done += 1;
         let l = losses.to_f32(ctx)?;
+        if l[3] != 0.0 {
+            // Rejected on the device: weights, Adam state and u are as before the step.
+            return Err(Error::InvalidArgument(format!(
+                "labeller step {}: the loss or a gradient is not finite (loss {}); the step \
+                 was rejected and nothing changed",
+                self.steps_done + 1,
+                l[0]
+            )));
+        }
+        bump(&mut self.adam, &stepped);
+        self.steps_done += 1;
         let pred = pred.to_i32(ctx)?;
         let (mut right, mut labelled) = (0usize, 0usize);
         for (&p, &c) in pred.iter().zip(y) {

@@ -1,11 +1,13 @@
 //! The `fewlabels` command line: `train` (S3GAN and friends on a data set, with checkpoints,
 //! sample grids, a CSV log and a loss plot), `sample` (a grid or one image from a model),
-//! `classify` (the discriminator's class head on images) and `info` (the adapter, a model).
+//! `classify` (the discriminator's class head on images), `eval` (FID, IS, class
+//! consistency of a Fashion-MNIST model) and `info` (the adapter, a model).
 //!
 //! Every failure prints one line, `error: ...`, and exits non-zero (2 for bad arguments,
 //! 1 for everything else).
 
 mod classify;
+mod eval;
 mod images;
 mod info;
 mod plot;
@@ -40,6 +42,9 @@ enum Command {
     /// Label images with the discriminator's class head (accuracy and confusion matrix when
     /// the true labels are known).
     Classify(classify::Args),
+    /// FID, Inception Score and class consistency of a Fashion-MNIST model (10,000 samples
+    /// against the 10,000 test images, with the embedded evaluator).
+    Eval(eval::Args),
     /// Show the GPU adapter, and a model file's configuration, sizes and metadata.
     Info(info::Args),
 }
@@ -108,7 +113,7 @@ fn main() -> ExitCode {
                 return ExitCode::SUCCESS;
             }
             if e.kind() == ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand {
-                eprintln!("error: no command given (train, sample, classify or info; see fewlabels --help)");
+                eprintln!("error: no command given (train, sample, classify, eval or info; see fewlabels --help)");
                 return ExitCode::from(2);
             }
             let text = e.render().to_string();
@@ -124,6 +129,7 @@ fn main() -> ExitCode {
             Command::Train(a) => train::run(&ctx, *a),
             Command::Sample(a) => sample::run(&ctx, a),
             Command::Classify(a) => classify::run(&ctx, a),
+            Command::Eval(a) => eval::run(&ctx, a),
             Command::Info(a) => info::run(&ctx, a),
         });
     match result {

@@ -15,7 +15,8 @@ use crate::{images, io_fail, plot, Res};
 use fewlabels::data::{self, Dataset, FolderOptions, LabelSpec, Order, OrderState, Split};
 use fewlabels::model::file::TensorFile;
 use fewlabels::model::{Config, Model, Which};
-use fewlabels::train::{TrainConfig, Trainer, Variant, TRAIN_PREFIX};
+use fewlabels::train::labeller::{pseudo_label, LabellerConfig};
+use fewlabels::train::{LabelUse, TrainConfig, Trainer, Variant, TRAIN_PREFIX};
 use fewlabels::{Context, Tensor};
 use indicatif::{ProgressBar, ProgressStyle};
 use plotters::style::RGBColor;
@@ -34,6 +35,8 @@ const PLOT: &str = "loss.png";
 const SETTINGS_KEY: &str = "cli.settings";
 /// Key of the batch order's state in the checkpoint's `extra` map.
 const ORDER_KEY: &str = "data.order";
+/// Key of the pre-trained labels (s2gan, s3gan) in the checkpoint's `extra` map.
+const PSEUDO_KEY: &str = "data.pre_trained_labels";
 /// Steps over which the progress line averages accuracy and speed.
 const WINDOW: usize = 20;
 /// Classes shown in a sample grid (the first ones), and samples per class.
@@ -61,9 +64,15 @@ pub struct Args {
     /// `none`; a seeded subset spread evenly over the classes [default: all]
     #[arg(long, value_name = "SPEC")]
     labels: Option<String>,
-    /// Which GAN: conditional, unconditional, ssgan, s2gan-co or s3gan-co [default: s3gan-co]
+    /// Which GAN: conditional, unconditional, ssgan, s2gan-co, s3gan-co, or s2gan / s3gan
+    /// (pre-trained labels: a labeller trained first labels every unlabelled image, then a
+    /// conditional GAN trains on them) [default: s3gan-co]
     #[arg(long, value_name = "NAME")]
     variant: Option<String>,
+    /// Labeller steps before the GAN for s2gan and s3gan (batch --batch, Adam lr 4e-4,
+    /// rotation loss on all images plus class loss on the labelled ones) [default: 2000]
+    #[arg(long, value_name = "N")]
+    labeller_steps: Option<usize>,
     /// Fresh weights of this architecture: tiny, tiny_rgb, fashion, imagenet64,
     /// imagenet128 [default: fashion]
     #[arg(long, value_name = "NAME", conflicts_with = "init")]
@@ -132,6 +141,9 @@ struct Settings {
     eval_data: Option<PathBuf>,
     eval_labels_csv: Option<PathBuf>,
     eval_size: usize,
+    /// Labeller steps (s2gan and s3gan only).
+    #[serde(default)]
+    labeller_steps: usize,
 }
 
 /// The figures of one step (one CSV row).
@@ -335,6 +347,72 @@ fn load_eval(cfg: &Config, s: &Settings) -> Res<Option<EvalSet>> {
     Ok(Some(EvalSet { x, y, name }))
 }
 
+/// S2GAN/S3GAN: label every unlabelled image of `ds` with a labeller trained on `ds` (rotation
+/// on all images, class on the labelled ones), once per run: the labels are kept in the
+/// checkpoint (`extra`), so a resumed run trains on the same labels without a second labeller.
+fn pre_trained_labels(ctx: &Context, tr: &mut Trainer, ds: &mut Dataset, s: &Settings) -> Res<()> {
+    if let Some(saved) = tr.extra.get(PSEUDO_KEY) {
+        let labels: Vec<i32> = saved
+            .split(',')
+            .map(|v| v.parse::<i32>())
+            .collect::<Result<_, _>>()
+            .map_err(|e| format!("checkpoint: bad pre-trained labels: {e}"))?;
+        if labels.len() != ds.len() {
+            return Err(format!(
+                "checkpoint: {} pre-trained labels for {} images",
+                labels.len(),
+                ds.len()
+            )
+            .into());
+        }
+        ds.labels = labels;
+        return Ok(());
+    }
+    let mut lc = LabellerConfig::new();
+    lc.steps = s.labeller_steps;
+    lc.batch = s.batch;
+    lc.seed = tr.cfg.seed;
+    let unlabelled: Vec<usize> = (0..ds.len()).filter(|&i| ds.labels[i] < 0).collect();
+    println!(
+        "labeller: {} steps of {} images; then it labels {} unlabelled images",
+        lc.steps,
+        lc.batch,
+        unlabelled.len()
+    );
+    let bar = ProgressBar::new(lc.steps as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "labeller {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
+        )
+        .map_err(|e| e.to_string())?,
+    );
+    let cfg = tr.model.cfg.clone();
+    pseudo_label(ctx, &cfg, ds, &lc, &mut |r| {
+        bar.set_position(r.step as u64);
+        bar.set_message(format!(
+            "rotation {:.3} class {:.3} labelled acc {:.2}",
+            r.rotation_loss, r.class_loss, r.labelled_accuracy
+        ));
+    })?;
+    bar.finish();
+    if s.data == FASHION && !unlabelled.is_empty() {
+        // Fashion-MNIST knows every label: report how right the pre-trained labels are.
+        let truth = data::fashion_mnist(Path::new(data::FASHION_MNIST_DIR), Split::Train)?;
+        let right = unlabelled
+            .iter()
+            .filter(|&&i| truth.labels[i] == ds.labels[i])
+            .count();
+        println!(
+            "labeller: {:.2}% of the {} pre-trained labels are right",
+            100.0 * right as f64 / unlabelled.len() as f64,
+            unlabelled.len()
+        );
+    }
+    let text: Vec<String> = ds.labels.iter().map(|l| l.to_string()).collect();
+    tr.extra.insert(PSEUDO_KEY.into(), text.join(","));
+    Ok(())
+}
+
 /// Share of `set` whose class-head label is right.
 fn evaluate(ctx: &Context, model: &Model, set: &EvalSet) -> Res<f64> {
     let (labels, _) = model.classify(ctx, &set.x, set.y.len())?;
@@ -483,6 +561,7 @@ fn new_settings(a: &Args) -> Res<Settings> {
         eval_data: abs(&a.eval_data),
         eval_labels_csv: abs(&a.eval_labels_csv),
         eval_size: opt_or(&a.eval_size, 1000),
+        labeller_steps: opt_or(&a.labeller_steps, LabellerConfig::new().steps),
     })
 }
 
@@ -508,6 +587,11 @@ fn check_resume_args(a: &Args, s: &Settings, tc: &TrainConfig) -> Res<()> {
         tc.d_steps.to_string(),
     );
     check("seed", a.seed.map(|v| v.to_string()), tc.seed.to_string());
+    check(
+        "labeller-steps",
+        a.labeller_steps.map(|v| v.to_string()),
+        s.labeller_steps.to_string(),
+    );
     check(
         "eval-size",
         a.eval_size.map(|v| v.to_string()),
@@ -586,18 +670,20 @@ pub fn run(ctx: &Context, a: Args) -> Res<()> {
     let tc = tr.cfg.clone();
     let seed = tc.seed;
 
-    let ds = load_data(&cfg, &settings, seed)?;
-    if tc.variant == Variant::Conditional && ds.labelled() < ds.len() {
+    let mut ds = load_data(&cfg, &settings, seed)?;
+    if matches!(tc.variant, Variant::S2gan | Variant::S3gan) {
+        pre_trained_labels(ctx, &mut tr, &mut ds, &settings)?;
+    }
+    if tc.variant.labels() == LabelUse::All && ds.labelled() < ds.len() {
         return Err(format!(
-            "the conditional variant needs every image labelled, but {} of {} are not \
-             (use s3gan-co for partly labelled data)",
+            "the {} variant needs every image labelled, but {} of {} are not \
+             (use s3gan-co, or s3gan to label them first)",
+            tc.variant.name(),
             ds.len() - ds.labelled(),
             ds.len()
         )
         .into());
     }
-    // Pre-trained labels (S2GAN/S3GAN) go here: a labeller phase that fills ds.labels before
-    // the GAN loop (fewlabels::train::labeller::pseudo_label).
     let eval = load_eval(&cfg, &settings)?;
     let mut order = match resumed_order {
         Some(o) => {
