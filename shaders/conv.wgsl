@@ -17,6 +17,10 @@
 // - conv3x3_*: a lane computes an 8x8 block of output pixels x 8 output channels. Per 4 input
 //   channels it loads the 10x10 input window once and reuses it for all 9 taps (~54 flops per
 //   loaded float, against 8 for a 4x4 tile without the window).
+// - conv3x3w_v4: 8x8 pixels x 16 output channels, chosen on CPU adapters when Cout >= 16
+//   (on a loaded lavapipe machine it took 0.75x and 0.95x the CPU time of conv3x3_v4 in two
+//   runs: see docs/PERFORMANCE.md; 1024 accumulators per lane would spill on a GPU, which
+//   keeps conv3x3_v4).
 // - conv_gemm_*: any k, a lane computes 32 consecutive pixels x 16 output channels (1x1 convs,
 //   and 3x3 on images narrower than 8, where 8x8 blocks would be mostly padding).
 // - conv_dw3_*: a lane owns 4 input x 16 output channels for all 9 taps and slides a 3x3
@@ -408,6 +412,33 @@ fn conv3x3_s(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id)
     }
     store_blk3(tl, cb0, acc.a);
     store_blk3(tl, cb0 + 1u, acc.b);
+}
+
+// conv3x3w_v4: the same with 16 output channels (4 blocks) per invocation, for CPU adapters:
+// each loaded input window feeds twice the multiply-adds. Grid y over groups of 4 blocks;
+// blocks past cout4 read the last block's weights and are not stored.
+@compute @workgroup_size(16)
+fn conv3x3w_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let t = wg.x * WG_FWD + lid.x;
+    if t >= p.n * ((p.h + 7u) / 8u) * ((p.w + 7u) / 8u) { return; }
+    let tl = tile3(t);
+    let last = p.cout4 - 1u;
+    let cb0 = 4u * wg.y;
+    let cb1 = min(cb0 + 1u, last);
+    let cb2 = min(cb0 + 2u, last);
+    let cb3 = min(cb0 + 3u, last);
+    let tstep = p.cin4 * 4u * p.cout4;
+    var acc = acc3_init(cb0);
+    var acc2 = acc3_init(cb0 + 2u);
+    for (var c = 0u; c < p.cin4; c++) {
+        let x = win_v4(tl, c);
+        acc = taps3(acc, x, c * 4u * p.cout4, tstep, cb0, cb1);
+        acc2 = taps3(acc2, x, c * 4u * p.cout4, tstep, cb2, cb3);
+    }
+    store_blk3(tl, cb0, acc.a);
+    store_blk3(tl, cb0 + 1u, acc.b);
+    store_blk3(tl, cb0 + 2u, acc2.a);
+    store_blk3(tl, cb0 + 3u, acc2.b);
 }
 
 // ---------------------------------------------------------------------------------------

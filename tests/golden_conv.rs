@@ -248,70 +248,123 @@ fn conv2d_rejects_bad_input() {
     assert_eq!(y.shape(), &[2, 5, 5, 4]);
 }
 
-fn median_ms(mut f: impl FnMut()) -> f64 {
-    let s = std::time::Instant::now();
-    f(); // warm-up (pipeline compilation, buffer pool)
-    println!(
-        "  (first call, with shader compilation: {:.0} ms)",
-        s.elapsed().as_secs_f64() * 1e3
-    );
-    let mut t: Vec<f64> = (0..3)
-        .map(|_| {
-            let s = std::time::Instant::now();
-            f();
-            s.elapsed().as_secs_f64() * 1e3
-        })
-        .collect();
-    t.sort_by(|a, b| a.partial_cmp(b).unwrap());
-    t[1]
+/// CPU seconds used by this process so far (user + system), from /proc. On a CPU adapter
+/// (lavapipe) the kernels run on this process's threads, so this counts the work done even
+/// when other processes share the cores.
+fn cpu_seconds() -> f64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let Some(at) = stat.rfind(')') else {
+        return 0.0;
+    };
+    let f: Vec<&str> = stat[at + 2..].split(' ').collect();
+    let tick = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+    (tick(11) + tick(12)) / 100.0
 }
 
-/// Timing of conv3x3 N=16, 64 -> 64 channels, 32x32: forward, dx and dw (dw includes the
-/// chunk reduction). Prints ms and GFLOP/s = 2*N*H*W*Cout*Cin*9 / t; asserts nothing.
-#[test]
-#[ignore]
-fn conv_speed() {
+/// One warm-up call (pipeline compilation, buffer pool), then `reps` timed calls: returns the
+/// medians of wall and process CPU milliseconds.
+fn median_ms(reps: usize, mut f: impl FnMut()) -> (f64, f64) {
+    f();
+    let mut wall = Vec::new();
+    let mut cpu = Vec::new();
+    for _ in 0..reps {
+        let c0 = cpu_seconds();
+        let s = std::time::Instant::now();
+        f();
+        wall.push(s.elapsed().as_secs_f64() * 1e3);
+        cpu.push((cpu_seconds() - c0) * 1e3);
+    }
+    wall.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    cpu.sort_by(|a, b| a.partial_cmp(b).unwrap());
+    (wall[reps / 2], cpu[reps / 2])
+}
+
+fn rnd(len: usize, seed: u32) -> Vec<f32> {
+    let mut s = seed.wrapping_mul(2654435761).wrapping_add(12345);
+    (0..len)
+        .map(|_| {
+            s ^= s << 13;
+            s ^= s >> 17;
+            s ^= s << 5;
+            (s as f32 / u32::MAX as f32) - 0.5
+        })
+        .collect()
+}
+
+/// Times forward, dx and dw (dw includes the chunk reduction) of a 'same' conv with bias:
+/// (n, h = w, cin, cout, k). Prints wall and process-CPU medians and GFLOP/s of wall time,
+/// with 2*N*H*W*Cout*Cin*k*k flops per pass; asserts nothing.
+fn time_conv((n, h, ci, co, k): (usize, usize, usize, usize, usize), reps: usize) {
     let c = ctx();
-    let (n, h, ci, co) = (16usize, 32usize, 64usize, 64usize);
-    let rnd = |len: usize, seed: u32| -> Vec<f32> {
-        let mut s = seed.wrapping_mul(2654435761).wrapping_add(12345);
-        (0..len)
-            .map(|_| {
-                s ^= s << 13;
-                s ^= s >> 17;
-                s ^= s << 5;
-                (s as f32 / u32::MAX as f32) - 0.5
-            })
-            .collect()
-    };
     let x = Tensor::from_f32(c, &[n, h, h, ci], &rnd(n * h * h * ci, 1)).unwrap();
-    let w = Tensor::from_f32(c, &[co, ci, 3, 3], &rnd(co * ci * 9, 2)).unwrap();
+    let w = Tensor::from_f32(c, &[co, ci, k, k], &rnd(co * ci * k * k, 2)).unwrap();
+    let b = Tensor::from_f32(c, &[co], &rnd(co, 4)).unwrap();
     let dy = Tensor::from_f32(c, &[n, h, h, co], &rnd(n * h * h * co, 3)).unwrap();
-    let flop = 2.0 * (n * h * h * co * ci * 9) as f64;
-    let report = |name: &str, ms: f64| {
+    let flop = 2.0 * (n * h * h * co * ci * k * k) as f64;
+    let report = |name: &str, (ms, cpu): (f64, f64)| {
         println!(
-            "conv3x3 N={n} {ci}->{co} {h}x{h} {name}: {ms:.1} ms, {:.1} GFLOP/s",
-            flop / (ms * 1e-3) / 1e9
+            "conv{k}x{k} N={n} {ci}->{co} {h}x{h} {name}: {ms:.1} ms wall, {cpu:.1} ms CPU, {:.1} GFLOP/s wall, {:.1} GFLOP per CPU s",
+            flop / (ms * 1e-3) / 1e9,
+            flop / (cpu.max(1e-3) * 1e-3) / 1e9
         );
     };
-    let fwd = median_ms(|| {
-        let y = c.run(|r| conv2d(r, &x, &w, None)).unwrap();
+    let fwd = median_ms(reps, || {
+        let y = c.run(|r| conv2d(r, &x, &w, Some(&b))).unwrap();
         c.wait().unwrap();
         drop(y);
     });
     report("forward", fwd);
-    let dx = median_ms(|| {
+    let dx = median_ms(reps, || {
         let t = c.run(|r| conv2d_backward_input(r, &x, &w, &dy)).unwrap();
         c.wait().unwrap();
         drop(t);
     });
     report("dx", dx);
-    let dw = median_ms(|| {
+    let dw = median_ms(reps, || {
         let t = c
-            .run(|r| conv2d_backward_weight(r, &x, &w, &dy, false))
+            .run(|r| conv2d_backward_weight(r, &x, &w, &dy, true))
             .unwrap();
         c.wait().unwrap();
         drop(t);
     });
-    report("dw", dw);
+    report("dw+db", dw);
+}
+
+/// Timing of conv3x3 N=16, 64 -> 64 channels, 32x32 (the shape of issue 6).
+/// Run with `cargo test --release --test golden_conv -- --ignored --nocapture conv_speed`.
+#[test]
+#[ignore]
+fn conv_speed() {
+    time_conv((16, 32, 64, 64, 3), 5);
+}
+
+/// Timing of the conv shapes of the `fashion` preset: G at batch 64 (channels 64, 64, 32, 16
+/// from 8x8 to 32x32, then 16 -> 1), D at batch 224 (1 -> 16 at 32x32 up to 64 -> 64 at 4x4),
+/// and their 1x1 shortcuts.
+#[test]
+#[ignore]
+fn conv_speed_fashion() {
+    let only = std::env::var("CONV_SPEED_ONLY").ok();
+    for shape in [
+        (64, 8, 64, 64, 3),
+        (64, 16, 64, 32, 3),
+        (64, 16, 32, 32, 3),
+        (64, 32, 32, 16, 3),
+        (64, 32, 16, 16, 3),
+        (64, 32, 16, 1, 3),
+        (64, 16, 64, 32, 1),
+        (224, 32, 1, 16, 3),
+        (224, 32, 16, 16, 3),
+        (224, 16, 16, 32, 3),
+        (224, 8, 32, 64, 3),
+        (224, 4, 64, 64, 3),
+        (224, 16, 16, 32, 1),
+    ] {
+        if let Some(o) = &only {
+            if !format!("{shape:?}").contains(o.as_str()) {
+                continue;
+            }
+        }
+        time_conv(shape, 3);
+    }
 }

@@ -5,7 +5,9 @@
 //! Every pass is an implicit GEMM (no im2col buffer):
 //! - forward: M = N*H*W pixels, N = Cout, K = Cin*k*k, on a weight repacked per call into
 //!   `[k*k, Cin, Cout]` (channel counts padded to multiples of 4). 3x3 on images at least 8
-//!   wide and high uses `conv3x3_*` (8x8 pixel blocks sharing one input window per lane);
+//!   wide and high uses `conv3x3_*` (8x8 pixel blocks sharing one input window per lane; on
+//!   CPU adapters, with at least 16 output channels, `conv3x3w_v4`, which computes 16 output
+//!   channels per lane instead of 8);
 //!   1x1, and 3x3 on smaller images, use `conv_gemm_*` (32 consecutive pixels per lane);
 //! - input gradient: the same kernels on `dy`, with the weight flipped and transposed;
 //! - weight and bias gradients: the reduction over N*H*W is split into chunks whose partial
@@ -170,11 +172,19 @@ fn gemm(
     let v4 = gin.is_multiple_of(4);
     let (entry, groups) = if d.k == 3 && d.h >= 8 && d.w >= 8 {
         let tiles = (d.n * d.h.div_ceil(8) * d.w.div_ceil(8)) as u64;
-        let entry = if v4 { "conv3x3_v4" } else { "conv3x3_s" };
-        (
-            entry,
-            [tiles.div_ceil(WG_FWD), quads(gout).div_ceil(2) as u64],
-        )
+        if v4 && gout >= 16 && rec.ctx.description.device_type == "Cpu" {
+            // CPU adapters (lavapipe): 16 output channels per invocation (see the shader).
+            (
+                "conv3x3w_v4",
+                [tiles.div_ceil(WG_FWD), quads(gout).div_ceil(4) as u64],
+            )
+        } else {
+            let entry = if v4 { "conv3x3_v4" } else { "conv3x3_s" };
+            (
+                entry,
+                [tiles.div_ceil(WG_FWD), quads(gout).div_ceil(2) as u64],
+            )
+        }
     } else {
         let lanes = (d.m() as u64).div_ceil(GEMM_PIXELS);
         let entry = if v4 { "conv_gemm_v4" } else { "conv_gemm_s" };
