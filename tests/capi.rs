@@ -56,12 +56,18 @@ const C_FLAGS: &[&str] = &["-Wall", "-Wextra", "-Werror", "-pedantic"];
 
 /// Compile and link a C file against libfewlabels.so; returns the executable.
 fn build_c(src: &Path, name: &str) -> PathBuf {
+    build_c_with(src, name, &[])
+}
+
+/// As [`build_c`], with extra compiler flags (e.g. sanitizers).
+fn build_c_with(src: &Path, name: &str, extra: &[&str]) -> PathBuf {
     let so = shared_lib();
     let out = work_dir().join(name);
     let dir = so.parent().unwrap();
     let res = Command::new("cc")
         .arg("-std=c99")
         .args(C_FLAGS)
+        .args(extra)
         .arg("-I")
         .arg(root().join("include"))
         .arg(src)
@@ -380,6 +386,41 @@ fn c_bad_calls_fail_cleanly_and_valid_calls_still_work() {
         String::from_utf8_lossy(&res.stderr)
     );
     assert!(stdout.contains(" 0 failed"), "{stdout}");
+}
+
+/// The bad calls again under AddressSanitizer and UBSan (the C side instrumented; ASan's
+/// allocator also checks every heap block the library and the driver allocate for overflows
+/// into its red zones, double frees and frees of foreign pointers). LeakSanitizer runs with
+/// tests/c/lsan.supp, which names the Vulkan driver's and LLVM's own allocations; a leak of
+/// libfewlabels itself fails the test.
+#[test]
+fn c_bad_calls_run_clean_under_address_sanitizer() {
+    let f = files();
+    let exe = build_c_with(
+        &root().join("tests/c/bad_calls.c"),
+        "bad_calls_asan",
+        &["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"],
+    );
+    let supp = root().join("tests/c/lsan.supp");
+    let lsan = format!("suppressions={}:print_suppressions=0", supp.display());
+    let res = run_env(
+        &exe,
+        &f.bad_call_args(),
+        &[
+            ("ASAN_OPTIONS", "halt_on_error=1:detect_leaks=1:exitcode=98"),
+            ("UBSAN_OPTIONS", "halt_on_error=1:print_stacktrace=1"),
+            ("LSAN_OPTIONS", &lsan),
+        ],
+    );
+    let stdout = String::from_utf8_lossy(&res.stdout);
+    let stderr = String::from_utf8_lossy(&res.stderr);
+    assert!(
+        res.status.success() && stdout.contains(" 0 failed"),
+        "bad_calls under ASan: exit {:?} (98: a sanitizer report)\n{stdout}\n{stderr}",
+        res.status.code()
+    );
+    assert!(!stderr.contains("ERROR: AddressSanitizer"), "{stderr}");
+    assert!(!stderr.contains("runtime error:"), "{stderr}");
 }
 
 /// A loaded model handle, freed on drop.
