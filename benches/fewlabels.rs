@@ -11,7 +11,9 @@ use fewlabels::{Error, Result};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let quick = args.iter().any(|a| a == "--quick");
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it,
+    // and then gets the quick mode (tiny sizes, no PyTorch) so the test run stays short.
+    let quick = args.iter().any(|a| a == "--quick") || !args.iter().any(|a| a == "--bench");
     let write_docs = args.iter().any(|a| a == "--write-docs");
     let mut opts = if quick {
         suite::Options::quick()

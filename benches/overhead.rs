@@ -22,16 +22,20 @@ fn cpu(t: Option<f64>) -> String {
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
+    // `cargo bench` passes --bench; `cargo test --all-targets` runs this binary without it,
+    // and then gets small defaults so the test run stays short.
+    let full = args.iter().any(|a| a == "--bench");
     let steps: usize = arg(&args, "--steps")
         .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(if full { 3 } else { 1 });
     let batch: usize = arg(&args, "--batch")
         .and_then(|s| s.parse().ok())
-        .unwrap_or(64);
-    let preset = arg(&args, "--preset").unwrap_or_else(|| "fashion".into());
+        .unwrap_or(if full { 64 } else { 4 });
+    let preset =
+        arg(&args, "--preset").unwrap_or_else(|| (if full { "fashion" } else { "tiny" }).into());
     let dispatches: usize = arg(&args, "--dispatches")
         .and_then(|s| s.parse().ok())
-        .unwrap_or(2000);
+        .unwrap_or(if full { 2000 } else { 200 });
 
     let t = std::time::Instant::now();
     let ctx = Context::new()?;

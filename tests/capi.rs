@@ -399,7 +399,11 @@ fn c_bad_calls_run_clean_under_address_sanitizer() {
     let exe = build_c_with(
         &root().join("tests/c/bad_calls.c"),
         "bad_calls_asan",
-        &["-fsanitize=address,undefined", "-fno-omit-frame-pointer", "-g"],
+        &[
+            "-fsanitize=address,undefined",
+            "-fno-omit-frame-pointer",
+            "-g",
+        ],
     );
     let supp = root().join("tests/c/lsan.supp");
     let lsan = format!("suppressions={}:print_suppressions=0", supp.display());
@@ -984,7 +988,10 @@ fn a_diverging_trainer_reports_a_non_finite_loss() {
     );
     // The trainer is still usable: another call answers a status, not a crash.
     let (st2, _) = step(&t, &images, &[0, 1, -1, -1]);
-    assert!(st2 == 0 || st2 == fl_status_code::FL_ERR_NON_FINITE as i32, "{st2}");
+    assert!(
+        st2 == 0 || st2 == fl_status_code::FL_ERR_NON_FINITE as i32,
+        "{st2}"
+    );
     let _ = s;
 }
 
