@@ -30,7 +30,10 @@ fn quick_benchmark_reports_every_item() {
     // The profile of a train step names the kernels it ran, with their dispatch counts.
     let (_, rows) = &report.profiles[0];
     assert!(rows.iter().any(|r| r.shader == "conv"), "{rows:?}");
-    assert!(rows.iter().any(|r| r.entry == "adam_step"), "{rows:?}");
+    assert!(
+        rows.iter().any(|r| r.entry.starts_with("adam_step")),
+        "{rows:?}"
+    );
     assert!(rows.iter().all(|r| r.count > 0 && r.total_ms >= 0.0));
     // After the first steps the pools serve every buffer a step needs.
     assert_eq!(report.new_buffers_per_step, vec![("tiny".to_string(), 0)]);

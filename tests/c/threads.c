@@ -345,7 +345,8 @@ int main(int argc, char **argv) {
            "(calls alternate get_info and step)\n",
            c1.ok, c1.busy, c2.ok, c2.busy);
     check("every call answered FL_OK or FL_ERR_BUSY", c1.other == 0 && c2.other == 0);
-    check("the second thread was refused with FL_ERR_BUSY at least once", c2.busy > 0);
+    /* Which thread meets the other's call depends on the scheduler: either may be refused. */
+    check("a thread was refused with FL_ERR_BUSY at least once", c1.busy + c2.busy > 0);
     check("every FL_ERR_BUSY came with the threading rule in its message",
           c1.busy_message_ok == c1.busy && c2.busy_message_ok == c2.busy);
     /* Steps that went through: all of the first thread's, and the second thread's successful
