@@ -402,3 +402,85 @@ fn bad_invocations_fail_with_one_line() {
     );
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// S3GAN with pre-trained labels: the labeller runs first and labels the 6 unlabelled images,
+/// the labels travel in the checkpoint, and a resumed run continues without a second labeller,
+/// bit for bit like a straight run.
+#[test]
+fn s3gan_labels_first_and_resumes_on_the_same_labels() {
+    let dir = tmp("s3gan");
+    let (imgs, labels) = image_folder(&dir);
+    let train = |out: &Path, steps: &str| {
+        run(&[
+            "train",
+            "--variant",
+            "s3gan",
+            "--labeller-steps",
+            "3",
+            "--data",
+            s(&imgs),
+            "--labels-csv",
+            s(&labels),
+            "--preset",
+            "tiny",
+            "--batch",
+            "4",
+            "--d-steps",
+            "1",
+            "--seed",
+            "3",
+            "--checkpoint-every",
+            "1",
+            "--sample-every",
+            "0",
+            "--eval-every",
+            "0",
+            "--steps",
+            steps,
+            "--out",
+            s(out),
+        ])
+    };
+    let a = dir.join("a");
+    let text = String::from_utf8_lossy(&train(&a, "1").stdout).to_string();
+    assert!(
+        text.contains("labeller: 3 steps of 4 images; then it labels 6 unlabelled images"),
+        "{text}"
+    );
+    let ckpt = TensorFile::load(&a.join("checkpoint.safetensors")).unwrap();
+    let saved = ckpt
+        .metadata
+        .get("train.extra.data.pre_trained_labels")
+        .expect("the checkpoint keeps the pre-trained labels");
+    let labels: Vec<i32> = saved.split(',').map(|v| v.parse().unwrap()).collect();
+    assert_eq!(labels.len(), 12, "{saved}");
+    assert!(labels.iter().all(|&c| (0..3).contains(&c)), "{saved}");
+    // The labelled (even) images keep their CSV labels.
+    for i in (0..12).step_by(2) {
+        assert_eq!(labels[i], (i % 3) as i32, "{saved}");
+    }
+    let o = run(&["train", "--resume", "--steps", "2", "--out", s(&a)]);
+    let text = String::from_utf8_lossy(&o.stdout).to_string();
+    assert!(text.contains("resuming at step 1"), "{text}");
+    assert!(
+        !text.contains("labeller:"),
+        "a resumed run labels nothing again: {text}"
+    );
+    let b = dir.join("b");
+    train(&b, "2");
+    let (fa, fb) = (
+        TensorFile::load(&a.join("checkpoint.safetensors")).unwrap(),
+        TensorFile::load(&b.join("checkpoint.safetensors")).unwrap(),
+    );
+    for (name, t) in &fa.tensors {
+        assert_eq!(
+            t.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            fb.tensors[name]
+                .data
+                .iter()
+                .map(|v| v.to_bits())
+                .collect::<Vec<_>>(),
+            "{name}"
+        );
+    }
+}
