@@ -87,6 +87,35 @@ fn build_c_with(src: &Path, name: &str, extra: &[&str]) -> PathBuf {
     out
 }
 
+/// Compile and link a C++ file (C++11, with the C++ wrapper's folder on the include path)
+/// against libfewlabels.so; returns the executable.
+fn build_cpp(src: &Path, name: &str) -> PathBuf {
+    let so = shared_lib();
+    let dir = so.parent().unwrap();
+    let exe = work_dir().join(name);
+    let res = Command::new("c++")
+        .arg("-std=c++11")
+        .args(C_FLAGS)
+        .arg("-I")
+        .arg(root().join("include"))
+        .arg("-I")
+        .arg(root().join("bindings/cpp"))
+        .arg(src)
+        .arg("-L")
+        .arg(dir)
+        .args(["-l:libfewlabels.so", "-pthread", "-o"])
+        .arg(&exe)
+        .output()
+        .expect("running c++");
+    assert!(
+        res.status.success(),
+        "c++ {} failed:\n{}",
+        src.display(),
+        String::from_utf8_lossy(&res.stderr)
+    );
+    exe
+}
+
 fn run(exe: &Path, args: &[&Path]) -> std::process::Output {
     run_env(exe, args, &[])
 }
@@ -705,28 +734,7 @@ fn install_script_and_pkg_config_build_the_example() {
 #[test]
 fn cpp_wrapper_samples_and_throws() {
     let f = files();
-    let so = shared_lib();
-    let dir = so.parent().unwrap();
-    let exe = work_dir().join("cpp_wrapper");
-    let res = Command::new("c++")
-        .arg("-std=c++11")
-        .args(C_FLAGS)
-        .arg("-I")
-        .arg(root().join("include"))
-        .arg("-I")
-        .arg(root().join("bindings/cpp"))
-        .arg(root().join("tests/c/cpp_wrapper.cpp"))
-        .arg("-L")
-        .arg(dir)
-        .args(["-l:libfewlabels.so", "-pthread", "-o"])
-        .arg(&exe)
-        .output()
-        .expect("running c++");
-    assert!(
-        res.status.success(),
-        "c++ failed:\n{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    let exe = build_cpp(&root().join("tests/c/cpp_wrapper.cpp"), "cpp_wrapper");
     let res = run(&exe, &[&f.tiny]);
     let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(
@@ -1039,28 +1047,7 @@ fn a_trainer_in_use_by_another_thread_answers_busy() {
 #[test]
 fn cpp_finetune_example_trains_saves_and_samples() {
     let f = files();
-    let so = shared_lib();
-    let dir = so.parent().unwrap();
-    let exe = work_dir().join("finetune");
-    let res = Command::new("c++")
-        .arg("-std=c++11")
-        .args(C_FLAGS)
-        .arg("-I")
-        .arg(root().join("include"))
-        .arg("-I")
-        .arg(root().join("bindings/cpp"))
-        .arg(root().join("examples/cpp/finetune.cpp"))
-        .arg("-L")
-        .arg(dir)
-        .args(["-l:libfewlabels.so", "-o"])
-        .arg(&exe)
-        .output()
-        .expect("running c++");
-    assert!(
-        res.status.success(),
-        "c++ failed:\n{}",
-        String::from_utf8_lossy(&res.stderr)
-    );
+    let exe = build_cpp(&root().join("examples/cpp/finetune.cpp"), "finetune");
     let out = work_dir().join("finetuned.safetensors");
     let _ = std::fs::remove_file(&out);
     let res = run(&exe, &[&f.tiny, &out]);

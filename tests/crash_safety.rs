@@ -124,15 +124,7 @@ fn killed_training_always_resumes_from_a_whole_checkpoint() {
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
     let path = dir.join(CKPT);
-    let seed = std::env::var("FL_CRASH_SEED").map_or_else(
-        |_| {
-            std::time::SystemTime::UNIX_EPOCH
-                .elapsed()
-                .unwrap()
-                .as_nanos() as u64
-        },
-        |s| s.parse().unwrap(),
-    );
+    let seed = common::seed_from_env("FL_CRASH_SEED");
     let trials: u64 = std::env::var("FL_CRASH_TRIALS").map_or(3, |s| s.parse().unwrap());
     eprintln!("crash safety: {trials} trials, FL_CRASH_SEED={seed}");
     let started = Instant::now();

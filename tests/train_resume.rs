@@ -342,15 +342,7 @@ fn interrupted_saves_leave_a_whole_checkpoint() {
     let fb = b.to_checkpoint_file(ctx).unwrap();
     let size = std::fs::metadata(&target).unwrap().len();
 
-    let seed = std::env::var("FL_CRASH_SEED").map_or_else(
-        |_| {
-            std::time::SystemTime::UNIX_EPOCH
-                .elapsed()
-                .unwrap()
-                .as_nanos() as u64
-        },
-        |s| s.parse().unwrap(),
-    );
+    let seed = common::seed_from_env("FL_CRASH_SEED");
     let rounds: u64 = std::env::var("FL_CRASH_ROUNDS").map_or(10, |s| s.parse().unwrap());
     eprintln!("crash test: {size} bytes per checkpoint, {rounds} rounds, FL_CRASH_SEED={seed}");
     let (mut seen_a, mut seen_b, mut partial) = (0, 0, 0);

@@ -195,3 +195,16 @@ pub fn check_close(name: &str, got: &[f32], want: &[f32], tol: f32) {
         want[i]
     );
 }
+
+/// A seed for randomised tests: the variable `var` when set (to replay a run), else the clock.
+pub fn seed_from_env(var: &str) -> u64 {
+    std::env::var(var).map_or_else(
+        |_| {
+            std::time::SystemTime::UNIX_EPOCH
+                .elapsed()
+                .unwrap()
+                .as_nanos() as u64
+        },
+        |s| s.parse().unwrap(),
+    )
+}
