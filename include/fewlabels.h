@@ -95,7 +95,8 @@ enum fl_status_code
   FL_ERR_DEVICE = 8,
   /**
    * The embedded default model was asked for (`fl_model_load(NULL, ..)`) and this build
-   * has none.
+   * has none. This build embeds one, so it never returns this status; it stays so that the
+   * numbering is append-only.
    */
   FL_ERR_NO_DEFAULT_MODEL = 9,
   /**
@@ -412,8 +413,9 @@ fl_status fl_device_name(const char **out);
 /**
  * Load a model file (a fewlabels safetensors file) onto the GPU.
  *
- * `path`: a NUL-terminated file name, or NULL for the embedded default model. This build has
- * no embedded default model yet: NULL answers `FL_ERR_NO_DEFAULT_MODEL`.
+ * `path`: a NUL-terminated file name, or NULL for the embedded default model (Fashion-MNIST,
+ * 10 classes, 32 x 32 grey, trained by libfewlabels with 10% of the labels; it holds the
+ * discriminator too, so it can classify and be fine-tuned; see docs/MODEL_CARD.md).
  * `out`: receives a new handle, owned by the caller, to be freed with `fl_model_free`; set
  * to NULL on failure.
  *
@@ -587,8 +589,7 @@ fl_status fl_train_config_default(struct fl_train_config *out);
  *
  * `model_path`: a model file holding a discriminator (with the class head for the S2GAN-CO and
  * S3GAN-CO variants and the rotation head for SSGAN and S3GAN-CO), a checkpoint written by
- * `fl_trainer_save`, or NULL for the embedded default model: this build has none yet, so NULL
- * answers `FL_ERR_NO_DEFAULT_MODEL`.
+ * `fl_trainer_save`, or NULL for the embedded default model (see `fl_model_load`).
  * `cfg`: the training configuration, or NULL for `fl_train_config_default`'s. It is copied.
  * A checkpoint resumes exactly with the configuration, optimiser state, step counts and
  * random state it was saved with, and `cfg` is then ignored.
@@ -611,7 +612,8 @@ fl_status fl_trainer_create(const char *model_path,
  * Create a trainer for a new model with fresh weights from a preset.
  *
  * `preset`: "tiny" (16 x 16 grey, 3 classes), "tiny_rgb", "fashion" (32 x 32 grey, 10
- * classes), "imagenet64" or "imagenet128". `seed`: the seed of the initial weights (the same
+ * classes), "fashion_small" (the default model's network), "rgb64", "imagenet64" or
+ * "imagenet128". `seed`: the seed of the initial weights (the same
  * seed gives the same weights). `cfg` and `out` as in `fl_trainer_create`.
  *
  * Errors: `FL_ERR_INVALID_ARGUMENT` (unknown preset, bad configuration),

@@ -64,7 +64,8 @@ pub enum fl_status_code {
     /// The GPU reported an error (validation, out of memory, device lost).
     FL_ERR_DEVICE = 8,
     /// The embedded default model was asked for (`fl_model_load(NULL, ..)`) and this build
-    /// has none.
+    /// has none. This build embeds one, so it never returns this status; it stays so that the
+    /// numbering is append-only.
     FL_ERR_NO_DEFAULT_MODEL = 9,
     /// The model is in use by a call that needs it exclusively (training); try again later.
     FL_ERR_BUSY = 10,
@@ -490,8 +491,9 @@ pub unsafe extern "C" fn fl_device_name(out: *mut *const c_char) -> fl_status {
 
 /// Load a model file (a fewlabels safetensors file) onto the GPU.
 ///
-/// `path`: a NUL-terminated file name, or NULL for the embedded default model. This build has
-/// no embedded default model yet: NULL answers `FL_ERR_NO_DEFAULT_MODEL`.
+/// `path`: a NUL-terminated file name, or NULL for the embedded default model (Fashion-MNIST,
+/// 10 classes, 32 x 32 grey, trained by libfewlabels with 10% of the labels; it holds the
+/// discriminator too, so it can classify and be fine-tuned; see docs/MODEL_CARD.md).
 /// `out`: receives a new handle, owned by the caller, to be freed with `fl_model_free`; set
 /// to NULL on failure.
 ///
@@ -512,11 +514,8 @@ pub unsafe extern "C" fn fl_model_load(path: *const c_char, out: *mut *mut fl_mo
         not_null(out, "out")?;
         *out = std::ptr::null_mut();
         if path.is_null() {
-            return fail(
-                FL_ERR_NO_DEFAULT_MODEL,
-                "this build of libfewlabels has no embedded default model yet (it arrives with \
-                 a trained model in a later release); pass the path of a model file",
-            );
+            let model = Model::load_default(context()?)?;
+            return finish_load(model, out);
         }
         let path = path_of(path)?;
         // The file first: a missing or damaged file is reported even without a device.
@@ -1091,8 +1090,7 @@ pub unsafe extern "C" fn fl_train_config_default(out: *mut fl_train_config) -> f
 ///
 /// `model_path`: a model file holding a discriminator (with the class head for the S2GAN-CO and
 /// S3GAN-CO variants and the rotation head for SSGAN and S3GAN-CO), a checkpoint written by
-/// `fl_trainer_save`, or NULL for the embedded default model: this build has none yet, so NULL
-/// answers `FL_ERR_NO_DEFAULT_MODEL`.
+/// `fl_trainer_save`, or NULL for the embedded default model (see `fl_model_load`).
 /// `cfg`: the training configuration, or NULL for `fl_train_config_default`'s. It is copied.
 /// A checkpoint resumes exactly with the configuration, optimiser state, step counts and
 /// random state it was saved with, and `cfg` is then ignored.
@@ -1117,11 +1115,10 @@ pub unsafe extern "C" fn fl_trainer_create(
         *out = std::ptr::null_mut();
         let cfg = train_config(cfg)?;
         if model_path.is_null() {
-            return fail(
-                FL_ERR_NO_DEFAULT_MODEL,
-                "this build of libfewlabels has no embedded default model yet; pass the path \
-                 of a model file, or start from fresh weights with fl_trainer_create_new",
-            );
+            let ctx = context()?;
+            let model = Model::load_default(ctx)?;
+            *out = finish_trainer(ctx, model, cfg)?;
+            return Ok(());
         }
         let path = path_of(model_path)?;
         let file = TensorFile::load(&path)?;
@@ -1148,7 +1145,8 @@ pub unsafe extern "C" fn fl_trainer_create(
 /// Create a trainer for a new model with fresh weights from a preset.
 ///
 /// `preset`: "tiny" (16 x 16 grey, 3 classes), "tiny_rgb", "fashion" (32 x 32 grey, 10
-/// classes), "imagenet64" or "imagenet128". `seed`: the seed of the initial weights (the same
+/// classes), "fashion_small" (the default model's network), "rgb64", "imagenet64" or
+/// "imagenet128". `seed`: the seed of the initial weights (the same
 /// seed gives the same weights). `cfg` and `out` as in `fl_trainer_create`.
 ///
 /// Errors: `FL_ERR_INVALID_ARGUMENT` (unknown preset, bad configuration),

@@ -367,7 +367,7 @@ fn header_compiles_as_c99_and_cpp() {
 }
 
 #[test]
-fn c_example_samples_a_grid_and_reports_the_missing_default_model() {
+fn c_example_samples_a_grid_from_a_file_and_from_the_default_model() {
     let f = files();
     let exe = build_c(&root().join("examples/c/sample.c"), "sample");
     let grid = work_dir().join("grid.pgm");
@@ -394,13 +394,24 @@ fn c_example_samples_a_grid_and_reports_the_missing_default_model() {
         "the grid is a single colour"
     );
 
-    let res = run(&exe, &[]);
-    let stderr = String::from_utf8_lossy(&res.stderr);
-    assert_eq!(res.status.code(), Some(1), "{stderr}");
+    // The embedded default model: 10 classes, a 4 x 3 grid of 32 x 32 images.
+    let grid = work_dir().join("default_grid.pgm");
+    let _ = std::fs::remove_file(&grid);
+    let res = run(&exe, &[Path::new("-"), &grid]);
+    let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(
-        stderr.contains("FL_ERR_NO_DEFAULT_MODEL") && stderr.contains("default model"),
-        "{stderr}"
+        res.status.success(),
+        "sample failed:\n{stdout}\n{}",
+        String::from_utf8_lossy(&res.stderr)
     );
+    assert!(
+        stdout.contains("10 classes, z_dim 64, 1 x 32 x 32"),
+        "{stdout}"
+    );
+    let bytes = std::fs::read(&grid).unwrap();
+    let header = b"P5\n131 98\n255\n";
+    assert_eq!(&bytes[..header.len()], header);
+    assert_eq!(bytes.len(), header.len() + 131 * 98);
 }
 
 #[test]
@@ -1124,11 +1135,10 @@ fn trainer_save_writes_a_checkpoint_that_resumes_exactly() {
 
 #[test]
 fn a_c_program_written_from_the_header_loads_samples_classifies_finetunes_and_saves() {
-    let f = files();
     let exe = build_c(&root().join("tests/c/from_header.c"), "from_header");
     let out = work_dir().join("from_header_tuned.safetensors");
     let _ = std::fs::remove_file(&out);
-    let res = run(&exe, &[&f.tiny, &out]);
+    let res = run(&exe, &[Path::new("-"), &out]);
     let stdout = String::from_utf8_lossy(&res.stdout);
     assert!(
         res.status.success() && stdout.contains("from_header: ok"),
@@ -1136,7 +1146,7 @@ fn a_c_program_written_from_the_header_loads_samples_classifies_finetunes_and_sa
         String::from_utf8_lossy(&res.stderr)
     );
     assert!(
-        stdout.contains("fl_model_load(NULL): FL_ERR_NO_DEFAULT_MODEL"),
+        stdout.contains("model: the embedded default model"),
         "{stdout}"
     );
     assert!(

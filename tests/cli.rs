@@ -186,6 +186,18 @@ fn train_resume_sample_classify() {
     let ca = TensorFile::load(&a.join("checkpoint.safetensors")).unwrap();
     let cb = TensorFile::load(&b.join("checkpoint.safetensors")).unwrap();
     assert_eq!(ca.metadata, cb.metadata);
+    // A run resumed to the step it is at exports its model again: the same file.
+    let model_a = std::fs::read(a.join("model.safetensors")).unwrap();
+    std::fs::remove_file(a.join("model.safetensors")).unwrap();
+    let again = run(&["train", "--resume", "--steps", "5", "--out", s(&a)]);
+    assert!(
+        String::from_utf8_lossy(&again.stdout).contains("the run is at step 5; wrote"),
+        "{}",
+        String::from_utf8_lossy(&again.stdout)
+    );
+    assert!(std::fs::read(a.join("model.safetensors")).unwrap() == model_a);
+    let past = run(&["train", "--resume", "--steps", "4", "--out", s(&a)]);
+    assert!(String::from_utf8_lossy(&past.stdout).contains("nothing to do for --steps 4"));
     assert_eq!(
         ca.tensors.keys().collect::<Vec<_>>(),
         cb.tensors.keys().collect::<Vec<_>>()
@@ -291,6 +303,28 @@ fn fails(args: &[&str], needle: &str) -> i32 {
 }
 
 #[test]
+fn sample_without_a_model_uses_the_embedded_default_model() {
+    let dir = tmp("default");
+    let out = dir.join("grid.png");
+    let o = bin()
+        .args(["sample", "--per-class", "3", "--out"])
+        .arg(&out)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success(),
+        "{text}{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+    assert!(
+        text.contains("embedded default model") && text.contains("10 classes x 3 samples"),
+        "{text}"
+    );
+    assert!(std::fs::metadata(&out).unwrap().len() > 100);
+}
+
+#[test]
 fn bad_invocations_fail_with_one_line() {
     let dir = tmp("bad");
     assert_eq!(
@@ -299,17 +333,12 @@ fn bad_invocations_fail_with_one_line() {
     );
     assert_eq!(fails(&["sample", "--per-class", "0"], "--per-class"), 2);
     assert_eq!(fails(&["sample", "--single"], "--class"), 2);
-    // Without a model file, sample shows the adapter and says why nothing was written.
-    let o = bin().arg("sample").output().unwrap();
-    let text = String::from_utf8_lossy(&o.stdout);
-    assert!(
-        o.status.success() && text.contains("no embedded default model"),
-        "{text}"
-    );
+    // Without a model file: the embedded default model (10 classes).
     assert_eq!(
-        fails(&["classify", "x.png"], "no embedded default model"),
+        fails(&["sample", "--class", "10"], "--class 10 is not a class"),
         1
     );
+    assert_eq!(fails(&["classify", "/no/such.png"], "/no/such.png"), 1);
     assert_eq!(fails(&["frobnicate"], "frobnicate"), 2);
     assert_eq!(fails(&[], "no command"), 2);
     assert_eq!(fails(&["train", "--steps", "ten"], "--steps"), 2);

@@ -24,8 +24,11 @@ def expect_error(name, fn, *args):
 
 def main(model_path, no_d_path):
     assert fewlabels.version()
-    e = expect_error("FL_ERR_NO_DEFAULT_MODEL", fewlabels.Model)
-    assert "default model" in e.message
+    with fewlabels.Model() as d:  # the embedded default model
+        assert (d.info.num_classes, d.info.channels, d.info.height) == (10, 1, 32), d.info
+        img = d.sample(9, d.make_z(seed=1, truncation=1.0, n=1))
+        assert len(img) == 32 * 32 and all(0.0 <= v <= 1.0 for v in img)
+        expect_error("FL_ERR_OUT_OF_RANGE", d.sample, 10, d.make_z(seed=1, n=1))
     expect_error("FL_ERR_IO", fewlabels.Model, model_path + ".missing")
     expect_error("FL_ERR_FORMAT", fewlabels.Model, None, b"not a model")
 
@@ -72,7 +75,9 @@ def main(model_path, no_d_path):
         assert "no discriminator" in e.message
 
     # Training: one step on partly labelled images, then sample from the result.
-    expect_error("FL_ERR_NO_DEFAULT_MODEL", fewlabels.Trainer)
+    e = expect_error("FL_ERR_INVALID_ARGUMENT", fewlabels.Trainer, None,
+                     fewlabels.TrainConfig.default(lr_d=-1.0))
+    assert "lr_d" in e.message
     cfg = fewlabels.TrainConfig.default(ema_start=1, seed=5)
     assert cfg.variant == fewlabels.VARIANTS["s3gan-co"] and cfg.d_steps == 2, cfg
     with fewlabels.Trainer(model_path, cfg) as t:

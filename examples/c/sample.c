@@ -1,16 +1,18 @@
 /* Sample one image per class from a libfewlabels model and write them as one PGM/PPM grid.
  *
  *   cc -std=c99 -Iinclude examples/c/sample.c -Ltarget/release -lfewlabels -o sample
+ *   LD_LIBRARY_PATH=target/release ./sample              # the embedded default model
  *   LD_LIBRARY_PATH=target/release ./sample model.safetensors grid.ppm
  *
- * Without a model path it asks for the embedded default model (not in this build yet: it
- * then reports that and exits with status 1). The output is a PGM (grey models) or PPM
- * (colour models) named by the second argument (default: samples.pgm or samples.ppm). */
+ * Without a model path, or with "-", it samples the embedded default model (Fashion-MNIST).
+ * The output is a PGM (grey models) or PPM (colour models) named by the second argument
+ * (default: samples.pgm or samples.ppm). */
 #include "fewlabels.h"
 
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static int fail(const char *what, fl_status st) {
     fprintf(stderr, "sample: %s failed: %s: %s\n", what, fl_status_name(st), fl_last_error());
@@ -18,7 +20,7 @@ static int fail(const char *what, fl_status st) {
 }
 
 int main(int argc, char **argv) {
-    const char *path = argc > 1 ? argv[1] : NULL;
+    const char *path = argc > 1 && strcmp(argv[1], "-") != 0 ? argv[1] : NULL;
     fl_model *model = NULL;
     fl_model_info info;
     fl_status st;

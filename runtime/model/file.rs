@@ -80,8 +80,9 @@ impl TensorFile {
                 .map_err(|e| Error::Shape(format!("tensor {name}: {e}")))
             })
             .collect::<Result<_>>()?;
-        safetensors::serialize(views, Some(meta))
-            .map_err(|e| Error::Format(format!("cannot serialise: {e}")))
+        let bytes = safetensors::serialize(views, Some(meta))
+            .map_err(|e| Error::Format(format!("cannot serialise: {e}")))?;
+        sort_header(bytes)
     }
 
     /// Parse bytes, refusing anything that is not a complete, unaltered file of this format.
@@ -157,6 +158,37 @@ impl TensorFile {
         let bytes = self.to_bytes()?;
         write_atomic(path, &bytes)
     }
+}
+
+/// Rewrite a safetensors header with its JSON keys in sorted order, so that the same contents
+/// always give the same bytes (the metadata goes through a `HashMap`, whose order varies from
+/// run to run). The keys and values are unchanged, so the header keeps its length.
+fn sort_header(mut bytes: Vec<u8>) -> Result<Vec<u8>> {
+    fn sorted(v: &serde_json::Value) -> serde_json::Value {
+        match v {
+            serde_json::Value::Object(m) => {
+                let mut keys: Vec<&String> = m.keys().collect();
+                keys.sort();
+                let mut out = serde_json::Map::new();
+                for k in keys {
+                    out.insert(k.clone(), sorted(&m[k]));
+                }
+                serde_json::Value::Object(out)
+            }
+            other => other.clone(),
+        }
+    }
+    let bad = |what: &str| Error::Format(format!("serialised header: {what}"));
+    let n = u64::from_le_bytes(bytes[..8].try_into().map_err(|_| bad("too short"))?) as usize;
+    let text = std::str::from_utf8(&bytes[8..8 + n]).map_err(|_| bad("not UTF-8"))?;
+    let json = text.trim_end_matches(' ');
+    let v: serde_json::Value = serde_json::from_str(json).map_err(|e| bad(&e.to_string()))?;
+    let s = serde_json::to_string(&sorted(&v)).map_err(|e| bad(&e.to_string()))?;
+    if s.len() != json.len() {
+        return Err(bad("sorting changed its length"));
+    }
+    bytes[8..8 + s.len()].copy_from_slice(s.as_bytes());
+    Ok(bytes)
 }
 
 /// Write `bytes` to `path` through a temporary file in the same folder, fsync, rename, and

@@ -15,4 +15,4 @@ pub use config::Config;
 pub use discriminator::Discriminator;
 pub use generator::Generator;
 pub use layers::{Grads, Mode, Weights};
-pub use model::{Model, Which};
+pub use model::{Model, Which, DEFAULT_MODEL};

@@ -13,6 +13,9 @@ use crate::tensor::{DType, Tensor};
 use std::collections::BTreeMap;
 use std::path::Path;
 
+/// The model file embedded in the library (see [`Model::load_default`]).
+pub const DEFAULT_MODEL: &[u8] = include_bytes!("default.safetensors");
+
 /// Metadata key holding the configuration JSON.
 pub const CONFIG_KEY: &str = "config";
 
@@ -234,6 +237,14 @@ impl Model {
             Error::Format(m) => Error::Format(format!("{}: {m}", path.display())),
             other => other,
         })
+    }
+
+    /// The embedded default model (docs/MODEL_CARD.md): `fashion_small`, trained by this
+    /// library on Fashion-MNIST with 10% of the labels; G, D (with its heads) and G_ema with
+    /// standing statistics. Its bytes are [`DEFAULT_MODEL`]; saving it writes them back.
+    pub fn load_default(ctx: &Context) -> Result<Model> {
+        let file = TensorFile::from_bytes(DEFAULT_MODEL)?;
+        Self::from_file(ctx, &file)
     }
 
     /// Everything as file contents (downloads from the device).

@@ -7,14 +7,21 @@
 
 int main(int argc, char **argv) {
     if (argc != 2) return 2;
-    try {
-        fewlabels::Model none(nullptr);
-        std::puts("FAIL: the default model loaded");
-        return 1;
-    } catch (const fewlabels::Error &e) {
-        if (e.status() != FL_ERR_NO_DEFAULT_MODEL) {
-            std::printf("FAIL: %s\n", e.what());
+    {
+        fewlabels::Model def(nullptr);
+        if (def.info().num_classes != 10) {
+            std::puts("FAIL: the default model does not have 10 classes");
             return 1;
+        }
+        try {
+            def.sample(10, def.make_z(1, 1.0f, 1));
+            std::puts("FAIL: class 10 of the default model sampled");
+            return 1;
+        } catch (const fewlabels::Error &e) {
+            if (e.status() != FL_ERR_OUT_OF_RANGE) {
+                std::printf("FAIL: %s\n", e.what());
+                return 1;
+            }
         }
     }
     fewlabels::Model model(argv[1]);

@@ -77,15 +77,11 @@ pub fn io_fail(path: &Path, e: impl std::fmt::Display) -> Fail {
     Fail(format!("{}: {e}", path.display()))
 }
 
-/// The message printed when no model file is given.
-pub const NO_DEFAULT_MODEL: &str = "no embedded default model in this build yet (it is trained \
-     in issue 7); pass --model FILE to use a model file";
-
-/// The model file, or the embedded default model (not in this build yet).
+/// The model file, or the embedded default model.
 pub fn load_model(ctx: &Context, path: Option<&PathBuf>) -> Res<Model> {
     match path {
         Some(p) => Ok(Model::load(ctx, p)?),
-        None => Err(NO_DEFAULT_MODEL.into()),
+        None => Ok(Model::load_default(ctx)?),
     }
 }
 

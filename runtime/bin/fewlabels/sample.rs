@@ -1,7 +1,7 @@
 //! `fewlabels sample`: a grid (one row per class) or a single image from a model.
 
-use crate::{images, Res, NO_DEFAULT_MODEL};
-use fewlabels::model::{Model, Which};
+use crate::{images, load_model, Res};
+use fewlabels::model::Which;
 use fewlabels::Context;
 use std::path::PathBuf;
 
@@ -38,14 +38,11 @@ pub struct Args {
 }
 
 pub fn run(ctx: &Context, a: Args) -> Res<()> {
-    let Some(path) = &a.model else {
-        // Not an error until the default model exists: the quick start (scripts/sample.sh)
-        // shows the adapter and says so.
-        println!("adapter: {}", ctx.description);
-        println!("{NO_DEFAULT_MODEL}");
-        return Ok(());
-    };
-    let m = Model::load(ctx, path)?;
+    println!("adapter: {}", ctx.description);
+    let m = load_model(ctx, a.model.as_ref())?;
+    if a.model.is_none() {
+        println!("model: the embedded default model (docs/MODEL_CARD.md)");
+    }
     let k = m.cfg.num_classes;
     let per = if a.single { 1 } else { a.per_class as usize };
     let rows: Vec<i32> = match a.class {

@@ -73,7 +73,7 @@ pub struct Args {
     /// rotation loss on all images plus class loss on the labelled ones) [default: 2000]
     #[arg(long, value_name = "N")]
     labeller_steps: Option<usize>,
-    /// Fresh weights of this architecture: tiny, tiny_rgb, fashion, imagenet64,
+    /// Fresh weights of this architecture: tiny, tiny_rgb, fashion, fashion_small, rgb64, imagenet64,
     /// imagenet128 [default: fashion]
     #[arg(long, value_name = "NAME", conflicts_with = "init")]
     preset: Option<String>,
@@ -96,6 +96,13 @@ pub struct Args {
     /// D steps per G step [default: 2]
     #[arg(long, value_name = "N")]
     d_steps: Option<usize>,
+    /// Decay of G's exponential moving average (G_ema, the generator that is sampled and
+    /// saved) [default: 0.9999]
+    #[arg(long, value_name = "D")]
+    ema_decay: Option<f64>,
+    /// First G step that averages into G_ema; before it G_ema copies G [default: 1000]
+    #[arg(long, value_name = "N")]
+    ema_start: Option<u64>,
     /// Seed of everything random: weights, labelled subset, batch order, z [default: 0]
     #[arg(long, value_name = "S")]
     seed: Option<u64>,
@@ -588,6 +595,16 @@ fn check_resume_args(a: &Args, s: &Settings, tc: &TrainConfig) -> Res<()> {
     );
     check("seed", a.seed.map(|v| v.to_string()), tc.seed.to_string());
     check(
+        "ema-decay",
+        a.ema_decay.map(|v| v.to_string()),
+        tc.ema_decay.to_string(),
+    );
+    check(
+        "ema-start",
+        a.ema_start.map(|v| v.to_string()),
+        tc.ema_start.to_string(),
+    );
+    check(
         "labeller-steps",
         a.labeller_steps.map(|v| v.to_string()),
         s.labeller_steps.to_string(),
@@ -653,6 +670,8 @@ pub fn run(ctx: &Context, a: Args) -> Res<()> {
         tc.lr_d = opt_or(&a.lr_d, tc.lr_d);
         tc.d_steps = opt_or(&a.d_steps, tc.d_steps);
         tc.seed = opt_or(&a.seed, tc.seed);
+        tc.ema_decay = opt_or(&a.ema_decay, tc.ema_decay);
+        tc.ema_start = opt_or(&a.ema_start, tc.ema_start);
         tc.validate()?;
         let model = match &a.init {
             Some(p) => Model::load(ctx, p)?,
@@ -728,7 +747,17 @@ pub fn run(ctx: &Context, a: Args) -> Res<()> {
     if let Some(e) = &eval {
         println!("held out: {}", e.name);
     }
-    if start >= a.steps {
+    if start == a.steps && start > 0 {
+        // A run stopped between checkpoints and resumed to its last one: export its model.
+        let model_path = a.out.join(MODEL);
+        sampling_copy(ctx, &tr, batch, seed)?.save(ctx, &model_path)?;
+        println!(
+            "the run is at step {start}; wrote {} (G_ema with standing statistics)",
+            model_path.display()
+        );
+        return Ok(());
+    }
+    if start > a.steps {
         println!(
             "the run is at step {start}; nothing to do for --steps {}",
             a.steps
@@ -865,6 +894,13 @@ pub fn run(ctx: &Context, a: Args) -> Res<()> {
     }
     progress.bar.finish_and_clear();
     log.flush().map_err(|e| io_fail(&log_path, e))?;
+    let profile = ctx.take_profile();
+    if !profile.is_empty() {
+        eprintln!(
+            "Per-kernel time (FEWLABELS_PROFILE=1):\n{}",
+            fewlabels::kernel::format_profile(&profile)
+        );
+    }
     let model = sampling_copy(ctx, &tr, batch, seed)?;
     let model_path = a.out.join(MODEL);
     model.save(ctx, &model_path)?;
