@@ -1,9 +1,10 @@
-//! `cargo bench --bench fewlabels [-- --quick] [-- --write-docs] [-- --iters N]`
+//! `cargo bench --bench fewlabels [-- --quick] [-- --write-docs] [-- --iters N] [-- --gblock]`
 //!
 //! Measures G sampling, D forward, one s3gan-co train step and the GEMM/conv kernels on the
 //! current adapter, runs the same with PyTorch (benches/torch_bench.py, same weights, same
 //! batch) when a Python with PyTorch is found, and prints one table. `--write-docs` replaces
-//! the generated section of docs/PERFORMANCE.md. See docs/PERFORMANCE.md.
+//! the generated section of docs/PERFORMANCE.md; `--gblock` measures only the G block of
+//! issue 6's table. See docs/PERFORMANCE.md.
 
 mod suite;
 
@@ -23,6 +24,7 @@ fn main() -> Result<()> {
     if args.iter().any(|a| a == "--no-torch") {
         opts.python = None;
     }
+    opts.only_gblock = args.iter().any(|a| a == "--gblock");
     if let Some(i) = args.iter().position(|a| a == "--iters") {
         opts.iters = args
             .get(i + 1)
@@ -32,7 +34,7 @@ fn main() -> Result<()> {
     let report = suite::run(&opts)?;
     let body = report.markdown();
     println!("{body}");
-    if write_docs && !quick {
+    if write_docs && !quick && !opts.only_gblock {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/docs/PERFORMANCE.md");
         let doc = std::fs::read_to_string(path).map_err(|e| Error::Io(format!("{path}: {e}")))?;
         let stamp = format!(

@@ -67,6 +67,25 @@ def main():
     t = timed(lambda: torch.nn.grad.conv2d_weight(x, w.shape, dy, padding=1), warmup, iters)
     res["conv_dw"] = flops / t / 1e9
 
+    # One G block, forward and backward (block 1 of the model file the Rust side wrote), in
+    # training mode: batch statistics, a power iteration, every gradient.
+    if spec.get("gblock_file"):
+        n, cin, cout = spec["gblock"]
+        cfg, G, _, _ = biggan.load_safetensors(spec["gblock_file"])
+        G.train()
+        blk = G.blocks[1]
+        x = noise((n, cin, 8, 8), 11).requires_grad_()
+        c = noise((n, cfg.cdim), 12).requires_grad_()
+        dy = noise((n, cout, 16, 16), 13)
+
+        def gblock():
+            blk.zero_grad(set_to_none=True)
+            x.grad = None
+            c.grad = None
+            blk(x, c).backward(dy)
+
+        res["gblock_ms"] = timed(gblock, warmup, iters) * 1e3
+
     # Networks, from the model file the Rust side wrote.
     for key, path in spec["models"].items():
         cfg, G, D, _ = biggan.load_safetensors(path)

@@ -9,9 +9,10 @@ pub mod common;
 
 use common::{measure, real_batch, train_step, trainer, Timing};
 use fewlabels::kernel::{format_profile, ProfileRow};
+use fewlabels::model::layers::{self, Grads, Weights};
 use fewlabels::model::{Config, Discriminator, Mode, Model, Which};
-use fewlabels::ops::{conv, elementwise, gemm};
-use fewlabels::{Context, Error, Result, Tensor};
+use fewlabels::ops::{conv, elementwise, gemm, resample};
+use fewlabels::{Context, Error, Recorder, Result, Tensor};
 use std::path::{Path, PathBuf};
 
 /// What to run.
@@ -25,6 +26,8 @@ pub struct Options {
     pub iters: usize,
     /// Profile one train step per preset (dispatches run one at a time).
     pub profile: bool,
+    /// Only the G block item (and its PyTorch side).
+    pub only_gblock: bool,
 }
 
 impl Options {
@@ -42,6 +45,7 @@ impl Options {
             python,
             iters: 3,
             profile: true,
+            only_gblock: false,
         }
     }
 
@@ -51,6 +55,7 @@ impl Options {
             python: None,
             iters: 1,
             profile: true,
+            only_gblock: false,
         }
     }
 }
@@ -113,6 +118,8 @@ struct Sizes {
     matmul: Vec<usize>,
     /// conv3x3: N, Cin, Cout, H = W.
     conv: [usize; 4],
+    /// G block: N, Cin, Cout (8x8 -> 16x16).
+    gblock: [usize; 3],
     peak_n: usize,
     dispatches: usize,
     warmup: usize,
@@ -126,6 +133,7 @@ fn sizes(quick: bool) -> Sizes {
             d_batch: 4,
             matmul: vec![32],
             conv: [2, 8, 8, 8],
+            gblock: [2, 8, 4],
             peak_n: 64,
             dispatches: 50,
             warmup: 1,
@@ -139,6 +147,8 @@ fn sizes(quick: bool) -> Sizes {
             matmul: vec![256, 1024],
             // The fashion preset's last G block: 32 -> 16 channels at 32x32, batch 64.
             conv: [64, 32, 16, 32],
+            // Issue 6's table: N=64, 128 -> 64 channels, 8x8 -> 16x16.
+            gblock: [64, 128, 64],
             peak_n: 2048,
             dispatches: 2000,
             warmup: 1,
@@ -169,6 +179,24 @@ fn run_in(opts: &Options, sz: &Sizes, iters: usize, dir: &Path) -> Result<Report
     let mut profiles = Vec::new();
     let mut model_files = Vec::new();
     let mut new_buffers_per_step = Vec::new();
+    let gblock_file = dir.join("gblock.safetensors");
+    if opts.only_gblock {
+        let ctx = Context::new()?;
+        let adapter = ctx.description.to_string();
+        rows.push(gblock_row(&ctx, sz, iters, &gblock_file)?);
+        return finish(
+            opts,
+            sz,
+            iters,
+            adapter,
+            rows,
+            profiles,
+            notes,
+            new_buffers_per_step,
+            &[],
+            &gblock_file,
+        );
+    }
 
     // Model files first (with a throwaway context), so that each preset's load below starts
     // from a context that has compiled nothing.
@@ -362,12 +390,40 @@ fn run_in(opts: &Options, sz: &Sizes, iters: usize, dir: &Path) -> Result<Report
         t.wall * 1e6 / n as f64
     ));
 
-    // PyTorch.
+    rows.push(gblock_row(&ctx, sz, iters, &gblock_file)?);
+    finish(
+        opts,
+        sz,
+        iters,
+        adapter,
+        rows,
+        profiles,
+        notes,
+        new_buffers_per_step,
+        &model_files,
+        &gblock_file,
+    )
+}
+
+/// The PyTorch column, and the report.
+#[allow(clippy::too_many_arguments)]
+fn finish(
+    opts: &Options,
+    sz: &Sizes,
+    iters: usize,
+    adapter: String,
+    mut rows: Vec<Row>,
+    profiles: Vec<(String, Vec<ProfileRow>)>,
+    notes: Vec<String>,
+    new_buffers_per_step: Vec<(String, u64)>,
+    model_files: &[(String, usize, PathBuf)],
+    gblock_file: &Path,
+) -> Result<Report> {
     let mut cpu_peak = None;
     let torch_note = match &opts.python {
         None if opts.quick => "PyTorch column skipped (quick mode)".to_string(),
         None => "PyTorch column skipped: no Python found (set FEWLABELS_TORCH_PYTHON)".to_string(),
-        Some(py) => match run_torch(py, sz, iters, &model_files) {
+        Some(py) => match run_torch(py, sz, iters, model_files, gblock_file) {
             Ok(v) => {
                 cpu_peak = v["cpu_peak_gflops"].as_f64();
                 fill_torch(&mut rows, &v, sz);
@@ -392,11 +448,89 @@ fn run_in(opts: &Options, sz: &Sizes, iters: usize, dir: &Path) -> Result<Report
     })
 }
 
+/// The network of the G block item: the tiny preset's shape (blocks 4x4 -> 8x8 -> 16x16) at
+/// the width that makes block 1 `cin -> cout`, without attention.
+fn gblock_config(cin: usize, cout: usize) -> Result<Config> {
+    let ch = cout / 2;
+    let mut c = Config::preset("tiny")?;
+    c.ch = ch;
+    c.g_mult = vec![cin / ch, cin / ch, 2];
+    c.num_classes = 10;
+    c.g_attn = vec![];
+    c.d_attn = vec![];
+    c.validate()?;
+    Ok(c)
+}
+
+/// One G block (block 1 of `gblock_config`), forward and backward with batch statistics and a
+/// power iteration, as in a train step: CBN, ReLU, upsample x2, conv3x3 cin -> cout, CBN,
+/// ReLU, conv3x3 cout -> cout, and the upsampled 1x1 shortcut; every parameter's gradient
+/// and the input's.
+fn gblock_pass(
+    rec: &mut Recorder,
+    cfg: &Config,
+    ws: &Weights,
+    x: &Tensor,
+    c: &Tensor,
+    dy: &Tensor,
+) -> Result<()> {
+    let p = "G.blocks.1";
+    let (mode, sn) = (Mode::TRAIN, cfg.sn);
+    let (a, bn1) = layers::cbn(rec, ws, &format!("{p}.bn1"), x, c, cfg, mode)?;
+    let r = elementwise::relu(rec, &a)?;
+    let u = resample::upsample2x(rec, &r)?;
+    let (b, conv1) = layers::conv2d(rec, ws, &format!("{p}.conv1"), &u, true, sn, mode)?;
+    let (b2, bn2) = layers::cbn(rec, ws, &format!("{p}.bn2"), &b, c, cfg, mode)?;
+    let r2 = elementwise::relu(rec, &b2)?;
+    let (main, conv2) = layers::conv2d(rec, ws, &format!("{p}.conv2"), &r2, true, sn, mode)?;
+    let us = resample::upsample2x(rec, x)?;
+    let (sc, conv_sc) = layers::conv2d(rec, ws, &format!("{p}.conv_sc"), &us, true, sn, mode)?;
+    elementwise::add(rec, &main, &sc)?;
+    let mut grads = Grads::default();
+    let dm = conv2.backward(rec, &mut grads, dy)?;
+    let dm = elementwise::relu_backward(rec, &b2, &dm)?;
+    let (dm, dc2) = bn2.backward(rec, &mut grads, &dm)?;
+    let dm = conv1.backward(rec, &mut grads, &dm)?;
+    let dm = resample::upsample2x_backward(rec, &dm)?;
+    let dm = elementwise::relu_backward(rec, &a, &dm)?;
+    let (dx1, dc1) = bn1.backward(rec, &mut grads, &dm)?;
+    let ds = conv_sc.backward(rec, &mut grads, dy)?;
+    let dx2 = resample::upsample2x_backward(rec, &ds)?;
+    elementwise::add(rec, &dx1, &dx2)?;
+    elementwise::add(rec, &dc1, &dc2)?;
+    Ok(())
+}
+
+/// The G block item; writes the model file the PyTorch side reads.
+fn gblock_row(ctx: &Context, sz: &Sizes, iters: usize, file: &Path) -> Result<Row> {
+    let [n, cin, cout] = sz.gblock;
+    let cfg = gblock_config(cin, cout)?;
+    let model = Model::init(ctx, &cfg, 1)?;
+    model.save(ctx, file)?;
+    let cdim = cfg.z_chunk() + cfg.shared_dim;
+    let x = fill(ctx, &[n, 8, 8, cin], 11)?;
+    let c = fill(ctx, &[n, cdim], 12)?;
+    let dy = fill(ctx, &[n, 16, 16, cout], 13)?;
+    let t = measure(sz.warmup, iters, &mut || {
+        ctx.run(|rec| gblock_pass(rec, &cfg, &model.g, &x, &c, &dy))?;
+        ctx.wait()
+    })?;
+    Ok(Row {
+        item: format!("G block fwd+bwd, N={n}, {cin}->{cout}, 8x8->16x16"),
+        unit: "ms",
+        ours: t.wall * 1e3,
+        ours_cpu_s: t.cpu,
+        torch: None,
+        higher_is_better: false,
+    })
+}
+
 fn run_torch(
     py: &Path,
     sz: &Sizes,
     iters: usize,
     files: &[(String, usize, PathBuf)],
+    gblock_file: &Path,
 ) -> Result<serde_json::Value> {
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/benches/torch_bench.py");
     let models: serde_json::Map<String, serde_json::Value> = files
@@ -418,6 +552,8 @@ fn run_torch(
         "matmul": sz.matmul,
         "conv": sz.conv,
         "peak_n": sz.peak_n,
+        "gblock": sz.gblock,
+        "gblock_file": gblock_file.display().to_string(),
         "warmup": sz.warmup,
         "iters": iters,
     });
@@ -458,6 +594,8 @@ fn fill_torch(rows: &mut [Row], v: &serde_json::Value, sz: &Sizes) {
         } else if let Some(rest) = item.strip_prefix("matmul ") {
             let m = rest.split('x').next().unwrap_or("");
             key(&format!("matmul_{m}"))
+        } else if item.starts_with("G block") {
+            key("gblock_ms")
         } else if item.starts_with("conv3x3 forward") {
             key("conv_fwd")
         } else if item.starts_with("conv3x3 input") {

@@ -1,8 +1,9 @@
 // Fine-tune a model for a few steps on images of which only a few carry a label (S3GAN-CO),
 // save it, and sample from it, through the C++ wrapper (bindings/cpp/fewlabels.hpp).
 //
-// usage: finetune MODEL|--preset NAME OUT [STEPS]
-//   MODEL   a model file with a discriminator (e.g. from fl_model_save)
+// usage: finetune MODEL|-|--preset NAME OUT [STEPS]
+//   MODEL   a model file with a discriminator (e.g. from fl_model_save); "-" for the embedded
+//           default model (Fashion-MNIST)
 //   NAME    start from fresh weights of a preset instead ("tiny", "fashion", ...)
 //   OUT     where the fine-tuned model is saved
 //   STEPS   training steps (default 3)
@@ -67,7 +68,7 @@ int main(int argc, char **argv) {
     const bool preset = argc >= 2 && std::strcmp(argv[1], "--preset") == 0;
     const int base = preset ? 3 : 2;
     if (argc < base + 1 || argc > base + 2) {
-        std::fprintf(stderr, "usage: finetune MODEL|--preset NAME OUT [STEPS]\n");
+        std::fprintf(stderr, "usage: finetune MODEL|-|--preset NAME OUT [STEPS]\n");
         return 2;
     }
     const std::string out = argv[base];
@@ -76,7 +77,9 @@ int main(int argc, char **argv) {
         fl_train_config cfg = fewlabels::default_train_config();
         cfg.ema_start = 1;  // a short fine-tune: average G from the first step
         cfg.seed = 7;
+        const bool def = !preset && std::strcmp(argv[1], "-") == 0;
         fewlabels::Trainer trainer = preset ? fewlabels::Trainer::from_preset(argv[2], 1, cfg)
+                                     : def  ? fewlabels::Trainer(nullptr, cfg)
                                             : fewlabels::Trainer(argv[1], cfg);
         const fl_model_info &info = trainer.info();
         std::printf("training %u classes of %u x %u x %u images, variant %d\n",

@@ -1,14 +1,15 @@
-//! `fewlabels info`: the adapter, and a model file's configuration, sizes and metadata.
+//! `fewlabels info`: the adapter, and a model's configuration, sizes and metadata.
 
 use crate::{io_fail, Res};
 use fewlabels::model::file::TensorFile;
-use fewlabels::model::Model;
+use fewlabels::model::{Model, DEFAULT_MODEL};
 use fewlabels::Context;
 use std::path::PathBuf;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// A model file or training checkpoint (.safetensors) to describe.
+    /// A model file or training checkpoint (.safetensors) to describe [default: the embedded
+    /// default model].
     #[arg(long, value_name = "FILE")]
     model: Option<PathBuf>,
 }
@@ -25,18 +26,22 @@ pub fn run(ctx: &Context, a: Args) -> Res<()> {
         ctx.limits.max_buffer_size >> 20,
         ctx.limits.max_storage_buffers_per_shader_stage
     );
-    let Some(path) = a.model else {
-        return Ok(());
+    let (name, bytes, file) = match &a.model {
+        Some(path) => {
+            let bytes = std::fs::metadata(path).map_err(|e| io_fail(path, e))?.len();
+            (path.display().to_string(), bytes, TensorFile::load(path)?)
+        }
+        None => (
+            "the embedded default model (docs/MODEL_CARD.md)".to_string(),
+            DEFAULT_MODEL.len() as u64,
+            TensorFile::from_bytes(DEFAULT_MODEL)?,
+        ),
     };
-    let bytes = std::fs::metadata(&path)
-        .map_err(|e| io_fail(&path, e))?
-        .len();
-    let file = TensorFile::load(&path)?;
     let m = Model::from_file(ctx, &file)?;
     let (g, d) = m.parameter_counts();
     println!(
         "file: {} ({:.1} MiB, {} tensors)",
-        path.display(),
+        name,
         bytes as f64 / (1 << 20) as f64,
         file.tensors.len()
     );

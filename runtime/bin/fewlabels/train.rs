@@ -751,9 +751,11 @@ pub fn run(ctx: &Context, a: Args) -> Res<()> {
         // A run stopped between checkpoints and resumed to its last one: export its model.
         let model_path = a.out.join(MODEL);
         sampling_copy(ctx, &tr, batch, seed)?.save(ctx, &model_path)?;
+        write_plot(&a.out.join(PLOT), &rows, a.steps)?;
         println!(
-            "the run is at step {start}; wrote {} (G_ema with standing statistics)",
-            model_path.display()
+            "the run is at step {start}; wrote {} (G_ema with standing statistics) and {}",
+            model_path.display(),
+            a.out.join(PLOT).display()
         );
         return Ok(());
     }
