@@ -14,7 +14,7 @@ const PER_CLASS: usize = 40;
 /// Lowest mean class consistency accepted on those samples. The model card gives the figure
 /// on 1,000 samples per class; this bound leaves room for the smaller sample (40 per class:
 /// a standard error of about 2 points) and for f32 differences between adapters.
-const MIN_CONSISTENCY: f64 = 0.12;
+const MIN_CONSISTENCY: f64 = 0.5;
 
 fn default_model() -> &'static Model {
     static M: std::sync::OnceLock<Model> = std::sync::OnceLock::new();
