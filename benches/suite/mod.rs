@@ -173,31 +173,15 @@ pub fn run(opts: &Options) -> Result<Report> {
     result
 }
 
-fn run_in(opts: &Options, sz: &Sizes, iters: usize, dir: &Path) -> Result<Report> {
-    let mut rows = Vec::new();
-    let mut notes = Vec::new();
-    let mut profiles = Vec::new();
-    let mut model_files = Vec::new();
-    let mut new_buffers_per_step = Vec::new();
-    let gblock_file = dir.join("gblock.safetensors");
-    if opts.only_gblock {
-        let ctx = Context::new()?;
-        let adapter = ctx.description.to_string();
-        rows.push(gblock_row(&ctx, sz, iters, &gblock_file)?);
-        return finish(
-            opts,
-            sz,
-            iters,
-            adapter,
-            rows,
-            profiles,
-            notes,
-            new_buffers_per_step,
-            &[],
-            &gblock_file,
-        );
-    }
-
+/// Sampling, D forward and a train step of each preset, then the GEMM and conv kernels and
+/// the dispatch overhead.
+fn networks_and_kernels(
+    opts: &Options,
+    sz: &Sizes,
+    iters: usize,
+    dir: &Path,
+    m: &mut Measured,
+) -> Result<()> {
     // Model files first (with a throwaway context), so that each preset's load below starts
     // from a context that has compiled nothing.
     {
@@ -205,14 +189,12 @@ fn run_in(opts: &Options, sz: &Sizes, iters: usize, dir: &Path) -> Result<Report
         for (key, preset, batch) in &sz.presets {
             let path = dir.join(format!("{key}.safetensors"));
             Model::init(&ctx, &Config::preset(preset)?, 1)?.save(&ctx, &path)?;
-            model_files.push((key.to_string(), *batch, path));
+            m.model_files.push((key.to_string(), *batch, path));
         }
     }
 
-    let mut adapter = String::new();
-    for (i, (key, train_batch, path)) in model_files.iter().enumerate() {
+    for (i, (key, train_batch, path)) in m.model_files.clone().iter().enumerate() {
         let ctx = Context::new()?;
-        adapter = ctx.description.to_string();
         let mut slot = None;
         let load = common::time_once(&mut || {
             slot = Some(Model::load(&ctx, path)?);
@@ -231,7 +213,7 @@ fn run_in(opts: &Options, sz: &Sizes, iters: usize, dir: &Path) -> Result<Report
                     .sample(&ctx, Which::Generator, &classes, &z)
                     .map(|_| ())
             })?;
-            rows.push(Row {
+            m.rows.push(Row {
                 item: format!("{key}: G sampling, batch {nb}"),
                 unit: "images/s",
                 ours: nb as f64 / t.wall,
@@ -255,7 +237,7 @@ fn run_in(opts: &Options, sz: &Sizes, iters: usize, dir: &Path) -> Result<Report
             let (out, _) = ctx.run(|rec| disc.forward(rec, d_ws, &x, &yt, Mode::EVAL))?;
             out.logit.to_f32(&ctx).map(|_| ())
         })?;
-        rows.push(Row {
+        m.rows.push(Row {
             item: format!("{key}: D forward, batch {nb}"),
             unit: "images/s",
             ours: nb as f64 / t.wall,
@@ -280,8 +262,8 @@ fn run_in(opts: &Options, sz: &Sizes, iters: usize, dir: &Path) -> Result<Report
         let before = ctx.buffers_created();
         let steady = measure(0, iters, &mut || train_step(&ctx, &mut tr, &xr, &y))?;
         let new_buffers = (ctx.buffers_created() - before).div_ceil(iters as u64);
-        new_buffers_per_step.push((key.clone(), new_buffers));
-        rows.push(Row {
+        m.new_buffers_per_step.push((key.clone(), new_buffers));
+        m.rows.push(Row {
             item: format!("{key}: train step ({} D + 1 G), batch {nb}", tr.cfg.d_steps),
             unit: "ms",
             ours: steady.wall * 1e3,
@@ -293,7 +275,7 @@ fn run_in(opts: &Options, sz: &Sizes, iters: usize, dir: &Path) -> Result<Report
             Some(c) => format!("{:.2} s (CPU {:.2} s)", t.wall, c),
             None => format!("{:.2} s", t.wall),
         };
-        notes.push(format!(
+        m.notes.push(format!(
             "{key}: Model::load {}, Trainer::new {}, first train step {}, later steps {}; \
              {} pipelines compiled; {new_buffers} new wgpu buffers in a steady-state step",
             secs(&load),
@@ -309,7 +291,7 @@ fn run_in(opts: &Options, sz: &Sizes, iters: usize, dir: &Path) -> Result<Report
             let done = train_step(&ctx, &mut tr, &xr, &y);
             ctx.set_profiling(false);
             done?;
-            profiles.push((
+            m.profiles.push((
                 format!(
                     "{key}: one train step ({} D + 1 G), batch {nb}",
                     tr.cfg.d_steps
@@ -321,17 +303,17 @@ fn run_in(opts: &Options, sz: &Sizes, iters: usize, dir: &Path) -> Result<Report
 
     // Kernels and the dispatch overhead, on a context of their own.
     let ctx = Context::new()?;
-    for &m in &sz.matmul {
-        let a = fill(&ctx, &[m, m], 1)?;
-        let b = fill(&ctx, &[m, m], 2)?;
+    for &k in &sz.matmul {
+        let a = fill(&ctx, &[k, k], 1)?;
+        let b = fill(&ctx, &[k, k], 2)?;
         let t = measure(sz.warmup, iters, &mut || {
             ctx.run(|rec| gemm::matmul(rec, &a, &b, false, false, None))?;
             ctx.wait()
         })?;
-        rows.push(Row {
-            item: format!("matmul {m}x{m}x{m}"),
+        m.rows.push(Row {
+            item: format!("matmul {k}x{k}x{k}"),
             unit: "GFLOP/s",
-            ours: gflops(2.0 * (m as f64).powi(3), &t),
+            ours: gflops(2.0 * (k as f64).powi(3), &t),
             ours_cpu_s: t.cpu,
             torch: None,
             higher_is_better: true,
@@ -363,7 +345,7 @@ fn run_in(opts: &Options, sz: &Sizes, iters: usize, dir: &Path) -> Result<Report
             ctx.run(|rec| f(rec))?;
             ctx.wait()
         })?;
-        rows.push(Row {
+        m.rows.push(Row {
             item: format!("conv3x3 {what}, {shape}"),
             unit: "GFLOP/s",
             ours: gflops(flops, &t),
@@ -385,45 +367,47 @@ fn run_in(opts: &Options, sz: &Sizes, iters: usize, dir: &Path) -> Result<Report
         rec.submit()?;
         ctx.wait()
     })?;
-    notes.push(format!(
+    m.notes.push(format!(
         "{n} tiny dispatches in one submit: {:.1} us per dispatch (record, submit, run)",
         t.wall * 1e6 / n as f64
     ));
-
-    rows.push(gblock_row(&ctx, sz, iters, &gblock_file)?);
-    finish(
-        opts,
-        sz,
-        iters,
-        adapter,
-        rows,
-        profiles,
-        notes,
-        new_buffers_per_step,
-        &model_files,
-        &gblock_file,
-    )
+    Ok(())
 }
 
-/// The PyTorch column, and the report.
-#[allow(clippy::too_many_arguments)]
-fn finish(
-    opts: &Options,
-    sz: &Sizes,
-    iters: usize,
-    adapter: String,
-    mut rows: Vec<Row>,
-    profiles: Vec<(String, Vec<ProfileRow>)>,
+/// What the networks and kernels part of a run measured.
+#[derive(Default)]
+struct Measured {
+    rows: Vec<Row>,
     notes: Vec<String>,
+    profiles: Vec<(String, Vec<ProfileRow>)>,
+    /// Table key, train-step batch and model file of each preset (for the PyTorch side).
+    model_files: Vec<(String, usize, PathBuf)>,
     new_buffers_per_step: Vec<(String, u64)>,
-    model_files: &[(String, usize, PathBuf)],
-    gblock_file: &Path,
-) -> Result<Report> {
+}
+
+fn run_in(opts: &Options, sz: &Sizes, iters: usize, dir: &Path) -> Result<Report> {
+    let mut m = Measured::default();
+    if !opts.only_gblock {
+        networks_and_kernels(opts, sz, iters, dir, &mut m)?;
+    }
+    let ctx = Context::new()?;
+    let adapter = ctx.description.to_string();
+    let gblock_file = dir.join("gblock.safetensors");
+    m.rows.push(gblock_row(&ctx, sz, iters, &gblock_file)?);
+    let Measured {
+        mut rows,
+        notes,
+        profiles,
+        model_files,
+        new_buffers_per_step,
+    } = m;
+
+    // PyTorch.
     let mut cpu_peak = None;
     let torch_note = match &opts.python {
         None if opts.quick => "PyTorch column skipped (quick mode)".to_string(),
         None => "PyTorch column skipped: no Python found (set FEWLABELS_TORCH_PYTHON)".to_string(),
-        Some(py) => match run_torch(py, sz, iters, model_files, gblock_file) {
+        Some(py) => match run_torch(py, sz, iters, &model_files, &gblock_file) {
             Ok(v) => {
                 cpu_peak = v["cpu_peak_gflops"].as_f64();
                 fill_torch(&mut rows, &v, sz);
