@@ -5,9 +5,8 @@
 
 mod common;
 use common::ctx;
-use fewlabels::eval::{class_consistency, evaluator, Evaluator};
-use fewlabels::model::{Config, Model, Which, DEFAULT_MODEL};
-use fewlabels::rng::{self, Stream};
+use fewlabels::eval::{class_consistency, evaluator, sample_outputs, Evaluator};
+use fewlabels::model::{Config, Model, DEFAULT_MODEL};
 
 /// Samples per class for the consistency check.
 const PER_CLASS: usize = 40;
@@ -54,23 +53,9 @@ fn default_model_samples_are_their_classes() {
     let ev = Evaluator::new(c).unwrap();
     let k = m.cfg.num_classes;
     assert_eq!(k, evaluator::CLASSES);
-    let n = PER_CLASS * k;
-    let intended: Vec<i32> = (0..n).map(|i| (i / PER_CLASS) as i32).collect();
-    let zd = m.cfg.z_dim;
-    let z: Vec<f32> = (0..(n * zd) as u64)
-        .map(|i| rng::normal(7, Stream::Z, i, 0) as f32)
-        .collect();
-    let mut probs = Vec::with_capacity(n * k);
-    for (cls, zs) in intended.chunks(100).zip(z.chunks(100 * zd)) {
-        let chw = m.sample(c, Which::Ema, cls, zs).unwrap();
-        let x: Vec<f32> = chw
-            .iter()
-            .map(|v| (v * 2.0 - 1.0).clamp(-1.0, 1.0))
-            .collect();
-        let (_, p) = ev.features_and_probs(c, &x, cls.len()).unwrap();
-        probs.extend(p);
-    }
-    let cons = class_consistency(&probs, &intended, k).unwrap();
+    let out = sample_outputs(c, &ev, m, PER_CLASS, 7).unwrap();
+    assert!(out.ema, "the default model is sampled from G_ema");
+    let cons = class_consistency(&out.probs, &out.intended, k).unwrap();
     println!(
         "class consistency on {PER_CLASS} samples per class: mean {:.3}, per class {:?}",
         cons.mean,

@@ -267,17 +267,8 @@ pub struct EvalReport {
     pub test_accuracy: Option<f64>,
 }
 
-/// Draw `per_class` samples of each class from `model` (module docs: EMA generator, standing
-/// statistics, z ~ N(0, I) from `seed`) and measure FID, Inception Score and class
-/// consistency with the embedded evaluator against `test` (Fashion-MNIST's test split:
-/// 32x32 grey images, ten classes).
-pub fn evaluate(
-    ctx: &Context,
-    model: &Model,
-    per_class: usize,
-    seed: u64,
-    test: &Dataset,
-) -> Result<EvalReport> {
+/// A model the evaluator can score (32x32 grey, ten classes) and a sample count it allows.
+fn check_request(model: &Model, per_class: usize) -> Result<()> {
     let cfg = &model.cfg;
     if cfg.resolution != evaluator::RESOLUTION
         || cfg.channels != evaluator::CHANNELS
@@ -301,17 +292,37 @@ pub fn evaluate(
             MAX_SAMPLES / classes
         )));
     }
-    let ev = Evaluator::new(ctx)?;
-    let real = real_stats(ctx, &ev, test)?;
+    Ok(())
+}
 
+/// What the evaluator makes of a model's samples.
+pub struct SampleOutputs {
+    /// The class each sample was drawn for: `per_class` of class 0, then of class 1, ...
+    pub intended: Vec<i32>,
+    /// Evaluator features `[n, FEATURES]` and class probabilities `[n, CLASSES]`.
+    pub features: Vec<f32>,
+    pub probs: Vec<f32>,
+    /// Whether the samples came from G_ema (else from G).
+    pub ema: bool,
+}
+
+/// Draw `per_class` samples of each class from `model` (G_ema when the model has it, standing
+/// statistics, z ~ N(0, I) from `seed`) and run them through `ev`.
+pub fn sample_outputs(
+    ctx: &Context,
+    ev: &Evaluator,
+    model: &Model,
+    per_class: usize,
+    seed: u64,
+) -> Result<SampleOutputs> {
+    check_request(model, per_class)?;
+    let cfg = &model.cfg;
+    let classes = evaluator::CLASSES;
     let n = per_class * classes;
     let zd = cfg.z_dim;
     let intended: Vec<i32> = (0..n).map(|i| (i / per_class) as i32).collect();
-    let which = if model.g_ema.is_some() {
-        Which::Ema
-    } else {
-        Which::Generator
-    };
+    let ema = model.g_ema.is_some();
+    let which = if ema { Which::Ema } else { Which::Generator };
     let mut features = Vec::with_capacity(n * evaluator::FEATURES);
     let mut probs = Vec::with_capacity(n * classes);
     for start in (0..n).step_by(SAMPLE_CHUNK) {
@@ -329,12 +340,41 @@ pub fn evaluate(
         features.extend(f);
         probs.extend(p);
     }
+    Ok(SampleOutputs {
+        intended,
+        features,
+        probs,
+        ema,
+    })
+}
+
+/// Draw `per_class` samples of each class from `model` (module docs: EMA generator, standing
+/// statistics, z ~ N(0, I) from `seed`) and measure FID, Inception Score and class
+/// consistency with the embedded evaluator against `test` (Fashion-MNIST's test split:
+/// 32x32 grey images, ten classes).
+pub fn evaluate(
+    ctx: &Context,
+    model: &Model,
+    per_class: usize,
+    seed: u64,
+    test: &Dataset,
+) -> Result<EvalReport> {
+    check_request(model, per_class)?; // before the test set's statistics
+    let ev = Evaluator::new(ctx)?;
+    let real = real_stats(ctx, &ev, test)?;
+    let classes = evaluator::CLASSES;
+    let SampleOutputs {
+        intended,
+        features,
+        probs,
+        ema,
+    } = sample_outputs(ctx, &ev, model, per_class, seed)?;
     let stats = GaussianStats::from_features(&features, evaluator::FEATURES)?;
     Ok(EvalReport {
         per_class,
-        samples: n,
+        samples: intended.len(),
         seed,
-        generator: if which == Which::Ema { "G_ema" } else { "G" }.into(),
+        generator: if ema { "G_ema" } else { "G" }.into(),
         fid: fid_stats(&stats, &real.stats)?,
         inception_score: inception_score(&probs, classes)?,
         consistency: class_consistency(&probs, &intended, classes)?,

@@ -438,6 +438,13 @@ fn sampling_copy(ctx: &Context, tr: &Trainer, batch: usize, seed: u64) -> Res<Mo
     Ok(m)
 }
 
+/// Write `model.safetensors` (a [`sampling_copy`]) into `out`; returns its path.
+fn export_model(ctx: &Context, tr: &Trainer, out: &Path, batch: usize, seed: u64) -> Res<PathBuf> {
+    let path = out.join(MODEL);
+    sampling_copy(ctx, tr, batch, seed)?.save(ctx, &path)?;
+    Ok(path)
+}
+
 /// A grid of G_ema's samples, one row per class, always from the same z.
 fn write_samples(ctx: &Context, m: &Model, path: &Path, seed: u64) -> Res<()> {
     let rows = m.cfg.num_classes.min(GRID_ROWS);
@@ -749,8 +756,7 @@ pub fn run(ctx: &Context, a: Args) -> Res<()> {
     }
     if start == a.steps && start > 0 {
         // A run stopped between checkpoints and resumed to its last one: export its model.
-        let model_path = a.out.join(MODEL);
-        sampling_copy(ctx, &tr, batch, seed)?.save(ctx, &model_path)?;
+        let model_path = export_model(ctx, &tr, &a.out, batch, seed)?;
         write_plot(&a.out.join(PLOT), &rows, a.steps)?;
         println!(
             "the run is at step {start}; wrote {} (G_ema with standing statistics) and {}",
@@ -903,9 +909,7 @@ pub fn run(ctx: &Context, a: Args) -> Res<()> {
             fewlabels::kernel::format_profile(&profile)
         );
     }
-    let model = sampling_copy(ctx, &tr, batch, seed)?;
-    let model_path = a.out.join(MODEL);
-    model.save(ctx, &model_path)?;
+    let model_path = export_model(ctx, &tr, &a.out, batch, seed)?;
     println!(
         "done: {} steps in {:.1} s; wrote {}, {}, {} and {}",
         a.steps - start,
