@@ -7,7 +7,7 @@
 //! backend a hardware GPU is preferred over a software one.
 
 use crate::error::{Error, Result};
-use crate::kernel::{ArenaPool, PipelineCache, Profile};
+use crate::kernel::{ArenaPool, PipelineCache, Profile, TexturePool};
 use crate::tensor::BufferPool;
 use std::sync::{Arc, Mutex};
 
@@ -64,6 +64,9 @@ pub struct Context {
     pub(crate) pipelines: PipelineCache,
     pub(crate) pool: BufferPool,
     pub(crate) arenas: ArenaPool,
+    pub(crate) textures: TexturePool,
+    /// Default of [`Recorder::set_cpu_kernels`](crate::kernel::Recorder::set_cpu_kernels).
+    cpu_kernels: bool,
     pub(crate) profile: Profile,
     pub(crate) errors: Arc<ErrorSink>,
 }
@@ -216,6 +219,11 @@ impl Context {
                 Some(format!("{reason:?}: {msg}"));
         });
         let limits = device.limits();
+        let cpu_kernels = match std::env::var("FEWLABELS_KERNELS").as_deref().map(str::trim) {
+            Ok("cpu") => true,
+            Ok("gpu") => false,
+            _ => description.device_type == "Cpu",
+        };
         let profile = Profile::default();
         if std::env::var("FEWLABELS_PROFILE").is_ok_and(|v| v.trim() == "1") {
             profile.on.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -229,9 +237,18 @@ impl Context {
             pipelines: PipelineCache::default(),
             pool: BufferPool::default(),
             arenas: ArenaPool::default(),
+            textures: TexturePool::default(),
+            cpu_kernels,
             profile,
             errors,
         }
+    }
+
+    /// Whether recorders start with the kernels tuned for CPU adapters (see
+    /// [`Recorder::set_cpu_kernels`](crate::kernel::Recorder::set_cpu_kernels)): true on a CPU
+    /// adapter such as lavapipe; `FEWLABELS_KERNELS=cpu` or `gpu` overrides it.
+    pub fn cpu_kernels(&self) -> bool {
+        self.cpu_kernels
     }
 
     /// Largest number of bytes one storage binding may cover on this device.

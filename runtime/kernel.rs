@@ -62,7 +62,16 @@ enum Access {
     Uniform,
     Read,
     Write,
+    /// A `texture_2d<f32>` read with `textureLoad`: the dispatch copies the bound tensor into
+    /// a pooled texture (see [`TEXTURE_WIDTH`]).
+    Texture,
 }
+
+/// Width in texels of the textures tensors are copied into for kernels that read them as
+/// `texture_2d<f32>`: vec4 element i of the tensor is texel (i % 4096, i / 4096). On lavapipe
+/// (Mesa 22.3) a texel fetch costs about a tenth of a storage-buffer load, which that driver
+/// performs lane by lane (docs/PERFORMANCE.md).
+pub const TEXTURE_WIDTH: u32 = 4096;
 
 /// One compiled entry point.
 pub(crate) struct Kernel {
@@ -142,6 +151,7 @@ impl PipelineCache {
                 if b.group == 0 && !fi[handle].is_empty() {
                     let access = match var.space {
                         naga::AddressSpace::Uniform => Access::Uniform,
+                        naga::AddressSpace::Handle => Access::Texture,
                         naga::AddressSpace::Storage { access }
                             if access.contains(naga::StorageAccess::STORE) =>
                         {
@@ -257,6 +267,58 @@ impl ArenaPool {
     }
 }
 
+/// Free textures for [`Access::Texture`] bindings, by height (a power of two), shared by the
+/// recorders of one context.
+#[derive(Default)]
+pub(crate) struct TexturePool {
+    free: Mutex<HashMap<u32, Vec<wgpu::Texture>>>,
+    /// Textures ever created (for tests and the benchmark).
+    created: std::sync::atomic::AtomicU64,
+}
+
+impl TexturePool {
+    fn take(&self, device: &wgpu::Device, rows: u32) -> wgpu::Texture {
+        if let Some(t) = self
+            .free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get_mut(&rows)
+            .and_then(|v| v.pop())
+        {
+            return t;
+        }
+        self.created
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        device.create_texture(&wgpu::TextureDescriptor {
+            label: Some("fewlabels texture view of a tensor"),
+            size: wgpu::Extent3d {
+                width: TEXTURE_WIDTH,
+                height: rows,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+            view_formats: &[],
+        })
+    }
+
+    fn give(&self, rows: u32, t: wgpu::Texture) {
+        self.free
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(rows)
+            .or_default()
+            .push(t);
+    }
+
+    pub(crate) fn created(&self) -> u64 {
+        self.created.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
 /// Per-(shader, entry) wall time of dispatches run one at a time (see
 /// [`Context::set_profiling`]).
 #[derive(Debug, Clone, PartialEq)]
@@ -309,6 +371,10 @@ pub struct Recorder<'a> {
     live: Vec<Arc<crate::tensor::Storage>>,
     /// Arena buffers in use; the last one is being filled.
     arenas: Vec<Arena>,
+    /// Pooled textures bound so far, by height, returned to the pool at submit.
+    textures: Vec<(u32, wgpu::Texture)>,
+    /// Choose the kernels tuned for CPU adapters (see [`Recorder::set_cpu_kernels`]).
+    cpu_kernels: bool,
 }
 
 fn new_encoder(ctx: &Context) -> wgpu::CommandEncoder {
@@ -328,6 +394,8 @@ impl Context {
             dispatches: 0,
             live: Vec::new(),
             arenas: Vec::new(),
+            textures: Vec::new(),
+            cpu_kernels: self.cpu_kernels(),
         }
     }
 
@@ -431,9 +499,87 @@ impl Context {
     pub fn arena_buffers_created(&self) -> u64 {
         self.arenas.created()
     }
+
+    /// Textures created so far for kernels that read tensors as textures (pooled, like
+    /// buffers: a steady-state train step creates none).
+    pub fn textures_created(&self) -> u64 {
+        self.textures.created()
+    }
 }
 
 impl<'a> Recorder<'a> {
+    /// Whether ops choose the kernels tuned for CPU adapters (lavapipe): smaller register
+    /// tiles that read their inputs as textures. Starts as [`Context::cpu_kernels`]; tests
+    /// set it to run both kernel sets on one adapter. Both give the same results within the
+    /// golden tolerances.
+    pub fn set_cpu_kernels(&mut self, on: bool) {
+        self.cpu_kernels = on;
+    }
+
+    /// See [`Recorder::set_cpu_kernels`].
+    pub fn cpu_kernels(&self) -> bool {
+        self.cpu_kernels
+    }
+
+    /// Record a copy of `t` into a pooled texture and return a view of it (see
+    /// [`TEXTURE_WIDTH`]). `t` must hold a whole number of vec4s.
+    fn texture_of(&mut self, what: &str, t: &Tensor) -> Result<wgpu::TextureView> {
+        let bytes = t.bytes();
+        if !bytes.is_multiple_of(16) {
+            return Err(Error::Shape(format!(
+                "{what}: {t:?} is not a whole number of vec4s and cannot be read as a texture"
+            )));
+        }
+        let texels = (bytes / 16).max(1);
+        let full = (texels / TEXTURE_WIDTH as u64) as u32;
+        let rest = (texels % TEXTURE_WIDTH as u64) as u32;
+        let needed = full + (rest > 0) as u32;
+        let rows = needed.next_power_of_two();
+        let max = self.ctx.limits.max_texture_dimension_2d;
+        if TEXTURE_WIDTH > max || rows > max {
+            return Err(Error::Shape(format!(
+                "{what}: {t:?} needs a {TEXTURE_WIDTH}x{rows} texture; this device allows {max}"
+            )));
+        }
+        let texture = self.ctx.textures.take(&self.ctx.device, rows);
+        self.pass = None;
+        let encoder = self.encoder.as_mut().expect("present until submit");
+        let row_bytes = TEXTURE_WIDTH * 16;
+        let mut copy = |y: u32, width: u32, height: u32| {
+            encoder.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: t.buffer(),
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: y as u64 * row_bytes as u64,
+                        bytes_per_row: Some(row_bytes),
+                        rows_per_image: None,
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture: &texture,
+                    mip_level: 0,
+                    origin: wgpu::Origin3d { x: 0, y, z: 0 },
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d {
+                    width,
+                    height,
+                    depth_or_array_layers: 1,
+                },
+            );
+        };
+        if full > 0 {
+            copy(0, TEXTURE_WIDTH, full);
+        }
+        if rest > 0 && bytes > 0 {
+            copy(full, rest, 1);
+        }
+        self.live.push(t.keep_alive());
+        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
+        self.textures.push((rows, texture));
+        Ok(view)
+    }
+
     /// Dispatches recorded so far.
     pub fn dispatch_count(&self) -> usize {
         self.dispatches
@@ -545,7 +691,22 @@ impl<'a> Recorder<'a> {
                 });
             }
         }
+        let mut views = Vec::new();
         for &(b, t) in &tensors {
+            if access_of(b) == Some(Access::Texture) {
+                views.push((b, self.texture_of(&format!("{shader}::{entry}"), t)?));
+            }
+        }
+        for (b, view) in &views {
+            entries.push(wgpu::BindGroupEntry {
+                binding: *b,
+                resource: wgpu::BindingResource::TextureView(view),
+            });
+        }
+        for &(b, t) in &tensors {
+            if access_of(b) == Some(Access::Texture) {
+                continue;
+            }
             self.live.push(t.keep_alive());
             entries.push(wgpu::BindGroupEntry {
                 binding: b,
@@ -627,6 +788,9 @@ impl<'a> Recorder<'a> {
         for a in self.arenas.drain(..) {
             ctx.arenas.give(a.buffer);
         }
+        for (rows, t) in self.textures.drain(..) {
+            ctx.textures.give(rows, t);
+        }
         self.live.clear();
     }
 
@@ -644,6 +808,9 @@ impl<'a> Recorder<'a> {
         }
         for a in self.arenas.drain(..) {
             ctx.arenas.give(a.buffer);
+        }
+        for (rows, t) in self.textures.drain(..) {
+            ctx.textures.give(rows, t);
         }
         // Buffers freed from here on may be reused: later work is submitted after this.
         self.live.clear();

@@ -70,6 +70,12 @@ struct Params {
 @group(0) @binding(8) var<storage, read> dy4: array<vec4<f32>>;
 // Partial sums read back as scalars (conv_reduce).
 @group(0) @binding(9) var<storage, read> parts: array<f32>;
+// Texture copies of x4 and wt4 (the runtime copies the bound tensors; vec4 i is texel
+// (i % 4096, i / 4096)), for the kernels of CPU adapters (conv3x3_t).
+@group(0) @binding(10) var x_tex: texture_2d<f32>;
+@group(0) @binding(11) var wt_tex: texture_2d<f32>;
+// Texture copy of dy4 (conv_dw3_t, conv_dw1_t).
+@group(0) @binding(12) var dy_tex: texture_2d<f32>;
 
 // Workgroup sizes (the Rust side sizes its grids with the same numbers).
 const WG_FWD: u32 = 16u;
@@ -96,6 +102,23 @@ fn conv_repack(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
         } else {
             v = aux[(b * p.cin + a) * kk + tap];
         }
+    }
+    out[i] = v;
+}
+
+// ---------------------------------------------------------------------------------------
+// Channel padding for the `_t` kernels: out[q * cin4*4 + j] = xs[q * cin + j] for j < cin,
+// zero above, over m pixels.
+
+@compute @workgroup_size(256)
+fn conv_pad(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 256u;
+    let c4 = p.cin4 * 4u;
+    if i >= p.m * c4 { return; }
+    let j = i % c4;
+    var v = 0.0;
+    if j < p.cin {
+        v = xs[(i / c4) * p.cin + j];
     }
     out[i] = v;
 }
@@ -439,6 +462,144 @@ fn conv3x3w_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     store_blk3(tl, cb0 + 1u, acc.b);
     store_blk3(tl, cb0 + 2u, acc2.a);
     store_blk3(tl, cb0 + 3u, acc2.b);
+}
+
+// ---------------------------------------------------------------------------------------
+// conv3x3_t: for CPU adapters. A lane computes 8 pixels of one output row x 8 output
+// channels, reading x and the weight as textures. On lavapipe (Mesa 22.3) a texel fetch
+// costs about a tenth of a storage load, so a small tile is as fast as the 8x8-pixel ones
+// above and compiles in well under a second instead of 30-170 s (docs/PERFORMANCE.md).
+
+fn x_tex_at(q: i32, ok: bool, c: u32) -> vec4<f32> {
+    let i = u32(q) * p.cin4 + c;
+    let v = textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+    return select(vec4<f32>(0.0), v, ok);
+}
+
+fn wt_tex_at(i: u32) -> W4 {
+    let s = p.cout4;
+    return W4(textureLoad(wt_tex, vec2<u32>(i % 4096u, i / 4096u), 0),
+        textureLoad(wt_tex, vec2<u32>((i + s) % 4096u, (i + s) / 4096u), 0),
+        textureLoad(wt_tex, vec2<u32>((i + 2u * s) % 4096u, (i + 2u * s) / 4096u), 0),
+        textureLoad(wt_tex, vec2<u32>((i + 3u * s) % 4096u, (i + 3u * s) / 4096u), 0));
+}
+
+// Input row `rb` (first pixel index of the clamped image row; `rok` false: padding),
+// columns ow0 - 1 .. ow0 + 8, channels 4c..4c+3.
+fn row10_t(rb: i32, rok: bool, ow0: i32, c: u32) -> Row10 {
+    let w = i32(p.w);
+    return Row10(x_tex_at(rb + clamp(ow0 - 1, 0, w - 1), rok && ow0 >= 1, c),
+        x_tex_at(rb + clamp(ow0, 0, w - 1), rok && ow0 < w, c),
+        x_tex_at(rb + clamp(ow0 + 1, 0, w - 1), rok && ow0 + 1 < w, c),
+        x_tex_at(rb + clamp(ow0 + 2, 0, w - 1), rok && ow0 + 2 < w, c),
+        x_tex_at(rb + clamp(ow0 + 3, 0, w - 1), rok && ow0 + 3 < w, c),
+        x_tex_at(rb + clamp(ow0 + 4, 0, w - 1), rok && ow0 + 4 < w, c),
+        x_tex_at(rb + clamp(ow0 + 5, 0, w - 1), rok && ow0 + 5 < w, c),
+        x_tex_at(rb + clamp(ow0 + 6, 0, w - 1), rok && ow0 + 6 < w, c),
+        x_tex_at(rb + clamp(ow0 + 7, 0, w - 1), rok && ow0 + 7 < w, c),
+        x_tex_at(rb + clamp(ow0 + 8, 0, w - 1), rok && ow0 + 8 < w, c));
+}
+
+// Output pixels ow0..ow0+7 of the row starting at pixel index q0 (those inside the image).
+fn store_row_t(q0: u32, ow0: u32, cb: u32, a: Row8) {
+    let w = p.w;
+    store4(q0 + ow0, ow0 < w, cb, a.v0);
+    store4(q0 + ow0 + 1u, ow0 + 1u < w, cb, a.v1);
+    store4(q0 + ow0 + 2u, ow0 + 2u < w, cb, a.v2);
+    store4(q0 + ow0 + 3u, ow0 + 3u < w, cb, a.v3);
+    store4(q0 + ow0 + 4u, ow0 + 4u < w, cb, a.v4);
+    store4(q0 + ow0 + 5u, ow0 + 5u < w, cb, a.v5);
+    store4(q0 + ow0 + 6u, ow0 + 6u < w, cb, a.v6);
+    store4(q0 + ow0 + 7u, ow0 + 7u < w, cb, a.v7);
+}
+
+// Grid: x over (image, row, 8-pixel segment) lanes in groups of WG_FWD, y over pairs of
+// output blocks. Needs cin a multiple of 4.
+@compute @workgroup_size(16)
+fn conv3x3_t(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let segs = (p.w + 7u) / 8u;
+    let t = wg.x * WG_FWD + lid.x;
+    if t >= p.n * p.h * segs { return; }
+    let ow0 = (t % segs) * 8u;
+    let row = t / segs;
+    let oh = row % p.h;
+    let img = row / p.h;
+    let cb0 = 2u * wg.y;
+    let cb1 = min(cb0 + 1u, p.cout4 - 1u);
+    let tstep = p.cin4 * 4u * p.cout4;
+    var a = row_fill(bias4(cb0));
+    var b = row_fill(bias4(cb0 + 1u));
+    for (var c = 0u; c < p.cin4; c++) {
+        for (var ky = 0u; ky < 3u; ky++) {
+            let ih = i32(oh + ky) - 1;
+            let rok = ih >= 0 && ih < i32(p.h);
+            let rb = (i32(img * p.h) + clamp(ih, 0, i32(p.h) - 1)) * i32(p.w);
+            let x = row10_t(rb, rok, i32(ow0), c);
+            let wi = ky * 3u * tstep + c * 4u * p.cout4;
+            a = mac_row(a, cols0(x), wt_tex_at(wi + cb0));
+            b = mac_row(b, cols0(x), wt_tex_at(wi + cb1));
+            a = mac_row(a, cols1(x), wt_tex_at(wi + tstep + cb0));
+            b = mac_row(b, cols1(x), wt_tex_at(wi + tstep + cb1));
+            a = mac_row(a, cols2(x), wt_tex_at(wi + 2u * tstep + cb0));
+            b = mac_row(b, cols2(x), wt_tex_at(wi + 2u * tstep + cb1));
+        }
+    }
+    let q0 = row * p.w;
+    store_row_t(q0, ow0, cb0, a);
+    store_row_t(q0, ow0, cb0 + 1u, b);
+}
+
+// conv1x1_t: for CPU adapters, 1x1 kernels: a lane computes 16 consecutive pixels x 8 output
+// channels, reading x and the weight as textures. Grid as conv_gemm_* but with pairs of
+// output blocks in y.
+
+// Pixels q..q+7 (zero past the last pixel), channels 4c..4c+3.
+fn row8_t(q: u32, c: u32) -> Row8 {
+    let l = i32(p.m) - 1;
+    let i = i32(q);
+    return Row8(x_tex_at(min(i, l), q < p.m, c), x_tex_at(min(i + 1, l), q + 1u < p.m, c),
+        x_tex_at(min(i + 2, l), q + 2u < p.m, c), x_tex_at(min(i + 3, l), q + 3u < p.m, c),
+        x_tex_at(min(i + 4, l), q + 4u < p.m, c), x_tex_at(min(i + 5, l), q + 5u < p.m, c),
+        x_tex_at(min(i + 6, l), q + 6u < p.m, c), x_tex_at(min(i + 7, l), q + 7u < p.m, c));
+}
+
+// Output pixels q..q+7 (those before the last pixel).
+fn store_px_t(q: u32, cb: u32, a: Row8) {
+    store4(q, q < p.m, cb, a.v0);
+    store4(q + 1u, q + 1u < p.m, cb, a.v1);
+    store4(q + 2u, q + 2u < p.m, cb, a.v2);
+    store4(q + 3u, q + 3u < p.m, cb, a.v3);
+    store4(q + 4u, q + 4u < p.m, cb, a.v4);
+    store4(q + 5u, q + 5u < p.m, cb, a.v5);
+    store4(q + 6u, q + 6u < p.m, cb, a.v6);
+    store4(q + 7u, q + 7u < p.m, cb, a.v7);
+}
+
+@compute @workgroup_size(16)
+fn conv1x1_t(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let t = wg.x * WG_FWD + lid.x;
+    if t >= (p.m + 15u) / 16u { return; }
+    let q0 = t * 16u;
+    let cb0 = 2u * wg.y;
+    let cb1 = min(cb0 + 1u, p.cout4 - 1u);
+    var a0 = row_fill(bias4(cb0));
+    var a1 = a0;
+    var b0 = row_fill(bias4(cb0 + 1u));
+    var b1 = b0;
+    for (var c = 0u; c < p.cin4; c++) {
+        let x0 = row8_t(q0, c);
+        let x1 = row8_t(q0 + 8u, c);
+        let wa = wt_tex_at(c * 4u * p.cout4 + cb0);
+        let wb = wt_tex_at(c * 4u * p.cout4 + cb1);
+        a0 = mac_row(a0, x0, wa);
+        a1 = mac_row(a1, x1, wa);
+        b0 = mac_row(b0, x0, wb);
+        b1 = mac_row(b1, x1, wb);
+    }
+    store_px_t(q0, cb0, a0);
+    store_px_t(q0 + 8u, cb0, a1);
+    store_px_t(q0, cb0 + 1u, b0);
+    store_px_t(q0 + 8u, cb0 + 1u, b1);
 }
 
 // ---------------------------------------------------------------------------------------
@@ -845,6 +1006,78 @@ fn conv_dw1_s(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
         a.a1 = outer(a.a1, dw1_x_s(q, ci0 + 1u), d);
         a.a2 = outer(a.a2, dw1_x_s(q, ci0 + 2u), d);
         a.a3 = outer(a.a3, dw1_x_s(q, ci0 + 3u), d);
+    }
+    dw1_store(chunk, ci0, cb0, a);
+}
+
+// ---------------------------------------------------------------------------------------
+// conv_dw3_t, conv_dw1_t: conv_dw3_v4 and conv_dw1_v4 reading x and dy as textures, for CPU
+// adapters (their loads, not their multiply-adds, set the speed of the storage versions on
+// lavapipe).
+
+fn dy_tex_at(i: u32) -> vec4<f32> {
+    return textureLoad(dy_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+}
+
+// dy of pixel q, output blocks cb0..cb0+3 (zero past cout).
+fn dy_t(q: u32, cb0: u32) -> D4 {
+    let i = q * p.cout4 + cb0;
+    let z = vec4<f32>(0.0);
+    let last = p.cout4 - 1u - cb0;
+    return D4(dy_tex_at(i), select(z, dy_tex_at(i + min(1u, last)), cb0 + 1u < p.cout4),
+        select(z, dy_tex_at(i + min(2u, last)), cb0 + 2u < p.cout4),
+        select(z, dy_tex_at(i + min(3u, last)), cb0 + 3u < p.cout4));
+}
+
+fn col3_t(rc: RowCtx, iw: i32, c: u32) -> Col3 {
+    let ok = iw >= 0 && iw < i32(p.w);
+    let w = i32(p.w);
+    let col = clamp(iw, 0, w - 1);
+    return Col3(x_tex_at(max(rc.base, 0) + col, ok && rc.ok0, c), x_tex_at(rc.base + w + col, ok && rc.ok1, c),
+        x_tex_at(min(rc.base + 2 * w, i32(p.m) - w) + col, ok && rc.ok2, c));
+}
+
+@compute @workgroup_size(8)
+fn conv_dw3_t(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let cib = wg.x * WG_DW + lid.x;
+    if cib >= p.cin4 { return; }
+    let cb0 = 4u * wg.y;
+    let chunk = wg.z;
+    let row_end = min((chunk + 1u) * p.chunk, p.n * p.h);
+    var a = taps_zero();
+    for (var row = chunk * p.chunk; row < row_end; row++) {
+        let rc = row_ctx(row);
+        var l = Col3(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
+        var m = col3_t(rc, 0, cib);
+        for (var ow = 0; ow < i32(p.w); ow++) {
+            let r = col3_t(rc, ow + 1, cib);
+            a = dw3_pixel(a, l, m, r, dy_t(row * p.w + u32(ow), cb0));
+            l = m;
+            m = r;
+        }
+    }
+    dw3_store(chunk, cib, cb0, a);
+}
+
+fn dw1_x_t(q: u32, cib: u32) -> vec4<f32> {
+    return x_tex_at(i32(q), cib < p.cin4, min(cib, p.cin4 - 1u));
+}
+
+@compute @workgroup_size(8)
+fn conv_dw1_t(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
+    let ci0 = (wg.x * WG_DW + lid.x) * 4u;
+    if ci0 >= p.cin4 { return; }
+    let cb0 = 4u * wg.y;
+    let chunk = wg.z;
+    let end = min((chunk + 1u) * p.chunk, p.m);
+    let z = m16_zero();
+    var a = Dw1(z, z, z, z);
+    for (var q = chunk * p.chunk; q < end; q++) {
+        let d = dy_t(q, cb0);
+        a.a0 = outer(a.a0, dw1_x_t(q, ci0), d);
+        a.a1 = outer(a.a1, dw1_x_t(q, ci0 + 1u), d);
+        a.a2 = outer(a.a2, dw1_x_t(q, ci0 + 2u), d);
+        a.a3 = outer(a.a3, dw1_x_t(q, ci0 + 3u), d);
     }
     dw1_store(chunk, ci0, cb0, a);
 }

@@ -38,20 +38,38 @@ fn has_bias(case: &str) -> bool {
     case.ends_with("_bias")
 }
 
+/// Both kernel sets (those for CPU adapters, which read textures, and the others) run on
+/// whatever adapter the tests have.
+const KERNEL_SETS: [bool; 2] = [true, false];
+
 #[test]
 fn conv2d_forward() {
     let g = Golden::load("conv");
-    for c in g.cases("conv_") {
-        let x = g.tensor(&format!("{c}/x"));
-        let w = g.tensor(&format!("{c}/w"));
-        let b = has_bias(&c).then(|| g.tensor(&format!("{c}/b")));
-        let y = ctx().run(|r| conv2d(r, &x, &w, b.as_ref())).unwrap();
-        check(&g, &format!("{c}/y"), &y, TOL_FWD);
+    for cpu in KERNEL_SETS {
+        for c in g.cases("conv_") {
+            let x = g.tensor(&format!("{c}/x"));
+            let w = g.tensor(&format!("{c}/w"));
+            let b = has_bias(&c).then(|| g.tensor(&format!("{c}/b")));
+            let y = ctx()
+                .run(|r| {
+                    r.set_cpu_kernels(cpu);
+                    conv2d(r, &x, &w, b.as_ref())
+                })
+                .unwrap();
+            println!("cpu kernels {cpu}:");
+            check(&g, &format!("{c}/y"), &y, TOL_FWD);
+        }
     }
 }
 
 #[test]
 fn conv2d_backward_grads() {
+    for cpu in KERNEL_SETS {
+        backward_grads(cpu);
+    }
+}
+
+fn backward_grads(cpu: bool) {
     let g = Golden::load("conv");
     for c in g.cases("conv_") {
         let x = g.tensor(&format!("{c}/x"));
@@ -59,8 +77,12 @@ fn conv2d_backward_grads() {
         let dy = g.tensor(&format!("{c}/dy"));
         let bias = has_bias(&c);
         let grads = ctx()
-            .run(|r| conv2d_backward(r, &x, &w, &dy, bias))
+            .run(|r| {
+                r.set_cpu_kernels(cpu);
+                conv2d_backward(r, &x, &w, &dy, bias)
+            })
             .unwrap();
+        println!("cpu kernels {cpu}:");
         check(&g, &format!("{c}/dx"), &grads.dx, TOL_FWD);
         check(&g, &format!("{c}/dw"), &grads.dw, TOL_GRAD);
         match (&grads.db, bias) {
@@ -158,6 +180,12 @@ fn cpu_conv(
 
 #[test]
 fn conv2d_matches_cpu_reference() {
+    for cpu in KERNEL_SETS {
+        matches_cpu_reference(cpu);
+    }
+}
+
+fn matches_cpu_reference(cpu: bool) {
     let c = ctx();
     // (n, h, w, cin, cout, k): input channels beyond one weight-gradient workgroup, a
     // non-square image, partial blocks everywhere.
@@ -188,13 +216,14 @@ fn conv2d_matches_cpu_reference() {
         let dy = Tensor::from_f32(c, &[n, h, w, co], &dyv).unwrap();
         let (y, g) = c
             .run(|r| {
+                r.set_cpu_kernels(cpu);
                 Ok((
                     conv2d(r, &x, &wt, Some(&b))?,
                     conv2d_backward(r, &x, &wt, &dy, true)?,
                 ))
             })
             .unwrap();
-        let name = format!("cpu n{n} h{h} w{w} ci{ci} co{co} k{k}");
+        let name = format!("cpu kernels {cpu}: n{n} h{h} w{w} ci{ci} co{co} k{k}");
         let tol = 1e-5;
         common::check_close(&format!("{name} y"), &y.to_f32(c).unwrap(), &y_ref, tol);
         common::check_close(

@@ -20,7 +20,7 @@
 
 use crate::ensure_shape;
 use crate::error::Result;
-use crate::kernel::{grid_1d, Recorder};
+use crate::kernel::{grid_1d, Recorder, TEXTURE_WIDTH};
 use crate::tensor::{DType, Tensor};
 
 const SHADER: &str = "conv";
@@ -152,6 +152,31 @@ fn repack(rec: &mut Recorder, w: &Tensor, d: &Dims, transposed: bool) -> Result<
     Ok(wt)
 }
 
+/// `x` `[N, H, W, c]` with its channels padded with zeros to a multiple of 4 (itself when
+/// they are), for the `_t` kernels, which read channels as vec4.
+fn pad4(rec: &mut Recorder, x: &Tensor, d: &Dims, c: usize) -> Result<Tensor> {
+    if c.is_multiple_of(4) {
+        return Ok(x.clone());
+    }
+    let c4 = quads(c) * 4;
+    let out = Tensor::empty(rec.ctx, &[d.n, d.h, d.w, c4], DType::F32)?;
+    let p = params(d, c, c4, 0, 0);
+    rec.dispatch(
+        SHADER,
+        "conv_pad",
+        &p,
+        &[(1, x), (5, &out)],
+        grid_1d((d.m() * c4) as u64, 256),
+    )?;
+    Ok(out)
+}
+
+/// Whether `elems` floats fit in one texture of [`TEXTURE_WIDTH`] columns on this device.
+fn fits_texture(rec: &Recorder, elems: usize) -> bool {
+    (elems as u64).div_ceil(4 * TEXTURE_WIDTH as u64)
+        <= rec.ctx.limits.max_texture_dimension_2d as u64
+}
+
 /// The forward GEMM on `x` `[N, H, W, gin]` with repacked weight `wt`, giving
 /// `[N, H, W, gout]`. `bias` is added when given; `dummy` is any other read-only tensor bound
 /// in its place otherwise (the entry point always declares the binding).
@@ -170,9 +195,33 @@ fn gemm(
     let y = Tensor::empty(rec.ctx, &[d.n, d.h, d.w, gout], DType::F32)?;
     let p = params(d, gin, gout, bias.is_some() as u32, 0);
     let v4 = gin.is_multiple_of(4);
-    let (entry, groups) = if d.k == 3 && d.h >= 8 && d.w >= 8 {
+    let cpu = rec.cpu_kernels()
+        && fits_texture(rec, d.m() * quads(gin) * 4)
+        && fits_texture(rec, wt.numel());
+    let padded;
+    let x = if cpu {
+        padded = pad4(rec, x, d, gin)?;
+        &padded
+    } else {
+        x
+    };
+    let (entry, groups) = if cpu && d.k == 1 {
+        // CPU adapters: 16 pixels x 8 output channels per lane, read as textures.
+        let lanes = (d.m() as u64).div_ceil(16);
+        (
+            "conv1x1_t",
+            [lanes.div_ceil(WG_FWD), quads(gout).div_ceil(2) as u64],
+        )
+    } else if cpu && d.k == 3 {
+        // CPU adapters: 8 pixels of a row x 8 output channels per lane, read as textures.
+        let lanes = (d.n * d.h * d.w.div_ceil(8)) as u64;
+        (
+            "conv3x3_t",
+            [lanes.div_ceil(WG_FWD), quads(gout).div_ceil(2) as u64],
+        )
+    } else if d.k == 3 && d.h >= 8 && d.w >= 8 {
         let tiles = (d.n * d.h.div_ceil(8) * d.w.div_ceil(8)) as u64;
-        if v4 && gout >= 16 && rec.ctx.description.device_type == "Cpu" {
+        if v4 && gout >= 16 && rec.cpu_kernels() {
             // CPU adapters (lavapipe): 16 output channels per invocation (see the shader).
             (
                 "conv3x3w_v4",
@@ -204,7 +253,7 @@ fn gemm(
         SHADER,
         entry,
         &p,
-        &[(xb, x), (3, wt), (4, aux), (5, &y)],
+        &[(xb, x), (3, wt), (4, aux), (5, &y), (10, x), (11, wt)],
         [groups[0] as u32, groups[1] as u32, 1],
     )?;
     Ok(y)
@@ -337,13 +386,34 @@ pub fn conv2d_backward_weight(
     let per_chunk = (taps * cin4 * 4 * cout4 * 4) as u64;
     let v4 = d.cin.is_multiple_of(4) && d.cout.is_multiple_of(4);
     let co_groups = cout4.div_ceil(4) as u64;
+    // CPU adapters read x and dy as textures (the `_t` kernels), channels padded to vec4s.
+    let cpu = rec.cpu_kernels()
+        && fits_texture(rec, d.m() * cin4 * 4)
+        && fits_texture(rec, d.m() * cout4 * 4);
+    let (xp, dyp);
+    let (xk, dyk) = if cpu {
+        xp = pad4(rec, x, &d, d.cin)?;
+        dyp = pad4(rec, dy, &d, d.cout)?;
+        (&xp, &dyp)
+    } else {
+        (x, dy)
+    };
+    let pick = |t: &'static str, v: &'static str, s: &'static str| {
+        if cpu {
+            t
+        } else if v4 {
+            v
+        } else {
+            s
+        }
+    };
     let (entry, chunks, per, lanes) = if d.k == 3 {
         let (chunks, per) = chunking((d.n * d.h) as u64, d.w as u64, per_chunk);
-        let entry = if v4 { "conv_dw3_v4" } else { "conv_dw3_s" };
+        let entry = pick("conv_dw3_t", "conv_dw3_v4", "conv_dw3_s");
         (entry, chunks, per, cin4 as u64)
     } else {
         let (chunks, per) = chunking(m, 1, per_chunk);
-        let entry = if v4 { "conv_dw1_v4" } else { "conv_dw1_s" };
+        let entry = pick("conv_dw1_t", "conv_dw1_v4", "conv_dw1_s");
         (entry, chunks, per, cin4.div_ceil(4) as u64)
     };
     let groups = [lanes.div_ceil(WG_DW), co_groups, chunks];
@@ -353,10 +423,10 @@ pub fn conv2d_backward_weight(
     );
     let parts = Tensor::empty(rec.ctx, &[(chunks * per_chunk) as usize], DType::F32)?;
     let p = params(&d, d.cin, d.cout, 0, per);
-    let bind: [(u32, &Tensor); 3] = if v4 {
-        [(2, x), (8, dy), (6, &parts)]
+    let bind: [(u32, &Tensor); 5] = if v4 {
+        [(2, xk), (8, dyk), (6, &parts), (10, xk), (12, dyk)]
     } else {
-        [(1, x), (7, dy), (6, &parts)]
+        [(1, xk), (7, dyk), (6, &parts), (10, xk), (12, dyk)]
     };
     rec.dispatch(
         SHADER,

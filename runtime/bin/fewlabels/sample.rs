@@ -63,6 +63,13 @@ pub fn run(ctx: &Context, a: Args) -> Res<()> {
         Which::Ema
     };
     let chw = m.sample(ctx, which, &classes, &z)?;
+    let profile = ctx.take_profile();
+    if !profile.is_empty() {
+        eprintln!(
+            "Per-kernel time (FEWLABELS_PROFILE=1):\n{}",
+            fewlabels::kernel::format_profile(&profile)
+        );
+    }
     let (w, h) = images::write_grid(&a.out, &chw, m.cfg.channels, m.cfg.resolution, per)?;
     if a.single {
         println!("wrote {} (class {}, {w}x{h})", a.out.display(), rows[0]);
