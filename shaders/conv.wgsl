@@ -26,6 +26,9 @@
 // - conv_dw3_*: a lane owns 4 input x 16 output channels for all 9 taps and slides a 3x3
 //   window along image rows, loading 3 new input vectors and 4 dy vectors per pixel.
 // - conv_dw1_*: 1x1, a lane owns 16 input x 16 output channels.
+// - conv3x3_t, conv1x1_t, conv_dw3_t, conv_dw1_t: for CPU adapters, the same passes reading
+//   x, dy and the weight as textures (copied by the runtime), where lavapipe fetches a texel
+//   about 10x faster than it loads from a storage buffer; smaller tiles, fast to compile.
 // The `_v4` entry points read channels as vec4 and need the channel counts they read to be
 // multiples of 4; the `_s` ones read scalars with bounds checks and take any count. Loads of
 // padding are skipped (if), not clamped, so image borders cost less.
@@ -1037,12 +1040,16 @@ fn col3_t(rc: RowCtx, iw: i32, c: u32) -> Col3 {
         x_tex_at(min(rc.base + 2 * w, i32(p.m) - w) + col, ok && rc.ok2, c));
 }
 
+// Grid: x over (input block, chunk) pairs, input block fastest (so that few input channels
+// still fill the SIMD lanes), WG_DW per workgroup; y over groups of 4 output blocks;
+// p.extra = chunks.
 @compute @workgroup_size(8)
 fn conv_dw3_t(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let cib = wg.x * WG_DW + lid.x;
-    if cib >= p.cin4 { return; }
+    let lane = wg.x * WG_DW + lid.x;
+    if lane >= p.cin4 * p.extra { return; }
+    let cib = lane % p.cin4;
+    let chunk = lane / p.cin4;
     let cb0 = 4u * wg.y;
-    let chunk = wg.z;
     let row_end = min((chunk + 1u) * p.chunk, p.n * p.h);
     var a = taps_zero();
     for (var row = chunk * p.chunk; row < row_end; row++) {
@@ -1063,12 +1070,15 @@ fn dw1_x_t(q: u32, cib: u32) -> vec4<f32> {
     return x_tex_at(i32(q), cib < p.cin4, min(cib, p.cin4 - 1u));
 }
 
+// Grid as conv_dw3_t, x over (group of 4 input blocks, chunk) pairs.
 @compute @workgroup_size(8)
 fn conv_dw1_t(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
-    let ci0 = (wg.x * WG_DW + lid.x) * 4u;
-    if ci0 >= p.cin4 { return; }
+    let lane = wg.x * WG_DW + lid.x;
+    let groups = (p.cin4 + 3u) / 4u;
+    if lane >= groups * p.extra { return; }
+    let ci0 = (lane % groups) * 4u;
+    let chunk = lane / groups;
     let cb0 = 4u * wg.y;
-    let chunk = wg.z;
     let end = min((chunk + 1u) * p.chunk, p.m);
     let z = m16_zero();
     var a = Dw1(z, z, z, z);

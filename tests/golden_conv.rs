@@ -357,6 +357,10 @@ fn time_conv((n, h, ci, co, k): (usize, usize, usize, usize, usize), reps: usize
         drop(t);
     });
     report("dw+db", dw);
+    let profile = c.take_profile();
+    if !profile.is_empty() {
+        println!("{}", fewlabels::kernel::format_profile(&profile));
+    }
 }
 
 /// Timing of conv3x3 N=16, 64 -> 64 channels, 32x32 (the shape of issue 6).

@@ -14,6 +14,13 @@
 //!   sums go to a scratch tensor, then `conv_reduce` adds the chunks in order (deterministic,
 //!   no atomics).
 //!
+//! On CPU adapters ([`Recorder::cpu_kernels`]) every pass uses the `_t` kernels instead, which
+//! read x, dy and the weight as textures (a texel fetch costs lavapipe about a tenth of a
+//! storage load) with small register tiles that compile in under a second: `conv3x3_t` (8
+//! pixels of a row x 8 output channels), `conv1x1_t` (16 pixels x 8 channels), `conv_dw3_t`
+//! and `conv_dw1_t` (as `conv_dw3_v4`/`conv_dw1_v4`). Channel counts that are not multiples of
+//! 4 are padded with zeros first (`conv_pad`).
+//!
 //! The `_v4` kernels load channels as vec4 and need the channel counts they read to be
 //! multiples of 4 (Cin for the forward pass, Cout for the input gradient, both for the weight
 //! gradient); other counts take the `_s` kernels, which load scalars with bounds checks.
@@ -32,7 +39,9 @@ const WG_DW: u64 = 8;
 const GEMM_PIXELS: u64 = 32;
 /// Pixels per chunk of the weight-gradient reduction, before capping the chunk count.
 const DW_CHUNK_PIXELS: u64 = 1024;
-/// Most chunks the weight gradient is split into.
+/// Lanes the weight gradient aims for when its channels alone give fewer (more chunks).
+const MIN_LANES: u64 = 512;
+/// Most chunks the weight gradient is split into (unless MIN_LANES asks for more).
 const MAX_CHUNKS: u64 = 16;
 /// Pixels per chunk of the bias-gradient reduction.
 const DB_CHUNK_PIXELS: u64 = 256;
@@ -278,8 +287,11 @@ pub fn conv2d(rec: &mut Recorder, x: &Tensor, w: &Tensor, b: Option<&Tensor>) ->
 /// Split `units` (image rows or pixels, `unit_px` pixels each) into chunks for the weight
 /// gradient with `floats_per_chunk` partial sums per chunk: returns (chunks, units per chunk).
 /// Fixed by the shapes alone, so results are reproducible.
-fn chunking(units: u64, unit_px: u64, floats_per_chunk: u64) -> (u64, u64) {
-    let cap = (MAX_PARTIAL_FLOATS / floats_per_chunk.max(1)).clamp(1, MAX_CHUNKS);
+fn chunking(units: u64, unit_px: u64, floats_per_chunk: u64, lanes: u64) -> (u64, u64) {
+    // Few lanes per chunk (few channels) get more chunks, so that the device has work for
+    // all its threads: at least about MIN_LANES lanes in all.
+    let most = MAX_CHUNKS.max(MIN_LANES / lanes.max(1));
+    let cap = (MAX_PARTIAL_FLOATS / floats_per_chunk.max(1)).clamp(1, most);
     let want = (units * unit_px).div_ceil(DW_CHUNK_PIXELS);
     let chunks = want.clamp(1, cap).min(units.max(1));
     let per = units.div_ceil(chunks).max(1);
@@ -408,21 +420,32 @@ pub fn conv2d_backward_weight(
         }
     };
     let (entry, chunks, per, lanes) = if d.k == 3 {
-        let (chunks, per) = chunking((d.n * d.h) as u64, d.w as u64, per_chunk);
+        let (chunks, per) = chunking(
+            (d.n * d.h) as u64,
+            d.w as u64,
+            per_chunk,
+            cin4 as u64 * co_groups,
+        );
         let entry = pick("conv_dw3_t", "conv_dw3_v4", "conv_dw3_s");
         (entry, chunks, per, cin4 as u64)
     } else {
-        let (chunks, per) = chunking(m, 1, per_chunk);
+        let (chunks, per) = chunking(m, 1, per_chunk, cin4.div_ceil(4) as u64 * co_groups);
         let entry = pick("conv_dw1_t", "conv_dw1_v4", "conv_dw1_s");
         (entry, chunks, per, cin4.div_ceil(4) as u64)
     };
-    let groups = [lanes.div_ceil(WG_DW), co_groups, chunks];
+    // The `_t` kernels spread (channel block, chunk) pairs over the lanes.
+    let groups = if cpu {
+        [(lanes * chunks).div_ceil(WG_DW), co_groups, 1]
+    } else {
+        [lanes.div_ceil(WG_DW), co_groups, chunks]
+    };
     ensure_shape!(
         groups.iter().all(|&g| g <= 65535),
         "{op}: weight {w:?} is too large for one dispatch"
     );
     let parts = Tensor::empty(rec.ctx, &[(chunks * per_chunk) as usize], DType::F32)?;
-    let p = params(&d, d.cin, d.cout, 0, per);
+    let mut p = params(&d, d.cin, d.cout, 0, per);
+    p[11] = chunks as u32;
     let bind: [(u32, &Tensor); 5] = if v4 {
         [(2, xk), (8, dyk), (6, &parts), (10, xk), (12, dyk)]
     } else {
