@@ -65,6 +65,8 @@ pub struct Context {
     pub(crate) pool: BufferPool,
     pub(crate) arenas: ArenaPool,
     pub(crate) textures: TexturePool,
+    /// The device has subgroups of at least 8 invocations (see [`Context::subgroups`]).
+    subgroups: bool,
     /// Default of [`Recorder::set_cpu_kernels`](crate::kernel::Recorder::set_cpu_kernels).
     cpu_kernels: bool,
     pub(crate) profile: Profile,
@@ -161,9 +163,17 @@ impl Context {
     pub fn from_adapter(adapter: wgpu::Adapter) -> Result<Context> {
         let info = adapter.get_info();
         let limits = adapter.limits();
+        // Subgroups of at least 8 invocations let the CPU conv kernels share weights.
+        let features = if adapter.features().contains(wgpu::Features::SUBGROUP)
+            && info.subgroup_min_size >= 8
+        {
+            wgpu::Features::SUBGROUP
+        } else {
+            wgpu::Features::empty()
+        };
         let dd = wgpu::DeviceDescriptor {
             label: Some("fewlabels"),
-            required_features: wgpu::Features::empty(),
+            required_features: features,
             required_limits: limits.clone(),
             experimental_features: wgpu::ExperimentalFeatures::disabled(),
             memory_hints: wgpu::MemoryHints::Performance,
@@ -173,7 +183,10 @@ impl Context {
             .map_err(|e| Error::NoAdapter(format!("could not open {}: {e}", info.name)))?;
         let description = describe(&info);
         log::info!("fewlabels: using adapter {description}");
-        Ok(Self::assemble(device, queue, Some(adapter), description))
+        let mut ctx = Self::assemble(device, queue, Some(adapter), description);
+        ctx.subgroups = features.contains(wgpu::Features::SUBGROUP)
+            && std::env::var("FEWLABELS_SUBGROUPS").as_deref() != Ok("0");
+        Ok(ctx)
     }
 
     /// Use a device and queue that the host application already owns (a game engine, say).
@@ -238,6 +251,7 @@ impl Context {
             pool: BufferPool::default(),
             arenas: ArenaPool::default(),
             textures: TexturePool::default(),
+            subgroups: false,
             cpu_kernels,
             profile,
             errors,
@@ -249,6 +263,13 @@ impl Context {
     /// adapter such as lavapipe; `FEWLABELS_KERNELS=cpu` or `gpu` overrides it.
     pub fn cpu_kernels(&self) -> bool {
         self.cpu_kernels
+    }
+
+    /// Whether kernels may use subgroup operations: the device was opened by
+    /// [`Context::from_adapter`] (or `new`) on an adapter whose subgroups have at least 8
+    /// invocations, and `FEWLABELS_SUBGROUPS` is not `0`. False for devices the host hands in.
+    pub fn subgroups(&self) -> bool {
+        self.subgroups
     }
 
     /// Largest number of bytes one storage binding may cover on this device.

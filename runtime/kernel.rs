@@ -33,7 +33,19 @@ pub const SHADERS: &[(&str, &str)] = &[
     ),
     ("optim", include_str!("../shaders/optim.wgsl")),
     ("rearrange", include_str!("../shaders/rearrange.wgsl")),
+    // conv.wgsl plus kernels that need subgroups (built only where the device has them).
+    (
+        "conv_sg",
+        concat!(
+            include_str!("../shaders/conv.wgsl"),
+            include_str!("../shaders/conv_sg.wgsl")
+        ),
+    ),
 ];
+
+/// Shader files that use subgroup operations: compiled only on devices with
+/// [`Context::subgroups`].
+pub const SUBGROUP_SHADERS: &[&str] = &["conv_sg"];
 
 fn source(shader: &str) -> Result<&'static str> {
     SHADERS
@@ -49,7 +61,7 @@ pub fn validate_wgsl(name: &str, src: &str) -> Result<(naga::Module, naga::valid
         .map_err(|e| Error::Format(format!("{name}.wgsl: {}", e.emit_to_string(src))))?;
     let info = naga::valid::Validator::new(
         naga::valid::ValidationFlags::all(),
-        naga::valid::Capabilities::empty(),
+        naga::valid::Capabilities::SUBGROUP,
     )
     .validate(&module)
     .map_err(|e| Error::Format(format!("{name}.wgsl: {}", e.emit_to_string(src))))?;
@@ -208,6 +220,9 @@ impl PipelineCache {
     fn all_entries(&self, ctx: &Context) -> Result<Vec<(&'static str, String)>> {
         let mut out = Vec::new();
         for (name, _) in SHADERS {
+            if SUBGROUP_SHADERS.contains(name) && !ctx.subgroups() {
+                continue;
+            }
             let s = self.shader(ctx, name)?;
             for e in &s.naga.entry_points {
                 if e.stage == naga::ShaderStage::Compute {
@@ -375,6 +390,8 @@ pub struct Recorder<'a> {
     textures: Vec<(u32, wgpu::Texture)>,
     /// Choose the kernels tuned for CPU adapters (see [`Recorder::set_cpu_kernels`]).
     cpu_kernels: bool,
+    /// Allow kernels that use subgroups (see [`Recorder::set_subgroups`]).
+    subgroups: bool,
 }
 
 fn new_encoder(ctx: &Context) -> wgpu::CommandEncoder {
@@ -396,6 +413,7 @@ impl Context {
             arenas: Vec::new(),
             textures: Vec::new(),
             cpu_kernels: self.cpu_kernels(),
+            subgroups: self.subgroups(),
         }
     }
 
@@ -519,6 +537,18 @@ impl<'a> Recorder<'a> {
     /// See [`Recorder::set_cpu_kernels`].
     pub fn cpu_kernels(&self) -> bool {
         self.cpu_kernels
+    }
+
+    /// Whether ops may choose kernels that use subgroup operations. Starts as
+    /// [`Context::subgroups`] (false where the device lacks them, and then setting it true has
+    /// no effect); tests set it false to run the kernels without them too.
+    pub fn set_subgroups(&mut self, on: bool) {
+        self.subgroups = on && self.ctx.subgroups();
+    }
+
+    /// See [`Recorder::set_subgroups`].
+    pub fn subgroups(&self) -> bool {
+        self.subgroups
     }
 
     /// Record a copy of `t` into a pooled texture and return a view of it (see

@@ -38,14 +38,15 @@ fn has_bias(case: &str) -> bool {
     case.ends_with("_bias")
 }
 
-/// Both kernel sets (those for CPU adapters, which read textures, and the others) run on
-/// whatever adapter the tests have.
-const KERNEL_SETS: [bool; 2] = [true, false];
+/// Every kernel set runs on whatever adapter the tests have: (CPU-adapter kernels, which
+/// read textures; with subgroups where the device has them): the CPU kernels with and without
+/// subgroups, and the others.
+const KERNEL_SETS: [(bool, bool); 3] = [(true, true), (true, false), (false, false)];
 
 #[test]
 fn conv2d_forward() {
     let g = Golden::load("conv");
-    for cpu in KERNEL_SETS {
+    for (cpu, sg) in KERNEL_SETS {
         for c in g.cases("conv_") {
             let x = g.tensor(&format!("{c}/x"));
             let w = g.tensor(&format!("{c}/w"));
@@ -53,10 +54,11 @@ fn conv2d_forward() {
             let y = ctx()
                 .run(|r| {
                     r.set_cpu_kernels(cpu);
+                    r.set_subgroups(sg);
                     conv2d(r, &x, &w, b.as_ref())
                 })
                 .unwrap();
-            println!("cpu kernels {cpu}:");
+            println!("cpu kernels {cpu}, subgroups {sg}:");
             check(&g, &format!("{c}/y"), &y, TOL_FWD);
         }
     }
@@ -64,12 +66,12 @@ fn conv2d_forward() {
 
 #[test]
 fn conv2d_backward_grads() {
-    for cpu in KERNEL_SETS {
-        backward_grads(cpu);
+    for (cpu, sg) in KERNEL_SETS {
+        backward_grads(cpu, sg);
     }
 }
 
-fn backward_grads(cpu: bool) {
+fn backward_grads(cpu: bool, sg: bool) {
     let g = Golden::load("conv");
     for c in g.cases("conv_") {
         let x = g.tensor(&format!("{c}/x"));
@@ -79,10 +81,11 @@ fn backward_grads(cpu: bool) {
         let grads = ctx()
             .run(|r| {
                 r.set_cpu_kernels(cpu);
+                r.set_subgroups(sg);
                 conv2d_backward(r, &x, &w, &dy, bias)
             })
             .unwrap();
-        println!("cpu kernels {cpu}:");
+        println!("cpu kernels {cpu}, subgroups {sg}:");
         check(&g, &format!("{c}/dx"), &grads.dx, TOL_FWD);
         check(&g, &format!("{c}/dw"), &grads.dw, TOL_GRAD);
         match (&grads.db, bias) {
@@ -180,12 +183,12 @@ fn cpu_conv(
 
 #[test]
 fn conv2d_matches_cpu_reference() {
-    for cpu in KERNEL_SETS {
-        matches_cpu_reference(cpu);
+    for (cpu, sg) in KERNEL_SETS {
+        matches_cpu_reference(cpu, sg);
     }
 }
 
-fn matches_cpu_reference(cpu: bool) {
+fn matches_cpu_reference(cpu: bool, sg: bool) {
     let c = ctx();
     // (n, h, w, cin, cout, k): input channels beyond one weight-gradient workgroup, a
     // non-square image, partial blocks everywhere.
@@ -217,13 +220,14 @@ fn matches_cpu_reference(cpu: bool) {
         let (y, g) = c
             .run(|r| {
                 r.set_cpu_kernels(cpu);
+                r.set_subgroups(sg);
                 Ok((
                     conv2d(r, &x, &wt, Some(&b))?,
                     conv2d_backward(r, &x, &wt, &dy, true)?,
                 ))
             })
             .unwrap();
-        let name = format!("cpu kernels {cpu}: n{n} h{h} w{w} ci{ci} co{co} k{k}");
+        let name = format!("cpu kernels {cpu}, subgroups {sg}: n{n} h{h} w{w} ci{ci} co{co} k{k}");
         let tol = 1e-5;
         common::check_close(&format!("{name} y"), &y.to_f32(c).unwrap(), &y_ref, tol);
         common::check_close(

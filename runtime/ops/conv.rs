@@ -221,6 +221,13 @@ fn gemm(
             "conv1x1_t",
             [lanes.div_ceil(WG_FWD), quads(gout).div_ceil(2) as u64],
         )
+    } else if cpu && d.k == 3 && rec.subgroups() {
+        // The same tile with 16 output channels, weights shared through subgroup shuffles.
+        let lanes = (d.n * d.h * d.w.div_ceil(8)) as u64;
+        (
+            "conv3x3_sg",
+            [lanes.div_ceil(WG_FWD), quads(gout).div_ceil(4) as u64],
+        )
     } else if cpu && d.k == 3 {
         // CPU adapters: 8 pixels of a row x 8 output channels per lane, read as textures.
         let lanes = (d.n * d.h * d.w.div_ceil(8)) as u64;
@@ -258,8 +265,13 @@ fn gemm(
     );
     let xb = if v4 { 2 } else { 1 };
     let aux = bias.unwrap_or(dummy);
+    let shader = if entry == "conv3x3_sg" {
+        "conv_sg"
+    } else {
+        SHADER
+    };
     rec.dispatch(
-        SHADER,
+        shader,
         entry,
         &p,
         &[(xb, x), (3, wt), (4, aux), (5, &y), (10, x), (11, wt)],

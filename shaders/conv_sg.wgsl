@@ -1,0 +1,92 @@
+// conv3x3_sg: conv3x3_t with the weights shared through subgroup shuffles. Not a WGSL file
+// of its own: the runtime appends it to conv.wgsl (shader "conv_sg", built only on devices
+// with subgroups of at least 8 invocations).
+//
+// A lane computes 8 pixels of one output row x 16 output channels (4 blocks). All lanes of a
+// workgroup share the output channels, so they need the same 48 weight vec4s per (4 input
+// channels, kernel row): lane l of each group of 8 loads vec4s l, 8 + l, .., 40 + l and the
+// others take them with subgroupShuffle. On lavapipe a shuffle costs about a sixth of a texel
+// fetch, and the weight loads were 24 of conv3x3_t's 34 fetches per step.
+
+// Weight vec4 f = 8m + l (m = 0..5, l = lane % 8) of the 48 a kernel row needs: f = 16 kx +
+// 4 j + q for tap kx, input channel j of the 4, output block cb0 + q.
+struct WRow {
+    m0: vec4<f32>,
+    m1: vec4<f32>,
+    m2: vec4<f32>,
+    m3: vec4<f32>,
+    m4: vec4<f32>,
+    m5: vec4<f32>,
+}
+
+fn w_part(wi: u32, tstep: u32, cb0: u32, m: u32, l: u32) -> vec4<f32> {
+    let f = 8u * m + l;
+    let kx = f / 16u;
+    let j = (f / 4u) % 4u;
+    let q = f % 4u;
+    let i = wi + kx * tstep + j * p.cout4 + min(cb0 + q, p.cout4 - 1u);
+    return textureLoad(wt_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+}
+
+fn w_row(wi: u32, tstep: u32, cb0: u32, l: u32) -> WRow {
+    return WRow(w_part(wi, tstep, cb0, 0u, l), w_part(wi, tstep, cb0, 1u, l), w_part(wi, tstep, cb0, 2u, l),
+        w_part(wi, tstep, cb0, 3u, l), w_part(wi, tstep, cb0, 4u, l), w_part(wi, tstep, cb0, 5u, l));
+}
+
+// The weight block of tap kx (its two loads lo, hi) for output block cb0 + q: input channel j
+// is f = 16 kx + 4 j + q, held by lane f % 8 in load f / 8.
+fn w_block(lo: vec4<f32>, hi: vec4<f32>, q: u32) -> W4 {
+    return W4(subgroupShuffle(lo, q), subgroupShuffle(lo, 4u + q), subgroupShuffle(hi, q),
+        subgroupShuffle(hi, 4u + q));
+}
+
+struct Acc4 {
+    a: Row8,
+    b: Row8,
+    c: Row8,
+    d: Row8,
+}
+
+fn tap_sg(acc: Acc4, x: Row8, lo: vec4<f32>, hi: vec4<f32>) -> Acc4 {
+    return Acc4(mac_row(acc.a, x, w_block(lo, hi, 0u)), mac_row(acc.b, x, w_block(lo, hi, 1u)),
+        mac_row(acc.c, x, w_block(lo, hi, 2u)), mac_row(acc.d, x, w_block(lo, hi, 3u)));
+}
+
+// Grid: x over (image, row, 8-pixel segment) lanes in groups of WG_FWD, y over groups of 4
+// output blocks. Lanes past the end compute a clamped copy and store nothing (they must
+// stay for the shuffles).
+@compute @workgroup_size(16)
+fn conv3x3_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(subgroup_invocation_id) sl: u32) {
+    let segs = (p.w + 7u) / 8u;
+    let total = p.n * p.h * segs;
+    let t_raw = wg.x * WG_FWD + lid.x;
+    let t = min(t_raw, total - 1u);
+    let ow0 = (t % segs) * 8u;
+    let row = t / segs;
+    let oh = row % p.h;
+    let img = row / p.h;
+    let cb0 = 4u * wg.y;
+    let l = sl % 8u;
+    let tstep = p.cin4 * 4u * p.cout4;
+    var acc = Acc4(row_fill(bias4(cb0)), row_fill(bias4(cb0 + 1u)), row_fill(bias4(cb0 + 2u)),
+        row_fill(bias4(cb0 + 3u)));
+    for (var c = 0u; c < p.cin4; c++) {
+        for (var ky = 0u; ky < 3u; ky++) {
+            let ih = i32(oh + ky) - 1;
+            let rok = ih >= 0 && ih < i32(p.h);
+            let rb = (i32(img * p.h) + clamp(ih, 0, i32(p.h) - 1)) * i32(p.w);
+            let x = row10_t(rb, rok, i32(ow0), c);
+            let w = w_row(ky * 3u * tstep + c * 4u * p.cout4, tstep, cb0, l);
+            acc = tap_sg(acc, cols0(x), w.m0, w.m1);
+            acc = tap_sg(acc, cols1(x), w.m2, w.m3);
+            acc = tap_sg(acc, cols2(x), w.m4, w.m5);
+        }
+    }
+    if t_raw >= total { return; }
+    let q0 = row * p.w;
+    store_row_t(q0, ow0, cb0, acc.a);
+    store_row_t(q0, ow0, cb0 + 1u, acc.b);
+    store_row_t(q0, ow0, cb0 + 2u, acc.c);
+    store_row_t(q0, ow0, cb0 + 3u, acc.d);
+}
