@@ -225,7 +225,9 @@ impl PipelineCache {
             }
             let s = self.shader(ctx, name)?;
             for e in &s.naga.entry_points {
-                if e.stage == naga::ShaderStage::Compute {
+                // A subgroup file repeats conv.wgsl's kernels: only its own ones (`_sg`).
+                let own = !SUBGROUP_SHADERS.contains(name) || e.name.ends_with("_sg");
+                if e.stage == naga::ShaderStage::Compute && own {
                     out.push((*name, e.name.clone()));
                 }
             }
