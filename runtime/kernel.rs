@@ -41,11 +41,18 @@ pub const SHADERS: &[(&str, &str)] = &[
             include_str!("../shaders/conv_sg.wgsl")
         ),
     ),
+    (
+        "gemm_sg",
+        concat!(
+            include_str!("../shaders/gemm.wgsl"),
+            include_str!("../shaders/gemm_sg.wgsl")
+        ),
+    ),
 ];
 
 /// Shader files that use subgroup operations: compiled only on devices with
 /// [`Context::subgroups`].
-pub const SUBGROUP_SHADERS: &[&str] = &["conv_sg"];
+pub const SUBGROUP_SHADERS: &[&str] = &["conv_sg", "gemm_sg"];
 
 fn source(shader: &str) -> Result<&'static str> {
     SHADERS

@@ -32,34 +32,54 @@ fn flags(case: &str) -> (bool, bool) {
     (f[0] == b't', f[1] == b't')
 }
 
+/// Every kernel set runs on whatever adapter the tests have: (CPU-adapter kernels, subgroups);
+/// the `_sg` GEMMs need both and the device's subgroups, the others are the storage kernels.
+const KERNEL_SETS: [(bool, bool); 2] = [(true, true), (false, false)];
+
+fn run<T>(
+    cpu: bool,
+    sg: bool,
+    f: impl FnOnce(&mut fewlabels::kernel::Recorder) -> fewlabels::Result<T>,
+) -> T {
+    ctx()
+        .run(|r| {
+            r.set_cpu_kernels(cpu);
+            r.set_subgroups(sg);
+            f(r)
+        })
+        .unwrap()
+}
+
 #[test]
 fn linear_forward() {
     let g = Golden::load("gemm");
-    for c in g.cases("linear_") {
-        let x = g.tensor(&format!("{c}/x"));
-        let w = g.tensor(&format!("{c}/w"));
-        let b = c.ends_with("_bias").then(|| g.tensor(&format!("{c}/b")));
-        let y = ctx().run(|r| gemm::linear(r, &x, &w, b.as_ref())).unwrap();
-        check(&g, &format!("{c}/y"), &y);
+    for (cpu, sg) in KERNEL_SETS {
+        for c in g.cases("linear_") {
+            let x = g.tensor(&format!("{c}/x"));
+            let w = g.tensor(&format!("{c}/w"));
+            let b = c.ends_with("_bias").then(|| g.tensor(&format!("{c}/b")));
+            let y = run(cpu, sg, |r| gemm::linear(r, &x, &w, b.as_ref()));
+            check(&g, &format!("{c}/y"), &y);
+        }
     }
 }
 
 #[test]
 fn linear_backward() {
     let g = Golden::load("gemm");
-    for c in g.cases("linear_") {
-        let has_bias = c.ends_with("_bias");
-        let x = g.tensor(&format!("{c}/x"));
-        let w = g.tensor(&format!("{c}/w"));
-        let dy = g.tensor(&format!("{c}/dy"));
-        let gr = ctx()
-            .run(|r| gemm::linear_backward(r, &x, &w, &dy, has_bias))
-            .unwrap();
-        check(&g, &format!("{c}/dx"), &gr.dx);
-        check(&g, &format!("{c}/dw"), &gr.dw);
-        assert_eq!(gr.db.is_some(), has_bias, "{c}: db presence");
-        if let Some(db) = &gr.db {
-            check(&g, &format!("{c}/db"), db);
+    for (cpu, sg) in KERNEL_SETS {
+        for c in g.cases("linear_") {
+            let has_bias = c.ends_with("_bias");
+            let x = g.tensor(&format!("{c}/x"));
+            let w = g.tensor(&format!("{c}/w"));
+            let dy = g.tensor(&format!("{c}/dy"));
+            let gr = run(cpu, sg, |r| gemm::linear_backward(r, &x, &w, &dy, has_bias));
+            check(&g, &format!("{c}/dx"), &gr.dx);
+            check(&g, &format!("{c}/dw"), &gr.dw);
+            assert_eq!(gr.db.is_some(), has_bias, "{c}: db presence");
+            if let Some(db) = &gr.db {
+                check(&g, &format!("{c}/db"), db);
+            }
         }
     }
 }
@@ -67,28 +87,30 @@ fn linear_backward() {
 #[test]
 fn bmm_forward() {
     let g = Golden::load("gemm");
-    for c in g.cases("bmm_") {
-        let (ta, tb) = flags(&c);
-        let a = g.tensor(&format!("{c}/a"));
-        let b = g.tensor(&format!("{c}/b"));
-        let out = ctx().run(|r| gemm::bmm(r, &a, &b, ta, tb)).unwrap();
-        check(&g, &format!("{c}/c"), &out);
+    for (cpu, sg) in KERNEL_SETS {
+        for c in g.cases("bmm_") {
+            let (ta, tb) = flags(&c);
+            let a = g.tensor(&format!("{c}/a"));
+            let b = g.tensor(&format!("{c}/b"));
+            let out = run(cpu, sg, |r| gemm::bmm(r, &a, &b, ta, tb));
+            check(&g, &format!("{c}/c"), &out);
+        }
     }
 }
 
 #[test]
 fn bmm_backward() {
     let g = Golden::load("gemm");
-    for c in g.cases("bmm_") {
-        let (ta, tb) = flags(&c);
-        let a = g.tensor(&format!("{c}/a"));
-        let b = g.tensor(&format!("{c}/b"));
-        let dc = g.tensor(&format!("{c}/dc"));
-        let (da, db) = ctx()
-            .run(|r| gemm::bmm_backward(r, &a, &b, ta, tb, &dc))
-            .unwrap();
-        check(&g, &format!("{c}/da"), &da);
-        check(&g, &format!("{c}/db"), &db);
+    for (cpu, sg) in KERNEL_SETS {
+        for c in g.cases("bmm_") {
+            let (ta, tb) = flags(&c);
+            let a = g.tensor(&format!("{c}/a"));
+            let b = g.tensor(&format!("{c}/b"));
+            let dc = g.tensor(&format!("{c}/dc"));
+            let (da, db) = run(cpu, sg, |r| gemm::bmm_backward(r, &a, &b, ta, tb, &dc));
+            check(&g, &format!("{c}/da"), &da);
+            check(&g, &format!("{c}/db"), &db);
+        }
     }
 }
 

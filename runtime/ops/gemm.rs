@@ -12,11 +12,14 @@
 
 use crate::ensure_shape;
 use crate::error::Result;
-use crate::kernel::Recorder;
+use crate::kernel::{Recorder, TEXTURE_WIDTH};
 use crate::tensor::{DType, Tensor};
 
 /// Rows and columns of C covered by one workgroup (8x8 threads, 16x16 outputs each).
 const TILE: usize = 128;
+/// Rows and columns of C per workgroup of the `_sg` kernels (16 lanes of 8 rows x 16 columns).
+const SG_ROWS: usize = 128;
+const SG_COLS: usize = 16;
 /// Threads per workgroup of `sum_rows_partial`.
 const SUM_WG: usize = 64;
 
@@ -98,6 +101,40 @@ fn gemm_raw(
         (m * n) as u32,
         0,
     ];
+    // CPU adapters with subgroups: A and B read as textures, B shared through shuffles.
+    let fits = |t: &Tensor| {
+        (t.numel() as u64).div_ceil(4 * TEXTURE_WIDTH as u64)
+            <= rec.ctx.limits.max_texture_dimension_2d as u64
+    };
+    let sg = rec.cpu_kernels()
+        && rec.subgroups()
+        && m > 0
+        && k % 4 == 0
+        && n % 4 == 0
+        && (!trans_a || m % 4 == 0)
+        && fits(a)
+        && fits(b);
+    if sg {
+        let entry = format!(
+            "gemm_{}{}_sg",
+            if trans_a { 't' } else { 'n' },
+            if trans_b { 't' } else { 'n' }
+        );
+        let groups = [m.div_ceil(SG_ROWS), n.div_ceil(SG_COLS), batch];
+        ensure_shape!(
+            groups.iter().all(|&g| g <= 65535),
+            "{op}: [batch {batch}, {m} x {n}] needs {groups:?} workgroups, more than 65535 in \
+             one dimension"
+        );
+        rec.dispatch(
+            "gemm_sg",
+            &entry,
+            &params,
+            &[(8, a), (9, b), (3, bias_t), (7, &c)],
+            groups.map(|g| g as u32),
+        )?;
+        return Ok(c);
+    }
     let (ba, bb, bc) = if vec4 { (5, 6, 7) } else { (1, 2, 4) };
     rec.dispatch(
         "gemm",

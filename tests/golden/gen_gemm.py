@@ -53,6 +53,10 @@ def bmm_cases(c):
         ((1, 132, 5, 8), ("tn",)),
         ((1, 8, 4, 132), ("tt",)),
         ((1, 6, 3, 131), ("nt",)),
+        # Multiples of 4 everywhere (the subgroup kernels of CPU adapters take these), and
+        # past their 128-row, 16-column workgroup tile.
+        ((2, 12, 16, 20), ("nn", "nt", "tn", "tt")),
+        ((1, 136, 8, 36), ("nt", "tn")),
     ]
     seed = 1000
     for (bs, m, k, n), flags in shapes:
