@@ -23,6 +23,8 @@
 //     and B [N, K], m for A [K, M], n for B [K, N]; that dimension must be a multiple of 4,
 //     and so must N (vec4 stores). The runtime picks this variant when these hold.
 //     K % 4 != 0 is possible only with A [K, M] and B [K, N]; those k are done one at a time.
+//   On CPU adapters with subgroups the runtime uses gemm_<ab>_sg instead (gemm_sg.wgsl,
+//   appended to this file as the shader "gemm_sg"), which reads A and B as textures.
 //   The transpose flags are literal arguments of the shared functions, so every entry point
 //   compiles to straight code for its layout.
 //

@@ -8,7 +8,10 @@
 //! thread computes a 16x16 block of C (a workgroup 128x128); when the sizes allow 16-byte
 //! runs along the stored rows and along the rows of C, a variant with `vec4` loads and stores
 //! is used. The block is large because on lavapipe a storage-buffer load costs far more than a
-//! multiply-add (see the shader's header).
+//! multiply-add (see the shader's header). On CPU adapters with subgroups
+//! ([`Recorder::subgroups`]) and k, n (and m when A is transposed) multiples of 4, the
+//! `gemm_<ab>_sg` kernels of `shaders/gemm_sg.wgsl` run instead: A and B read as textures,
+//! 8 rows x 16 columns per lane, B shared by subgroup shuffles.
 
 use crate::ensure_shape;
 use crate::error::Result;
