@@ -1,5 +1,6 @@
 // gemm_<ab>_sg: the GEMMs of gemm.wgsl for CPU adapters with subgroups of 8 or more. Not a
-// WGSL file of its own: the runtime appends it to gemm.wgsl (shader "gemm_sg").
+// WGSL file of its own: the runtime appends it to gemm.wgsl (shader "gemm_sg"). The small
+// gemm_<ab>_one_sg kernels at the end serve the products whose sizes the _sg ones do not take.
 //
 // A and B are read as textures (the runtime copies them; vec4 i is texel (i % 4096,
 // i / 4096)). A lane computes 8 rows x 16 columns of C; the lanes of a workgroup share the
@@ -210,4 +211,51 @@ fn gemm_tn_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
 fn gemm_tt_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(subgroup_invocation_id) sl: u32) {
     gemm_sg(wg, lid, sl, true, true);
+}
+
+// ---------------------------------------------------------------------------------------
+// gemm_<ab>_one_sg: one element of C per lane, any m, n, k, storage loads. For the small
+// products of CPU adapters whose sizes gemm_<ab>_sg does not take (heads with 1 or 10
+// outputs): they compile in milliseconds, where the register-tiled scalar kernels of
+// gemm.wgsl take about 3 s each on a cold shader cache. (No subgroup operation: the suffix
+// only places them in this file.) Grid: x over columns in groups of 64, y over rows, z over
+// the batch.
+
+fn gemm_one(gid: vec3<u32>, ta: bool, tb: bool) {
+    let col = gid.x;
+    let row = gid.y;
+    let z = gid.z;
+    if col >= p.n || row >= p.m { return; }
+    var acc = 0.0;
+    if p.has_bias != 0u { acc = bias[col]; }
+    let ab = z * p.sa;
+    let bb = z * p.sb;
+    for (var kk = 0u; kk < p.k; kk++) {
+        var av: f32;
+        if ta { av = a[ab + kk * p.m + row]; } else { av = a[ab + row * p.k + kk]; }
+        var bv: f32;
+        if tb { bv = b[bb + col * p.k + kk]; } else { bv = b[bb + kk * p.n + col]; }
+        acc = fma(av, bv, acc);
+    }
+    c[z * p.sc + row * p.n + col] = acc;
+}
+
+@compute @workgroup_size(64)
+fn gemm_nn_one_sg(@builtin(global_invocation_id) gid: vec3<u32>) {
+    gemm_one(gid, false, false);
+}
+
+@compute @workgroup_size(64)
+fn gemm_nt_one_sg(@builtin(global_invocation_id) gid: vec3<u32>) {
+    gemm_one(gid, false, true);
+}
+
+@compute @workgroup_size(64)
+fn gemm_tn_one_sg(@builtin(global_invocation_id) gid: vec3<u32>) {
+    gemm_one(gid, true, false);
+}
+
+@compute @workgroup_size(64)
+fn gemm_tt_one_sg(@builtin(global_invocation_id) gid: vec3<u32>) {
+    gemm_one(gid, true, true);
 }

@@ -23,6 +23,9 @@ const TILE: usize = 128;
 /// Rows and columns of C per workgroup of the `_sg` kernels (16 lanes of 8 rows x 16 columns).
 const SG_ROWS: usize = 128;
 const SG_COLS: usize = 16;
+/// Largest m*n*k that CPU adapters with subgroups send to the one-element-per-lane kernels
+/// when the sizes rule out the tiled ones (about 10 ms on lavapipe at this size).
+const SMALL_MNK: usize = 1 << 22;
 /// Threads per workgroup of `sum_rows_partial`.
 const SUM_WG: usize = 64;
 
@@ -134,6 +137,28 @@ fn gemm_raw(
             &entry,
             &params,
             &[(8, a), (9, b), (3, bias_t), (7, &c)],
+            groups.map(|g| g as u32),
+        )?;
+        return Ok(c);
+    }
+    if rec.cpu_kernels() && rec.subgroups() && !vec4 && m * n * k <= SMALL_MNK {
+        // Small products the tiled kernels above do not take: one element per lane.
+        let entry = format!(
+            "gemm_{}{}_one_sg",
+            if trans_a { 't' } else { 'n' },
+            if trans_b { 't' } else { 'n' }
+        );
+        let groups = [n.div_ceil(64), m, batch];
+        ensure_shape!(
+            groups.iter().all(|&g| g <= 65535),
+            "{op}: [batch {batch}, {m} x {n}] needs {groups:?} workgroups, more than 65535 in \
+             one dimension"
+        );
+        rec.dispatch(
+            "gemm_sg",
+            &entry,
+            &params,
+            &[(1, a), (2, b), (3, bias_t), (4, &c)],
             groups.map(|g| g as u32),
         )?;
         return Ok(c);
