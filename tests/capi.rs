@@ -1174,7 +1174,7 @@ fn c_threads_share_a_model_train_side_by_side_and_keep_the_trainer_rule() {
 }
 
 #[test]
-#[ignore = "slow: lavapipe compiles every shader with LLVM under memcheck (CPU minutes, see docs/RELIABILITY.md); run with: cargo test --test capi -- --ignored memcheck"]
+#[ignore = "slow: about 10 minutes each under memcheck on lavapipe (docs/RELIABILITY.md); run with: cargo test --test capi -- --ignored memcheck"]
 fn c_bad_calls_run_clean_under_memcheck() {
     if !have_valgrind() {
         return;
@@ -1194,7 +1194,7 @@ fn c_bad_calls_run_clean_under_memcheck() {
 }
 
 #[test]
-#[ignore = "slow: lavapipe compiles every shader with LLVM under memcheck (CPU minutes, see docs/RELIABILITY.md); run with: cargo test --test capi -- --ignored memcheck"]
+#[ignore = "slow: about 10 minutes each under memcheck on lavapipe (docs/RELIABILITY.md); run with: cargo test --test capi -- --ignored memcheck"]
 fn c_example_and_a_training_program_run_clean_under_memcheck() {
     if !have_valgrind() {
         return;
