@@ -12,8 +12,9 @@ use fewlabels::model::{Config, Model, DEFAULT_MODEL};
 const PER_CLASS: usize = 40;
 /// Lowest mean class consistency accepted on those samples. The model card gives the figure
 /// on 1,000 samples per class; this bound leaves room for the smaller sample (40 per class:
-/// a standard error of about 2 points) and for f32 differences between adapters.
-const MIN_CONSISTENCY: f64 = 0.5;
+/// a standard error of about 2 points) and for f32 differences between adapters. Measured
+/// on lavapipe for the step-3,500 model: 0.693 (0.713 on 1,000 per class).
+const MIN_CONSISTENCY: f64 = 0.6;
 
 fn default_model() -> &'static Model {
     static M: std::sync::OnceLock<Model> = std::sync::OnceLock::new();
