@@ -560,6 +560,13 @@ impl<'a> Recorder<'a> {
         self.subgroups
     }
 
+    /// Whether a tensor of `elems` floats fits in one texture of [`TEXTURE_WIDTH`] columns on
+    /// this device (the ops fall back to storage-buffer kernels otherwise).
+    pub fn texture_fits(&self, elems: usize) -> bool {
+        (elems as u64).div_ceil(4 * TEXTURE_WIDTH as u64)
+            <= self.ctx.limits.max_texture_dimension_2d as u64
+    }
+
     /// Record a copy of `t` into a pooled texture and return a view of it (see
     /// [`TEXTURE_WIDTH`]). `t` must hold a whole number of vec4s.
     fn texture_of(&mut self, what: &str, t: &Tensor) -> Result<wgpu::TextureView> {

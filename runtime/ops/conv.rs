@@ -27,7 +27,7 @@
 
 use crate::ensure_shape;
 use crate::error::Result;
-use crate::kernel::{grid_1d, Recorder, TEXTURE_WIDTH};
+use crate::kernel::{grid_1d, Recorder};
 use crate::tensor::{DType, Tensor};
 
 const SHADER: &str = "conv";
@@ -180,12 +180,6 @@ fn pad4(rec: &mut Recorder, x: &Tensor, d: &Dims, c: usize) -> Result<Tensor> {
     Ok(out)
 }
 
-/// Whether `elems` floats fit in one texture of [`TEXTURE_WIDTH`] columns on this device.
-fn fits_texture(rec: &Recorder, elems: usize) -> bool {
-    (elems as u64).div_ceil(4 * TEXTURE_WIDTH as u64)
-        <= rec.ctx.limits.max_texture_dimension_2d as u64
-}
-
 /// The forward GEMM on `x` `[N, H, W, gin]` with repacked weight `wt`, giving
 /// `[N, H, W, gout]`. `bias` is added when given; `dummy` is any other read-only tensor bound
 /// in its place otherwise (the entry point always declares the binding).
@@ -205,8 +199,8 @@ fn gemm(
     let p = params(d, gin, gout, bias.is_some() as u32, 0);
     let v4 = gin.is_multiple_of(4);
     let cpu = rec.cpu_kernels()
-        && fits_texture(rec, d.m() * quads(gin) * 4)
-        && fits_texture(rec, wt.numel());
+        && rec.texture_fits(d.m() * quads(gin) * 4)
+        && rec.texture_fits(wt.numel());
     let padded;
     let x = if cpu {
         padded = pad4(rec, x, d, gin)?;
@@ -412,8 +406,8 @@ pub fn conv2d_backward_weight(
     let co_groups = cout4.div_ceil(4) as u64;
     // CPU adapters read x and dy as textures (the `_t` kernels), channels padded to vec4s.
     let cpu = rec.cpu_kernels()
-        && fits_texture(rec, d.m() * cin4 * 4)
-        && fits_texture(rec, d.m() * cout4 * 4);
+        && rec.texture_fits(d.m() * cin4 * 4)
+        && rec.texture_fits(d.m() * cout4 * 4);
     let (xp, dyp);
     let (xk, dyk) = if cpu {
         xp = pad4(rec, x, &d, d.cin)?;

@@ -15,7 +15,7 @@
 
 use crate::ensure_shape;
 use crate::error::Result;
-use crate::kernel::{Recorder, TEXTURE_WIDTH};
+use crate::kernel::Recorder;
 use crate::tensor::{DType, Tensor};
 
 /// Rows and columns of C covered by one workgroup (8x8 threads, 16x16 outputs each).
@@ -108,18 +108,14 @@ fn gemm_raw(
         0,
     ];
     // CPU adapters with subgroups: A and B read as textures, B shared through shuffles.
-    let fits = |t: &Tensor| {
-        (t.numel() as u64).div_ceil(4 * TEXTURE_WIDTH as u64)
-            <= rec.ctx.limits.max_texture_dimension_2d as u64
-    };
     let sg = rec.cpu_kernels()
         && rec.subgroups()
         && m > 0
         && k % 4 == 0
         && n % 4 == 0
         && (!trans_a || m % 4 == 0)
-        && fits(a)
-        && fits(b);
+        && rec.texture_fits(a.numel())
+        && rec.texture_fits(b.numel());
     if sg {
         let entry = format!(
             "gemm_{}{}_sg",
