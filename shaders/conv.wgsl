@@ -503,6 +503,15 @@ fn row10_t(rb: i32, rok: bool, ow0: i32, c: u32) -> Row10 {
         x_tex_at(rb + clamp(ow0 + 8, 0, w - 1), rok && ow0 + 8 < w, c));
 }
 
+// The input row that kernel row ky of output row oh (image img) reads: columns ow0 - 1 ..
+// ow0 + 8, channels 4c..4c+3, zero outside the image.
+fn in_row_t(img: u32, oh: u32, ky: u32, ow0: u32, c: u32) -> Row10 {
+    let ih = i32(oh + ky) - 1;
+    let rok = ih >= 0 && ih < i32(p.h);
+    let rb = (i32(img * p.h) + clamp(ih, 0, i32(p.h) - 1)) * i32(p.w);
+    return row10_t(rb, rok, i32(ow0), c);
+}
+
 // Output pixels ow0..ow0+7 of the row starting at pixel index q0 (those inside the image).
 fn store_row_t(q0: u32, ow0: u32, cb: u32, a: Row8) {
     let w = p.w;
@@ -534,10 +543,7 @@ fn conv3x3_t(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id)
     var b = row_fill(bias4(cb0 + 1u));
     for (var c = 0u; c < p.cin4; c++) {
         for (var ky = 0u; ky < 3u; ky++) {
-            let ih = i32(oh + ky) - 1;
-            let rok = ih >= 0 && ih < i32(p.h);
-            let rb = (i32(img * p.h) + clamp(ih, 0, i32(p.h) - 1)) * i32(p.w);
-            let x = row10_t(rb, rok, i32(ow0), c);
+            let x = in_row_t(img, oh, ky, ow0, c);
             let wi = ky * 3u * tstep + c * 4u * p.cout4;
             a = mac_row(a, cols0(x), wt_tex_at(wi + cb0));
             b = mac_row(b, cols0(x), wt_tex_at(wi + cb1));

@@ -73,10 +73,7 @@ fn conv3x3_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
         row_fill(bias4(cb0 + 3u)));
     for (var c = 0u; c < p.cin4; c++) {
         for (var ky = 0u; ky < 3u; ky++) {
-            let ih = i32(oh + ky) - 1;
-            let rok = ih >= 0 && ih < i32(p.h);
-            let rb = (i32(img * p.h) + clamp(ih, 0, i32(p.h) - 1)) * i32(p.w);
-            let x = row10_t(rb, rok, i32(ow0), c);
+            let x = in_row_t(img, oh, ky, ow0, c);
             let w = w_row(ky * 3u * tstep + c * 4u * p.cout4, tstep, cb0, l);
             acc = tap_sg(acc, cols0(x), w.m0, w.m1);
             acc = tap_sg(acc, cols1(x), w.m2, w.m3);

@@ -70,24 +70,54 @@ fn gemm_raw(
     ensure_u32(op, "A", batch * m * k)?;
     ensure_u32(op, "B", batch * k * n)?;
     ensure_u32(op, "C", batch * m * n)?;
-    let groups = [n.div_ceil(TILE), m.div_ceil(TILE), batch];
+    // vec4 loads run along the contiguous dimension of each stored operand: k for A [m, k]
+    // and B [n, k], m for A [k, m], n for B [k, n]; stores along n.
+    let a_run = if trans_a { m } else { k };
+    let b_run = if trans_b { k } else { n };
+    let vec4 = m > 0 && n > 0 && k > 0 && a_run % 4 == 0 && b_run % 4 == 0 && n % 4 == 0;
+    let layout = format!(
+        "{}{}",
+        if trans_a { 't' } else { 'n' },
+        if trans_b { 't' } else { 'n' }
+    );
+    // CPU adapters with subgroups: A and B read as textures, B shared through shuffles
+    // (`_sg`), or for small products the tiled kernels do not take, one element per lane
+    // (`_one_sg`). Elsewhere the register-tiled storage kernels.
+    let cpu_sg = rec.cpu_kernels() && rec.subgroups();
+    let tiles_sg = cpu_sg
+        && m > 0
+        && k % 4 == 0
+        && n % 4 == 0
+        && (!trans_a || m % 4 == 0)
+        && rec.texture_fits(a.numel())
+        && rec.texture_fits(b.numel());
+    // (shader, entry, workgroups, bindings of A, B and C)
+    let (shader, entry, groups, (ba, bb, bc)) = if tiles_sg {
+        let groups = [m.div_ceil(SG_ROWS), n.div_ceil(SG_COLS), batch];
+        ("gemm_sg", format!("gemm_{layout}_sg"), groups, (8, 9, 7))
+    } else if cpu_sg && !vec4 && m * n * k <= SMALL_MNK {
+        let groups = [n.div_ceil(64), m, batch];
+        (
+            "gemm_sg",
+            format!("gemm_{layout}_one_sg"),
+            groups,
+            (1, 2, 4),
+        )
+    } else {
+        let groups = [n.div_ceil(TILE), m.div_ceil(TILE), batch];
+        let (entry, bind) = if vec4 {
+            (format!("gemm_{layout}_v4"), (5, 6, 7))
+        } else {
+            (format!("gemm_{layout}"), (1, 2, 4))
+        };
+        ("gemm", entry, groups, bind)
+    };
     ensure_shape!(
         groups.iter().all(|&g| g <= 65535),
         "{op}: [batch {batch}, {m} x {n}] needs {groups:?} workgroups, more than 65535 in one \
          dimension"
     );
     let c = Tensor::empty(rec.ctx, &[batch, m, n], DType::F32)?;
-    // vec4 loads run along the contiguous dimension of each stored operand: k for A [m, k]
-    // and B [n, k], m for A [k, m], n for B [k, n]; stores along n.
-    let a_run = if trans_a { m } else { k };
-    let b_run = if trans_b { k } else { n };
-    let vec4 = m > 0 && n > 0 && k > 0 && a_run % 4 == 0 && b_run % 4 == 0 && n % 4 == 0;
-    let entry = format!(
-        "gemm_{}{}{}",
-        if trans_a { 't' } else { 'n' },
-        if trans_b { 't' } else { 'n' },
-        if vec4 { "_v4" } else { "" }
-    );
     // Without a bias the kernel never reads binding 3, but it must be bound.
     let dummy;
     let bias_t = match bias {
@@ -107,61 +137,8 @@ fn gemm_raw(
         (m * n) as u32,
         0,
     ];
-    // CPU adapters with subgroups: A and B read as textures, B shared through shuffles.
-    let sg = rec.cpu_kernels()
-        && rec.subgroups()
-        && m > 0
-        && k % 4 == 0
-        && n % 4 == 0
-        && (!trans_a || m % 4 == 0)
-        && rec.texture_fits(a.numel())
-        && rec.texture_fits(b.numel());
-    if sg {
-        let entry = format!(
-            "gemm_{}{}_sg",
-            if trans_a { 't' } else { 'n' },
-            if trans_b { 't' } else { 'n' }
-        );
-        let groups = [m.div_ceil(SG_ROWS), n.div_ceil(SG_COLS), batch];
-        ensure_shape!(
-            groups.iter().all(|&g| g <= 65535),
-            "{op}: [batch {batch}, {m} x {n}] needs {groups:?} workgroups, more than 65535 in \
-             one dimension"
-        );
-        rec.dispatch(
-            "gemm_sg",
-            &entry,
-            &params,
-            &[(8, a), (9, b), (3, bias_t), (7, &c)],
-            groups.map(|g| g as u32),
-        )?;
-        return Ok(c);
-    }
-    if rec.cpu_kernels() && rec.subgroups() && !vec4 && m * n * k <= SMALL_MNK {
-        // Small products the tiled kernels above do not take: one element per lane.
-        let entry = format!(
-            "gemm_{}{}_one_sg",
-            if trans_a { 't' } else { 'n' },
-            if trans_b { 't' } else { 'n' }
-        );
-        let groups = [n.div_ceil(64), m, batch];
-        ensure_shape!(
-            groups.iter().all(|&g| g <= 65535),
-            "{op}: [batch {batch}, {m} x {n}] needs {groups:?} workgroups, more than 65535 in \
-             one dimension"
-        );
-        rec.dispatch(
-            "gemm_sg",
-            &entry,
-            &params,
-            &[(1, a), (2, b), (3, bias_t), (4, &c)],
-            groups.map(|g| g as u32),
-        )?;
-        return Ok(c);
-    }
-    let (ba, bb, bc) = if vec4 { (5, 6, 7) } else { (1, 2, 4) };
     rec.dispatch(
-        "gemm",
+        shader,
         &entry,
         &params,
         &[(ba, a), (bb, b), (3, bias_t), (bc, &c)],
