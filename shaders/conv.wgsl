@@ -1022,7 +1022,9 @@ fn conv_dw1_s(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
 // ---------------------------------------------------------------------------------------
 // conv_dw3_t, conv_dw1_t: conv_dw3_v4 and conv_dw1_v4 reading x and dy as textures, for CPU
 // adapters (their loads, not their multiply-adds, set the speed of the storage versions on
-// lavapipe).
+// lavapipe). Their loops repeat those of the storage kernels on purpose: one body choosing
+// its loads by a flag would reference both the buffers and the textures, and the runtime binds
+// (and copies into textures) every binding an entry point references.
 
 fn dy_tex_at(i: u32) -> vec4<f32> {
     return textureLoad(dy_tex, vec2<u32>(i % 4096u, i / 4096u), 0);

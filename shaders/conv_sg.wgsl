@@ -5,8 +5,8 @@
 // A lane computes 8 pixels of one output row x 16 output channels (4 blocks). All lanes of a
 // workgroup share the output channels, so they need the same 48 weight vec4s per (4 input
 // channels, kernel row): lane l of each group of 8 loads vec4s l, 8 + l, .., 40 + l and the
-// others take them with subgroupShuffle. On lavapipe a shuffle costs about a sixth of a texel
-// fetch, and the weight loads were 24 of conv3x3_t's 34 fetches per step.
+// others take them with subgroupShuffle. The weight loads were 24 of conv3x3_t's 34 fetches
+// per step; docs/PERFORMANCE.md compares the two kernels.
 
 // Weight vec4 f = 8m + l (m = 0..5, l = lane % 8) of the 48 a kernel row needs: f = 16 kx +
 // 4 j + q for tap kx, input channel j of the 4, output block cb0 + q.
