@@ -375,6 +375,37 @@ fn conv_speed() {
     time_conv((16, 32, 64, 64, 3), 5);
 }
 
+/// Timing of the conv3x3 shapes of the `fashion_small` preset (the default model): G at
+/// batch 32 (channels 32, 32, 16, 8 from 8x8 to 32x32, then 8 -> 1), D at batch 160 (1 -> 8 at
+/// 32x32 up to 32 -> 32 at 4x4).
+#[test]
+#[ignore]
+fn conv_speed_fashion_small() {
+    let only = std::env::var("CONV_SPEED_ONLY").ok();
+    for shape in [
+        (32, 8, 32, 32, 3),
+        (32, 16, 32, 16, 3),
+        (32, 16, 16, 16, 3),
+        (32, 32, 16, 8, 3),
+        (32, 32, 8, 8, 3),
+        (32, 32, 8, 1, 3),
+        (160, 32, 1, 8, 3),
+        (160, 32, 8, 8, 3),
+        (160, 16, 8, 16, 3),
+        (160, 16, 16, 16, 3),
+        (160, 8, 16, 32, 3),
+        (160, 8, 32, 32, 3),
+        (160, 4, 32, 32, 3),
+    ] {
+        if let Some(o) = &only {
+            if !format!("{shape:?}").contains(o.as_str()) {
+                continue;
+            }
+        }
+        time_conv(shape, 3);
+    }
+}
+
 /// Timing of the conv shapes of the `fashion` preset: G at batch 64 (channels 64, 64, 32, 16
 /// from 8x8 to 32x32, then 16 -> 1), D at batch 224 (1 -> 16 at 32x32 up to 64 -> 64 at 4x4),
 /// and their 1x1 shortcuts.

@@ -19,7 +19,8 @@
 //! storage load) with small register tiles that compile in under a second: `conv3x3_t` (8
 //! pixels of a row x 8 output channels), `conv1x1_t` (16 pixels x 8 channels), `conv_dw3_t`
 //! and `conv_dw1_t` (as `conv_dw3_v4`/`conv_dw1_v4`). Channel counts that are not multiples of
-//! 4 are padded with zeros first (`conv_pad`).
+//! 4 are padded with zeros first (`conv_pad`). With subgroups, 3x3 passes with more than 8
+//! output channels use `conv3x3_sg` (16 output channels, weights shared by shuffles).
 //!
 //! The `_v4` kernels load channels as vec4 and need the channel counts they read to be
 //! multiples of 4 (Cin for the forward pass, Cout for the input gradient, both for the weight
@@ -215,8 +216,10 @@ fn gemm(
             "conv1x1_t",
             [lanes.div_ceil(WG_FWD), quads(gout).div_ceil(2) as u64],
         )
-    } else if cpu && d.k == 3 && rec.subgroups() {
+    } else if cpu && d.k == 3 && rec.subgroups() && quads(gout) > 2 {
         // The same tile with 16 output channels, weights shared through subgroup shuffles.
+        // With 8 or fewer output channels half its lanes' work or more would be padding, and
+        // conv3x3_t is faster (docs/PERFORMANCE.md, conv_speed_fashion_small).
         let lanes = (d.n * d.h * d.w.div_ceil(8)) as u64;
         (
             "conv3x3_sg",
