@@ -1,7 +1,8 @@
 //! What one load costs on this adapter, by where the data lives: a storage buffer (indexed per
 //! lane, or with the same index on every lane), workgroup memory, a uniform buffer, and a
 //! texture read with `textureLoad`. Each kernel makes every invocation load `k` vec4s and do
-//! four vec4 multiply-adds per load; `none` does the arithmetic without loads.
+//! four vec4 multiply-adds per load; `none` does the arithmetic without loads. `store_storage`
+//! and `store_texture` store one vec4 per iteration to a storage buffer or a storage texture.
 //!
 //! `cargo bench --bench loads` (prints a table; docs/PERFORMANCE.md quotes it). Under
 //! `cargo test --all-targets` it runs once at a tiny size, so it cannot rot.
@@ -15,6 +16,8 @@ const SHADER: &str = r#"
 @group(0) @binding(2) var<storage, read_write> y: array<vec4<f32>>;
 @group(0) @binding(3) var<uniform> u: array<vec4<f32>, 4096>;
 @group(0) @binding(4) var t: texture_2d<f32>;
+@group(0) @binding(5) var<storage, read_write> big: array<vec4<f32>>;
+@group(0) @binding(6) var st: texture_storage_2d<rgba32float, write>;
 var<workgroup> shared_x: array<vec4<f32>, 1024>;
 
 fn mac4(v: vec4<f32>, a: ptr<function, array<vec4<f32>, 4>>) {
@@ -74,15 +77,38 @@ fn texture_per_lane(@builtin(global_invocation_id) g: vec3<u32>) {
     }
     done(g.x, a);
 }
+
+@compute @workgroup_size(16)
+fn store_storage(@builtin(global_invocation_id) g: vec3<u32>) {
+    var a = array<vec4<f32>, 4>(vec4(f32(g.x)), vec4(1.0), vec4(2.0), vec4(3.0));
+    for (var i = 0u; i < k.x; i++) {
+        mac4(vec4<f32>(f32(i)), &a);
+        big[(g.x * 64u + i) & 4095u] = a[0];
+    }
+    done(g.x, a);
+}
+
+@compute @workgroup_size(16)
+fn store_texture(@builtin(global_invocation_id) g: vec3<u32>) {
+    var a = array<vec4<f32>, 4>(vec4(f32(g.x)), vec4(1.0), vec4(2.0), vec4(3.0));
+    for (var i = 0u; i < k.x; i++) {
+        mac4(vec4<f32>(f32(i)), &a);
+        let j = (g.x * 64u + i) & 4095u;
+        textureStore(st, vec2<u32>(j & 63u, j >> 6u), a[0]);
+    }
+    done(g.x, a);
+}
 "#;
 
-const ENTRIES: [&str; 6] = [
+const ENTRIES: [&str; 8] = [
     "none",
     "storage_per_lane",
     "storage_same_index",
     "workgroup_same_index",
     "uniform_per_lane",
     "texture_per_lane",
+    "store_storage",
+    "store_texture",
 ];
 
 fn main() -> Result<()> {
@@ -136,6 +162,27 @@ fn main() -> Result<()> {
         bytemuck::cast_slice(&data),
     );
     let view = tex.create_view(&Default::default());
+    let big = dev.create_buffer(&wgpu::BufferDescriptor {
+        label: None,
+        size: 4096 * 16,
+        usage: wgpu::BufferUsages::STORAGE,
+        mapped_at_creation: false,
+    });
+    let out_tex = dev.create_texture(&wgpu::TextureDescriptor {
+        label: None,
+        size: wgpu::Extent3d {
+            width: 64,
+            height: 64,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Float,
+        usage: wgpu::TextureUsages::STORAGE_BINDING,
+        view_formats: &[],
+    });
+    let out_view = out_tex.create_view(&Default::default());
     let module = dev.create_shader_module(wgpu::ShaderModuleDescriptor {
         label: Some("loads"),
         source: wgpu::ShaderSource::Wgsl(SHADER.into()),
@@ -180,6 +227,14 @@ fn main() -> Result<()> {
             "texture_per_lane" => entries.push(wgpu::BindGroupEntry {
                 binding: 4,
                 resource: wgpu::BindingResource::TextureView(&view),
+            }),
+            "store_storage" => entries.push(wgpu::BindGroupEntry {
+                binding: 5,
+                resource: big.as_entire_binding(),
+            }),
+            "store_texture" => entries.push(wgpu::BindGroupEntry {
+                binding: 6,
+                resource: wgpu::BindingResource::TextureView(&out_view),
             }),
             _ => {}
         }
