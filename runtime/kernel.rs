@@ -395,7 +395,8 @@ pub struct Recorder<'a> {
     live: Vec<Arc<crate::tensor::Storage>>,
     /// Arena buffers in use; the last one is being filled.
     arenas: Vec<Arena>,
-    /// Pooled textures bound so far, by height, returned to the pool at submit.
+    /// Textures taken from the pool, by height, reused by later dispatches and returned to
+    /// the pool at submit.
     textures: Vec<(u32, wgpu::Texture)>,
     /// Choose the kernels tuned for CPU adapters (see [`Recorder::set_cpu_kernels`]).
     cpu_kernels: bool,
@@ -567,9 +568,17 @@ impl<'a> Recorder<'a> {
             <= self.ctx.limits.max_texture_dimension_2d as u64
     }
 
-    /// Record a copy of `t` into a pooled texture and return a view of it (see
-    /// [`TEXTURE_WIDTH`]). `t` must hold a whole number of vec4s.
-    fn texture_of(&mut self, what: &str, t: &Tensor) -> Result<wgpu::TextureView> {
+    /// Record a copy of `t` into a texture and return a view of it (see [`TEXTURE_WIDTH`]).
+    /// `t` must hold a whole number of vec4s. The recorder reuses its textures: the copy
+    /// goes into one of the same size that this dispatch does not bind yet (indices in
+    /// `busy`; wgpu orders the copy after the earlier dispatches that read it), else into
+    /// one from the pool.
+    fn texture_of(
+        &mut self,
+        what: &str,
+        t: &Tensor,
+        busy: &mut Vec<usize>,
+    ) -> Result<wgpu::TextureView> {
         let bytes = t.bytes();
         if !bytes.is_multiple_of(16) {
             return Err(Error::Shape(format!(
@@ -587,7 +596,21 @@ impl<'a> Recorder<'a> {
                 "{what}: {t:?} needs a {TEXTURE_WIDTH}x{rows} texture; this device allows {max}"
             )));
         }
-        let texture = self.ctx.textures.take(&self.ctx.device, rows);
+        let free = self
+            .textures
+            .iter()
+            .enumerate()
+            .position(|(i, (r, _))| *r == rows && !busy.contains(&i));
+        let slot = match free {
+            Some(i) => i,
+            None => {
+                let texture = self.ctx.textures.take(&self.ctx.device, rows);
+                self.textures.push((rows, texture));
+                self.textures.len() - 1
+            }
+        };
+        busy.push(slot);
+        let texture = &self.textures[slot].1;
         self.pass = None;
         let encoder = self.encoder.as_mut().expect("present until submit");
         let row_bytes = TEXTURE_WIDTH * 16;
@@ -621,9 +644,7 @@ impl<'a> Recorder<'a> {
             copy(full, rest, 1);
         }
         self.live.push(t.keep_alive());
-        let view = texture.create_view(&wgpu::TextureViewDescriptor::default());
-        self.textures.push((rows, texture));
-        Ok(view)
+        Ok(texture.create_view(&wgpu::TextureViewDescriptor::default()))
     }
 
     /// Dispatches recorded so far.
@@ -738,9 +759,11 @@ impl<'a> Recorder<'a> {
             }
         }
         let mut views = Vec::new();
+        let mut busy = Vec::new();
         for &(b, t) in &tensors {
             if access_of(b) == Some(Access::Texture) {
-                views.push((b, self.texture_of(&format!("{shader}::{entry}"), t)?));
+                let what = format!("{shader}::{entry}");
+                views.push((b, self.texture_of(&what, t, &mut busy)?));
             }
         }
         for (b, view) in &views {

@@ -145,3 +145,73 @@ fn dot_stage(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
     }
     tree_store(lid.x, chunk, acc);
 }
+
+// ---------------------------------------------------------------------------------------
+// For CPU adapters: the same ops four elements per invocation, reading their inputs as
+// textures (vec4 i at texel (i % 4096, i / 4096)); lavapipe fetches a texel about ten
+// times faster than it loads from a storage buffer (docs/PERFORMANCE.md). Need n a
+// multiple of 4; grid over n / 4 invocations.
+@group(0) @binding(5) var x_tex: texture_2d<f32>;
+@group(0) @binding(6) var y_tex: texture_2d<f32>;
+@group(0) @binding(7) var<storage, read_write> out4: array<vec4<f32>>;
+
+fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
+    return textureLoad(t, vec2<u32>(i % 4096u, i / 4096u), 0);
+}
+
+@compute @workgroup_size(64)
+fn relu_forward_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if i >= p.n / 4u { return; }
+    out4[i] = max(texel(x_tex, i), vec4<f32>(0.0));
+}
+
+@compute @workgroup_size(64)
+fn relu_backward_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if i >= p.n / 4u { return; }
+    out4[i] = select(vec4<f32>(0.0), texel(y_tex, i), texel(x_tex, i) > vec4<f32>(0.0));
+}
+
+@compute @workgroup_size(64)
+fn tanh_forward_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if i >= p.n / 4u { return; }
+    out4[i] = tanh(texel(x_tex, i));
+}
+
+@compute @workgroup_size(64)
+fn tanh_backward_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if i >= p.n / 4u { return; }
+    let y = texel(x_tex, i);
+    out4[i] = texel(y_tex, i) * (vec4<f32>(1.0) - y * y);
+}
+
+@compute @workgroup_size(64)
+fn add_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if i >= p.n / 4u { return; }
+    out4[i] = texel(x_tex, i) + texel(y_tex, i);
+}
+
+@compute @workgroup_size(64)
+fn scale_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if i >= p.n / 4u { return; }
+    out4[i] = p.a * texel(x_tex, i);
+}
+
+@compute @workgroup_size(64)
+fn axpy_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if i >= p.n / 4u { return; }
+    out4[i] = p.a * texel(x_tex, i) + texel(y_tex, i);
+}
+
+@compute @workgroup_size(64)
+fn mul_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = gid.x + gid.y * nwg.x * 64u;
+    if i >= p.n / 4u { return; }
+    out4[i] = texel(x_tex, i) * texel(y_tex, i);
+}

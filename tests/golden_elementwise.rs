@@ -4,95 +4,119 @@
 mod common;
 use common::{ctx, Golden};
 use fewlabels::ops::elementwise as ew;
+use fewlabels::{Recorder, Result};
 
 const TOL: f32 = 1e-5;
+
+/// Both kernel sets run on whatever adapter the tests have: the CPU-adapter kernels (`_t`,
+/// inputs read as textures, for tensors of whole vec4s) and the storage-buffer ones.
+const CPU_KERNELS: [bool; 2] = [true, false];
+
+fn run<T>(cpu: bool, f: impl FnOnce(&mut Recorder) -> Result<T>) -> T {
+    ctx()
+        .run(|r| {
+            r.set_cpu_kernels(cpu);
+            f(r)
+        })
+        .unwrap()
+}
 
 #[test]
 fn relu_forward_backward() {
     let g = Golden::load("elementwise");
-    for c in g.cases("relu_") {
-        let x = g.tensor(&format!("{c}/x"));
-        let dy = g.tensor(&format!("{c}/dy"));
-        let (y, dx) = ctx()
-            .run(|r| Ok((ew::relu(r, &x)?, ew::relu_backward(r, &x, &dy)?)))
-            .unwrap();
-        g.check(&format!("{c}/y"), &y, TOL);
-        g.check(&format!("{c}/dx"), &dx, TOL);
+    for cpu in CPU_KERNELS {
+        for c in g.cases("relu_") {
+            let x = g.tensor(&format!("{c}/x"));
+            let dy = g.tensor(&format!("{c}/dy"));
+            let (y, dx) = run(cpu, |r| {
+                Ok((ew::relu(r, &x)?, ew::relu_backward(r, &x, &dy)?))
+            });
+            g.check(&format!("{c}/y"), &y, TOL);
+            g.check(&format!("{c}/dx"), &dx, TOL);
+        }
     }
 }
 
 #[test]
 fn tanh_forward_backward() {
     let g = Golden::load("elementwise");
-    for c in g.cases("tanh_") {
-        let x = g.tensor(&format!("{c}/x"));
-        let dy = g.tensor(&format!("{c}/dy"));
-        let y = ctx().run(|r| ew::tanh(r, &x)).unwrap();
-        let dx = ctx().run(|r| ew::tanh_backward(r, &y, &dy)).unwrap();
-        g.check(&format!("{c}/y"), &y, TOL);
-        g.check(&format!("{c}/dx"), &dx, TOL);
+    for cpu in CPU_KERNELS {
+        for c in g.cases("tanh_") {
+            let x = g.tensor(&format!("{c}/x"));
+            let dy = g.tensor(&format!("{c}/dy"));
+            let y = run(cpu, |r| ew::tanh(r, &x));
+            let dx = run(cpu, |r| ew::tanh_backward(r, &y, &dy));
+            g.check(&format!("{c}/y"), &y, TOL);
+            g.check(&format!("{c}/dx"), &dx, TOL);
+        }
     }
 }
 
 #[test]
 fn add_forward_backward() {
     let g = Golden::load("elementwise");
-    for c in g.cases("add_") {
-        let a = g.tensor(&format!("{c}/a"));
-        let b = g.tensor(&format!("{c}/b"));
-        let dy = g.tensor(&format!("{c}/dy"));
-        let y = ctx().run(|r| ew::add(r, &a, &b)).unwrap();
-        g.check(&format!("{c}/y"), &y, TOL);
-        // The gradient of a sum passes dy to both inputs.
-        g.check(&format!("{c}/da"), &dy, TOL);
-        g.check(&format!("{c}/db"), &dy, TOL);
+    for cpu in CPU_KERNELS {
+        for c in g.cases("add_") {
+            let a = g.tensor(&format!("{c}/a"));
+            let b = g.tensor(&format!("{c}/b"));
+            let dy = g.tensor(&format!("{c}/dy"));
+            let y = run(cpu, |r| ew::add(r, &a, &b));
+            g.check(&format!("{c}/y"), &y, TOL);
+            // The gradient of a sum passes dy to both inputs.
+            g.check(&format!("{c}/da"), &dy, TOL);
+            g.check(&format!("{c}/db"), &dy, TOL);
+        }
     }
 }
 
 #[test]
 fn scale_forward_backward() {
     let g = Golden::load("elementwise");
-    for c in g.cases("scale_") {
-        let x = g.tensor(&format!("{c}/x"));
-        let dy = g.tensor(&format!("{c}/dy"));
-        let (y, dx) = ctx()
-            .run(|r| Ok((ew::scale(r, &x, -1.75)?, ew::scale(r, &dy, -1.75)?)))
-            .unwrap();
-        g.check(&format!("{c}/y"), &y, TOL);
-        g.check(&format!("{c}/dx"), &dx, TOL);
+    for cpu in CPU_KERNELS {
+        for c in g.cases("scale_") {
+            let x = g.tensor(&format!("{c}/x"));
+            let dy = g.tensor(&format!("{c}/dy"));
+            let (y, dx) = run(cpu, |r| {
+                Ok((ew::scale(r, &x, -1.75)?, ew::scale(r, &dy, -1.75)?))
+            });
+            g.check(&format!("{c}/y"), &y, TOL);
+            g.check(&format!("{c}/dx"), &dx, TOL);
+        }
     }
 }
 
 #[test]
 fn axpy_forward() {
     let g = Golden::load("elementwise");
-    for c in g.cases("axpy_") {
-        let x = g.tensor(&format!("{c}/x"));
-        let y = g.tensor(&format!("{c}/y_in"));
-        let out = ctx().run(|r| ew::axpy(r, 0.3, &x, &y)).unwrap();
-        g.check(&format!("{c}/out"), &out, TOL);
+    for cpu in CPU_KERNELS {
+        for c in g.cases("axpy_") {
+            let x = g.tensor(&format!("{c}/x"));
+            let y = g.tensor(&format!("{c}/y_in"));
+            let out = run(cpu, |r| ew::axpy(r, 0.3, &x, &y));
+            g.check(&format!("{c}/out"), &out, TOL);
+        }
     }
 }
 
 #[test]
 fn mul_forward_backward() {
     let g = Golden::load("elementwise");
-    for c in g.cases("mul_") {
-        let x = g.tensor(&format!("{c}/x"));
-        let y = g.tensor(&format!("{c}/y"));
-        let dy = g.tensor(&format!("{c}/dy"));
-        let (out, dx, dyy) = ctx()
-            .run(|r| {
+    for cpu in CPU_KERNELS {
+        for c in g.cases("mul_") {
+            let x = g.tensor(&format!("{c}/x"));
+            let y = g.tensor(&format!("{c}/y"));
+            let dy = g.tensor(&format!("{c}/dy"));
+            let (out, dx, dyy) = run(cpu, |r| {
                 Ok((
                     ew::mul(r, &x, &y)?,
                     ew::mul(r, &dy, &y)?,
                     ew::mul(r, &dy, &x)?,
                 ))
-            })
-            .unwrap();
-        g.check(&format!("{c}/out"), &out, TOL);
-        g.check(&format!("{c}/dx"), &dx, TOL);
-        g.check(&format!("{c}/dy_in"), &dyy, TOL);
+            });
+            g.check(&format!("{c}/out"), &out, TOL);
+            g.check(&format!("{c}/dx"), &dx, TOL);
+            g.check(&format!("{c}/dy_in"), &dyy, TOL);
+        }
     }
 }
 

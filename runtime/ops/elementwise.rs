@@ -1,5 +1,6 @@
 //! Elementwise ops: ReLU and tanh with their backward passes, add, scale and axpy.
-//! Shader: `shaders/elementwise.wgsl`.
+//! Shader: `shaders/elementwise.wgsl`. On CPU adapters ([`Recorder::cpu_kernels`]) tensors of
+//! a whole number of vec4s take the `_t` kernels, which read their inputs as textures.
 
 use crate::ensure_shape;
 use crate::error::Result;
@@ -7,10 +8,31 @@ use crate::kernel::{grid_1d, Recorder};
 use crate::tensor::{DType, Tensor};
 use crate::Error;
 
+/// Whether `entry` should run as its `_t` twin (CPU adapters; inputs read as textures, four
+/// elements per invocation): needs a whole number of vec4s that fit in a texture.
+fn use_texture(rec: &Recorder, x: &Tensor) -> bool {
+    let n = x.numel();
+    rec.cpu_kernels()
+        && n > 0
+        && n.is_multiple_of(4)
+        && n <= u32::MAX as usize
+        && rec.texture_fits(n)
+}
+
 fn unary(rec: &mut Recorder, entry: &str, x: &Tensor, a: f32) -> Result<Tensor> {
     ensure_shape!(x.dtype() == DType::F32, "{entry}: {x:?} is not f32");
     let out = Tensor::empty(rec.ctx, x.shape(), DType::F32)?;
     let n = x.numel() as u64;
+    if use_texture(rec, x) {
+        rec.dispatch(
+            "elementwise",
+            &format!("{entry}_t"),
+            &[n as u32, a.to_bits()],
+            &[(5, x), (7, &out)],
+            grid_1d(n / 4, 64),
+        )?;
+        return Ok(out);
+    }
     rec.dispatch(
         "elementwise",
         entry,
@@ -28,6 +50,16 @@ fn binary(rec: &mut Recorder, entry: &str, x: &Tensor, y: &Tensor, a: f32) -> Re
     );
     let out = Tensor::empty(rec.ctx, x.shape(), DType::F32)?;
     let n = x.numel() as u64;
+    if use_texture(rec, x) {
+        rec.dispatch(
+            "elementwise",
+            &format!("{entry}_t"),
+            &[n as u32, a.to_bits()],
+            &[(5, x), (6, y), (7, &out)],
+            grid_1d(n / 4, 64),
+        )?;
+        return Ok(out);
+    }
     rec.dispatch(
         "elementwise",
         entry,

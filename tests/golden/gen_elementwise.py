@@ -8,7 +8,16 @@ from common import Cases, rand
 
 def generate():
     c = Cases()
-    for case, shape, seed in [("n3h5w5c3", (3, 5, 5, 3), 1), ("n2h9w9c5", (2, 9, 9, 5), 2)]:
+    # n3h5w5c3 and n2h9w9c5 are not whole vec4s (storage kernels everywhere); n2h6w6c4 and
+    # n1h17w17c60 are, so CPU adapters read them as textures (the last past one texture row
+    # of 4096 texels).
+    shapes = [
+        ("n3h5w5c3", (3, 5, 5, 3), 1),
+        ("n2h9w9c5", (2, 9, 9, 5), 2),
+        ("n2h6w6c4", (2, 6, 6, 4), 3),
+        ("n1h17w17c60", (1, 17, 17, 60), 4),
+    ]
+    for case, shape, seed in shapes:
         x = rand(seed, *shape).requires_grad_()
         dy = rand(seed + 100, *shape)
         # ReLU: keep inputs away from 0 where the derivative is undefined.
