@@ -394,12 +394,24 @@ fn pre_trained_labels(ctx: &Context, tr: &mut Trainer, ds: &mut Dataset, s: &Set
         .map_err(|e| e.to_string())?,
     );
     let cfg = tr.model.cfg.clone();
+    // Without a terminal the bar is hidden: print a line every 100 steps instead.
+    let tty = std::io::stderr().is_terminal();
+    let t0 = std::time::Instant::now();
     pseudo_label(ctx, &cfg, ds, &lc, &mut |r| {
-        bar.set_position(r.step as u64);
-        bar.set_message(format!(
+        let msg = format!(
             "rotation {:.3} class {:.3} labelled acc {:.2}",
             r.rotation_loss, r.class_loss, r.labelled_accuracy
-        ));
+        );
+        if !tty && (r.step % 100 == 0 || r.step == lc.steps) {
+            eprintln!(
+                "labeller step {}/{}: {msg} | {:.0} s",
+                r.step,
+                lc.steps,
+                t0.elapsed().as_secs_f64()
+            );
+        }
+        bar.set_position(r.step as u64);
+        bar.set_message(msg);
     })?;
     bar.finish();
     if s.data == FASHION && !unlabelled.is_empty() {
