@@ -271,5 +271,76 @@ fn main() -> Result<()> {
             (ms - base).max(0.0) * 1e6 / loads
         );
     }
+    copy_speed(&ctx, reps)
+}
+
+/// How fast the device copies a buffer into an rgba32float texture of 4096-texel rows (what
+/// `Recorder::dispatch` does before a kernel reads a tensor as a texture), against a
+/// buffer-to-buffer copy of the same bytes.
+fn copy_speed(ctx: &Context, reps: usize) -> Result<()> {
+    let dev = &ctx.device;
+    let rows = 128u32;
+    let bytes = rows as u64 * 4096 * 16;
+    let usage = wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+    let make = || {
+        dev.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bytes,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
+    let (src, dst) = (make(), make());
+    let tex = dev.create_texture(&wgpu::TextureDescriptor {
+        label: None,
+        size: wgpu::Extent3d {
+            width: 4096,
+            height: rows,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Float,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    });
+    println!("\n| copy of {} MiB | ms | GB/s |\n|---|---|---|", bytes >> 20);
+    for to_texture in [false, true] {
+        let mut times = Vec::new();
+        for rep in 0..=reps {
+            let t = Instant::now();
+            let mut enc = dev.create_command_encoder(&Default::default());
+            if to_texture {
+                enc.copy_buffer_to_texture(
+                    wgpu::TexelCopyBufferInfo {
+                        buffer: &src,
+                        layout: wgpu::TexelCopyBufferLayout {
+                            offset: 0,
+                            bytes_per_row: Some(4096 * 16),
+                            rows_per_image: None,
+                        },
+                    },
+                    tex.as_image_copy(),
+                    wgpu::Extent3d {
+                        width: 4096,
+                        height: rows,
+                        depth_or_array_layers: 1,
+                    },
+                );
+            } else {
+                enc.copy_buffer_to_buffer(&src, 0, &dst, 0, bytes);
+            }
+            ctx.queue.submit([enc.finish()]);
+            ctx.wait()?;
+            if rep > 0 {
+                times.push(t.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        times.sort_by(f64::total_cmp);
+        let ms = times[times.len() / 2];
+        let what = if to_texture { "buffer to texture" } else { "buffer to buffer" };
+        println!("| {what} | {ms:.2} | {:.2} |", bytes as f64 / (ms * 1e-3) / 1e9);
+    }
     Ok(())
 }

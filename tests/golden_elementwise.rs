@@ -187,3 +187,34 @@ fn bad_calls_return_errors() {
         "scalar must have one value"
     );
 }
+
+/// Timing of ReLU on a fashion_small D activation (160 x 32 x 32 x 8) in both kernel sets.
+/// `cargo test --release --test golden_elementwise -- --ignored --nocapture relu_speed`.
+#[test]
+#[ignore]
+fn relu_speed() {
+    let c = ctx();
+    let n = 160 * 32 * 32 * 8;
+    let x = fewlabels::Tensor::full(c, &[n], 0.5).unwrap();
+    for cpu in CPU_KERNELS {
+        let mut times = Vec::new();
+        for _ in 0..7 {
+            let t = std::time::Instant::now();
+            let y = run(cpu, |r| {
+                let mut v = Vec::new();
+                for _ in 0..10 {
+                    v.push(ew::relu(r, &x)?);
+                }
+                Ok(v)
+            });
+            c.wait().unwrap();
+            times.push(t.elapsed().as_secs_f64() * 1e3);
+            drop(y);
+        }
+        times.sort_by(f64::total_cmp);
+        println!(
+            "relu of {n} floats, CPU kernels {cpu}: {:.2} ms per call (10 per submit, median of 7)",
+            times[3] / 10.0
+        );
+    }
+}
