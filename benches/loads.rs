@@ -305,7 +305,10 @@ fn copy_speed(ctx: &Context, reps: usize) -> Result<()> {
         usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
         view_formats: &[],
     });
-    println!("\n| copy of {} MiB | ms | GB/s |\n|---|---|---|", bytes >> 20);
+    println!(
+        "\n| copy of {} MiB | ms | GB/s |\n|---|---|---|",
+        bytes >> 20
+    );
     for to_texture in [false, true] {
         let mut times = Vec::new();
         for rep in 0..=reps {
@@ -339,8 +342,15 @@ fn copy_speed(ctx: &Context, reps: usize) -> Result<()> {
         }
         times.sort_by(f64::total_cmp);
         let ms = times[times.len() / 2];
-        let what = if to_texture { "buffer to texture" } else { "buffer to buffer" };
-        println!("| {what} | {ms:.2} | {:.2} |", bytes as f64 / (ms * 1e-3) / 1e9);
+        let what = if to_texture {
+            "buffer to texture"
+        } else {
+            "buffer to buffer"
+        };
+        println!(
+            "| {what} | {ms:.2} | {:.2} |",
+            bytes as f64 / (ms * 1e-3) / 1e9
+        );
     }
     Ok(())
 }

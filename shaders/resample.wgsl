@@ -99,6 +99,38 @@ fn gather_sum_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     dst_v[t] = p.a * s;
 }
 
+// CPU adapters: spread_v4 and gather_sum_v4 reading src as a texture (vec4 i at texel
+// (i % 4096, i / 4096)); lavapipe fetches a texel several times faster than it loads from a
+// storage buffer.
+@group(0) @binding(7) var src_tex: texture_2d<f32>;
+
+fn src_texel(i: u32) -> vec4<f32> {
+    return textureLoad(src_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+}
+
+@compute @workgroup_size(256)
+fn spread_v4_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = index(gid, nwg);
+    if t >= p.total { return; }
+    let v = p.a * src_texel(t);
+    let b = fine_base(t);
+    let r = fine_row();
+    dst_v[b] = v;
+    dst_v[b + p.c] = v;
+    dst_v[b + r] = v;
+    dst_v[b + r + p.c] = v;
+}
+
+@compute @workgroup_size(256)
+fn gather_sum_v4_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = index(gid, nwg);
+    if t >= p.total { return; }
+    let b = fine_base(t);
+    let r = fine_row();
+    let s = (src_texel(b) + src_texel(b + p.c)) + (src_texel(b + r) + src_texel(b + r + p.c));
+    dst_v[t] = p.a * s;
+}
+
 // ---- maxpool_forward: src fine -> dst coarse = max of the block ----
 
 @compute @workgroup_size(256)

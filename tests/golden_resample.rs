@@ -10,10 +10,23 @@
 mod common;
 use common::{ctx, Golden};
 use fewlabels::ops::resample as rs;
-use fewlabels::{Error, Tensor};
+use fewlabels::{Error, Recorder, Result, Tensor};
 
 const EXACT: f32 = 0.0;
 const SUM_TOL: f32 = 1e-6;
+
+/// Both kernel sets run on whatever adapter the tests have: the CPU-adapter kernels (`_t`,
+/// inputs read as textures, for whole vec4s of channels) and the storage-buffer ones.
+const CPU_KERNELS: [bool; 2] = [true, false];
+
+fn run<T>(cpu: bool, f: impl FnOnce(&mut Recorder) -> Result<T>) -> T {
+    ctx()
+        .run(|r| {
+            r.set_cpu_kernels(cpu);
+            f(r)
+        })
+        .unwrap()
+}
 
 fn t(g: &Golden, case: &str, name: &str) -> Tensor {
     g.tensor(&format!("{case}/{name}"))
@@ -22,28 +35,32 @@ fn t(g: &Golden, case: &str, name: &str) -> Tensor {
 #[test]
 fn upsample2x_forward_backward() {
     let g = Golden::load("resample");
-    for c in g.cases("upsample_") {
-        let x = t(&g, &c, "x");
-        let dy = t(&g, &c, "dy");
-        let (y, dx) = ctx()
-            .run(|r| Ok((rs::upsample2x(r, &x)?, rs::upsample2x_backward(r, &dy)?)))
-            .unwrap();
-        g.check(&format!("{c}/y"), &y, EXACT);
-        g.check(&format!("{c}/dx"), &dx, SUM_TOL);
+    for cpu in CPU_KERNELS {
+        for c in g.cases("upsample_") {
+            let x = t(&g, &c, "x");
+            let dy = t(&g, &c, "dy");
+            let (y, dx) = run(cpu, |r| {
+                Ok((rs::upsample2x(r, &x)?, rs::upsample2x_backward(r, &dy)?))
+            });
+            g.check(&format!("{c}/y"), &y, EXACT);
+            g.check(&format!("{c}/dx"), &dx, SUM_TOL);
+        }
     }
 }
 
 #[test]
 fn avgpool2x2_forward_backward() {
     let g = Golden::load("resample");
-    for c in g.cases("avgpool_") {
-        let x = t(&g, &c, "x");
-        let dy = t(&g, &c, "dy");
-        let (y, dx) = ctx()
-            .run(|r| Ok((rs::avgpool2x2(r, &x)?, rs::avgpool2x2_backward(r, &dy)?)))
-            .unwrap();
-        g.check(&format!("{c}/y"), &y, SUM_TOL);
-        g.check(&format!("{c}/dx"), &dx, EXACT);
+    for cpu in CPU_KERNELS {
+        for c in g.cases("avgpool_") {
+            let x = t(&g, &c, "x");
+            let dy = t(&g, &c, "dy");
+            let (y, dx) = run(cpu, |r| {
+                Ok((rs::avgpool2x2(r, &x)?, rs::avgpool2x2_backward(r, &dy)?))
+            });
+            g.check(&format!("{c}/y"), &y, SUM_TOL);
+            g.check(&format!("{c}/dx"), &dx, EXACT);
+        }
     }
 }
 
