@@ -335,3 +335,107 @@ fn dx4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
         out4[i] = dy4[i] * a + (x4[i] - mu) * cb + cd;
     }
 }
+
+// ---- CPU adapters --------------------------------------------------------------------------
+
+// The *4 kernels that stream through x and dy, reading them as textures (vec4 i at texel
+// (i % 4096, i / 4096)): lavapipe fetches a texel several times faster than it loads from a
+// storage buffer.
+@group(0) @binding(22) var x_tex: texture_2d<f32>;
+@group(0) @binding(23) var dy_tex: texture_2d<f32>;
+
+fn xt(i: u32) -> vec4<f32> {
+    return textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+}
+
+fn dyt(i: u32) -> vec4<f32> {
+    return textureLoad(dy_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+}
+
+@compute @workgroup_size(64)
+fn stats_partial4_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = index(gid, nwg);
+    if t >= p.chunks * p.cv { return; }
+    let k = t / p.cv;
+    let c4 = t % p.cv;
+    let r0 = k * p.rows;
+    let r1 = min(r0 + p.rows, p.n * p.hw);
+    let pivot = xt(r0 * p.cv + c4);
+    var mu = vec4<f32>(0.0);
+    var q = vec4<f32>(0.0);
+    for (var r = r0; r < r1; r++) {
+        let v = xt(r * p.cv + c4) - pivot;
+        let d = v - mu;
+        mu += d / f32(r - r0 + 1u);
+        q += d * (v - mu);
+    }
+    let c = 4u * c4;
+    let m = pivot + mu;
+    for (var j = 0u; j < 4u; j++) {
+        part[k * p.c + c + j] = m[j];
+        part[(p.chunks + k) * p.c + c + j] = q[j];
+    }
+}
+
+@compute @workgroup_size(64)
+fn norm_affine4_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = index(gid, nwg);
+    if t >= p.chunks * p.cv { return; }
+    let n = gid.z;
+    let c4 = t % p.cv;
+    let r0 = n * p.hw + (t / p.cv) * p.rows;
+    let r1 = min(r0 + p.rows, (n + 1u) * p.hw);
+    let pi4 = select(c4, n * p.cv + c4, p.per_sample == 1u);
+    let mu = mean4[c4];
+    let a = fac4[pi4];
+    let b = shift4[pi4];
+    for (var r = r0; r < r1; r++) {
+        let i = r * p.cv + c4;
+        out4[i] = (xt(i) - mu) * a + b;
+    }
+}
+
+@compute @workgroup_size(64)
+fn bwd_partial4_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = index(gid, nwg);
+    let groups = p.n * p.chunks;
+    if t >= groups * p.cv { return; }
+    let c4 = t % p.cv;
+    let nk = t / p.cv;
+    let n = nk / p.chunks;
+    let k = nk % p.chunks;
+    let r0 = n * p.hw + k * p.rows;
+    let r1 = min(r0 + p.rows, (n + 1u) * p.hw);
+    let c = 4u * c4;
+    let mu = mean4[c4];
+    var a = vec4<f32>(0.0);
+    var b = vec4<f32>(0.0);
+    for (var r = r0; r < r1; r++) {
+        let g = dyt(r * p.cv + c4);
+        a += g;
+        b += g * (xt(r * p.cv + c4) - mu);
+    }
+    b *= inv_std4(c);
+    for (var j = 0u; j < 4u; j++) {
+        part[nk * p.c + c + j] = a[j];
+        part[(groups + nk) * p.c + c + j] = b[j];
+    }
+}
+
+@compute @workgroup_size(64)
+fn dx4_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = index(gid, nwg);
+    if t >= p.chunks * p.cv { return; }
+    let n = gid.z;
+    let c4 = t % p.cv;
+    let r0 = n * p.hw + (t / p.cv) * p.rows;
+    let r1 = min(r0 + p.rows, (n + 1u) * p.hw);
+    let mu = mean4[c4];
+    let a = fac4[select(c4, n * p.cv + c4, p.per_sample == 1u)];
+    let cb = coef4[c4];
+    let cd = coef4[p.cv + c4];
+    for (var r = r0; r < r1; r++) {
+        let i = r * p.cv + c4;
+        out4[i] = dyt(i) * a + (xt(i) - mu) * cb + cd;
+    }
+}

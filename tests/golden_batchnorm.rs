@@ -63,76 +63,93 @@ fn check_grads(g: &Golden, c: &str, cond: bool, gr: &BatchNormGrads) {
     check(g, &format!("{c}/dbias"), &gr.dbias, TOL_BWD);
 }
 
+/// Both kernel sets run on whatever adapter the tests have: the CPU-adapter kernels (`_t`,
+/// x and dy read as textures, for C a multiple of 4) and the storage-buffer ones.
+const CPU_KERNELS: [bool; 2] = [true, false];
+
+fn run<T>(cpu: bool, f: impl FnOnce(&mut fewlabels::Recorder) -> fewlabels::Result<T>) -> T {
+    ctx()
+        .run(|r| {
+            r.set_cpu_kernels(cpu);
+            f(r)
+        })
+        .unwrap()
+}
+
 #[test]
 fn train_forward() {
     let g = Golden::load("batchnorm");
-    for c in g.cases("train_") {
-        let x = g.tensor(&format!("{c}/x"));
-        let eps = g.scalar(&format!("{c}/eps"));
-        let (s, b, cond) = params(&g, &c);
-        let (out, saved) = ctx()
-            .run(|r| bn::batch_norm_train(r, &x, affine(&s, &b, cond), eps))
-            .unwrap();
-        check(&g, &format!("{c}/out"), &out, TOL_FWD);
-        check(&g, &format!("{c}/batch_mean"), &saved.mean, TOL_STATS);
-        check(&g, &format!("{c}/batch_var"), &saved.var, TOL_STATS);
-        let (m, v) = ctx().run(|r| bn::batch_stats(r, &x)).unwrap();
-        check(&g, &format!("{c}/batch_mean"), &m, TOL_STATS);
-        check(&g, &format!("{c}/batch_var"), &v, TOL_STATS);
+    for cpu in CPU_KERNELS {
+        for c in g.cases("train_") {
+            let x = g.tensor(&format!("{c}/x"));
+            let eps = g.scalar(&format!("{c}/eps"));
+            let (s, b, cond) = params(&g, &c);
+            let (out, saved) = run(cpu, |r| {
+                bn::batch_norm_train(r, &x, affine(&s, &b, cond), eps)
+            });
+            check(&g, &format!("{c}/out"), &out, TOL_FWD);
+            check(&g, &format!("{c}/batch_mean"), &saved.mean, TOL_STATS);
+            check(&g, &format!("{c}/batch_var"), &saved.var, TOL_STATS);
+            let (m, v) = run(cpu, |r| bn::batch_stats(r, &x));
+            check(&g, &format!("{c}/batch_mean"), &m, TOL_STATS);
+            check(&g, &format!("{c}/batch_var"), &v, TOL_STATS);
+        }
     }
 }
 
 #[test]
 fn train_backward() {
     let g = Golden::load("batchnorm");
-    for c in g.cases("train_") {
-        let x = g.tensor(&format!("{c}/x"));
-        let dy = g.tensor(&format!("{c}/dy"));
-        let eps = g.scalar(&format!("{c}/eps"));
-        let (s, b, cond) = params(&g, &c);
-        let grads = ctx()
-            .run(|r| {
+    for cpu in CPU_KERNELS {
+        for c in g.cases("train_") {
+            let x = g.tensor(&format!("{c}/x"));
+            let dy = g.tensor(&format!("{c}/dy"));
+            let eps = g.scalar(&format!("{c}/eps"));
+            let (s, b, cond) = params(&g, &c);
+            let grads = run(cpu, |r| {
                 let (_, saved) = bn::batch_norm_train(r, &x, affine(&s, &b, cond), eps)?;
                 bn::batch_norm_train_backward(r, &saved, affine(&s, &b, cond), &dy)
-            })
-            .unwrap();
-        check_grads(&g, &c, cond, &grads);
+            });
+            check_grads(&g, &c, cond, &grads);
+        }
     }
 }
 
 #[test]
 fn eval_forward() {
     let g = Golden::load("batchnorm");
-    for c in g.cases("eval_") {
-        let x = g.tensor(&format!("{c}/x"));
-        let mean = g.tensor(&format!("{c}/mean"));
-        let var = g.tensor(&format!("{c}/var"));
-        let eps = g.scalar(&format!("{c}/eps"));
-        let (s, b, cond) = params(&g, &c);
-        let out = ctx()
-            .run(|r| bn::batch_norm_eval(r, &x, &mean, &var, affine(&s, &b, cond), eps))
-            .unwrap();
-        check(&g, &format!("{c}/out"), &out, TOL_FWD);
+    for cpu in CPU_KERNELS {
+        for c in g.cases("eval_") {
+            let x = g.tensor(&format!("{c}/x"));
+            let mean = g.tensor(&format!("{c}/mean"));
+            let var = g.tensor(&format!("{c}/var"));
+            let eps = g.scalar(&format!("{c}/eps"));
+            let (s, b, cond) = params(&g, &c);
+            let out = run(cpu, |r| {
+                bn::batch_norm_eval(r, &x, &mean, &var, affine(&s, &b, cond), eps)
+            });
+            check(&g, &format!("{c}/out"), &out, TOL_FWD);
+        }
     }
 }
 
 #[test]
 fn eval_backward() {
     let g = Golden::load("batchnorm");
-    for c in g.cases("eval_") {
-        let x = g.tensor(&format!("{c}/x"));
-        let dy = g.tensor(&format!("{c}/dy"));
-        let mean = g.tensor(&format!("{c}/mean"));
-        let var = g.tensor(&format!("{c}/var"));
-        let eps = g.scalar(&format!("{c}/eps"));
-        let (s, b, cond) = params(&g, &c);
-        let grads = ctx()
-            .run(|r| {
+    for cpu in CPU_KERNELS {
+        for c in g.cases("eval_") {
+            let x = g.tensor(&format!("{c}/x"));
+            let dy = g.tensor(&format!("{c}/dy"));
+            let mean = g.tensor(&format!("{c}/mean"));
+            let var = g.tensor(&format!("{c}/var"));
+            let eps = g.scalar(&format!("{c}/eps"));
+            let (s, b, cond) = params(&g, &c);
+            let grads = run(cpu, |r| {
                 let a = affine(&s, &b, cond);
                 bn::batch_norm_eval_backward(r, &x, &mean, &var, a, eps, &dy)
-            })
-            .unwrap();
-        check_grads(&g, &c, cond, &grads);
+            });
+            check_grads(&g, &c, cond, &grads);
+        }
     }
 }
 

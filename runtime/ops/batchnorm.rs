@@ -29,7 +29,8 @@
 //! use per-(sample, channel) coefficients folded beforehand (`out = (x - mean) * fac + shift`,
 //! `fac = scale / sqrt(var + eps)`; `dx = dy * fac + (x - mean) * b + d`), so a thread loads
 //! them once and loops over a block of rows. Dispatches: train forward 4, eval forward 2,
-//! backward 3.
+//! backward 3. On CPU adapters ([`Recorder::cpu_kernels`]) with C % 4 == 0, the passes that
+//! stream through x and dy read them as textures (`_t` entry points).
 
 use crate::ensure_shape;
 use crate::error::{Error, Result};
@@ -160,6 +161,12 @@ impl Geom {
         }
     }
 
+    /// Whether the vec4 kernels that stream through x (and dy) should read them as textures
+    /// (`_t`, CPU adapters).
+    fn tex(&self, rec: &Recorder) -> bool {
+        self.vec4 && rec.cpu_kernels() && rec.texture_fits(self.n * self.hw * self.c)
+    }
+
     /// Binding numbers of (x, dy, mean) in the reductions: vec4 views in the vec4 kernels.
     fn big(&self) -> (u32, u32, u32) {
         if self.vec4 {
@@ -245,9 +252,14 @@ fn stats(rec: &mut Recorder, g: &Geom, x: &Tensor) -> Result<(Tensor, Tensor)> {
     let params = g.params(rows, chunks, false, 0, 0.0, 0.0, 0.0);
     let part = Tensor::empty(rec.ctx, &[2, chunks, g.c], DType::F32)?;
     let (xb, _, _) = g.big();
+    let (entry, xb) = if g.tex(rec) {
+        ("stats_partial4_t".to_string(), 22)
+    } else {
+        (g.entry("stats_partial"), xb)
+    };
     rec.dispatch(
         SHADER,
-        &g.entry("stats_partial"),
+        &entry,
         &params,
         &[(xb, x), (11, &part)],
         grid_1d((chunks * g.lanes()) as u64, WG),
@@ -294,11 +306,16 @@ fn normalize(
     let (blocks, groups) = g.row_blocks();
     let params = g.params(ROWS_PER_THREAD, blocks, per_sample, 0, plus1, eps, 0.0);
     if g.vec4 {
+        let (entry, xb) = if g.tex(rec) {
+            ("norm_affine4_t", 22)
+        } else {
+            ("norm_affine4", 2)
+        };
         rec.dispatch(
             SHADER,
-            "norm_affine4",
+            entry,
             &params,
-            &[(2, x), (18, mean), (19, &fac), (20, shift), (10, &out)],
+            &[(xb, x), (18, mean), (19, &fac), (20, shift), (10, &out)],
             groups,
         )?;
     } else {
@@ -381,10 +398,16 @@ fn backward(
         if train { 1.0 } else { 0.0 },
     );
     let (xb, dyb, mb) = g.big();
+    let tex = g.tex(rec);
+    let (entry, xb, dyb) = if tex {
+        ("bwd_partial4_t".to_string(), 22, 23)
+    } else {
+        (g.entry("bwd_partial"), xb, dyb)
+    };
     let part = Tensor::empty(rec.ctx, &[2, g.n * chunks, g.c], DType::F32)?;
     rec.dispatch(
         SHADER,
-        &g.entry("bwd_partial"),
+        &entry,
         &params,
         &[(xb, x), (dyb, dy), (mb, mean), (6, var), (11, &part)],
         grid_1d((g.n * chunks * g.lanes()) as u64, WG),
@@ -413,13 +436,18 @@ fn backward(
     let (blocks, groups) = g.row_blocks();
     let params = g.params(ROWS_PER_THREAD, blocks, per_sample, 0, plus1, eps, 0.0);
     if g.vec4 {
+        let (entry, xb, dyb) = if tex {
+            ("dx4_t", 22, 23)
+        } else {
+            ("dx4", 2, 4)
+        };
         rec.dispatch(
             SHADER,
-            "dx4",
+            entry,
             &params,
             &[
-                (2, x),
-                (4, dy),
+                (xb, x),
+                (dyb, dy),
                 (18, mean),
                 (19, &fac),
                 (21, &coef),

@@ -24,6 +24,8 @@ SHAPES = [
     (4, 3, 9, 1e-5),
     (3, 16, 7, 1e-5),
     (2, 68, 3, 1e-4),
+    # More than 4096 vec4s: CPU adapters read x and dy as textures of more than one row.
+    (2, 32, 18, 1e-5),
 ]
 
 
