@@ -1,7 +1,8 @@
 //! What one load costs on this adapter, by where the data lives: a storage buffer (indexed per
 //! lane, or with the same index on every lane), workgroup memory, a uniform buffer, and a
 //! texture read with `textureLoad`. Each kernel makes every invocation load `k` vec4s and do
-//! four vec4 multiply-adds per load; `none` does the arithmetic without loads. `store_storage`
+//! four vec4 multiply-adds per load; `none` does the arithmetic without loads. `uniform_same_index`
+//! loads the same uniform element in every invocation. `store_storage`
 //! and `store_texture` store one vec4 per iteration to a storage buffer or a storage texture.
 //!
 //! `cargo bench --bench loads` (prints a table; docs/PERFORMANCE.md quotes it). Under
@@ -69,6 +70,13 @@ fn uniform_per_lane(@builtin(global_invocation_id) g: vec3<u32>) {
 }
 
 @compute @workgroup_size(16)
+fn uniform_same_index(@builtin(global_invocation_id) g: vec3<u32>) {
+    var a = array<vec4<f32>, 4>(vec4(f32(g.x)), vec4(1.0), vec4(2.0), vec4(3.0));
+    for (var i = 0u; i < k.x; i++) { mac4(u[i & 4095u], &a); }
+    done(g.x, a);
+}
+
+@compute @workgroup_size(16)
 fn texture_per_lane(@builtin(global_invocation_id) g: vec3<u32>) {
     var a = array<vec4<f32>, 4>(vec4(f32(g.x)), vec4(1.0), vec4(2.0), vec4(3.0));
     for (var i = 0u; i < k.x; i++) {
@@ -100,12 +108,13 @@ fn store_texture(@builtin(global_invocation_id) g: vec3<u32>) {
 }
 "#;
 
-const ENTRIES: [&str; 8] = [
+const ENTRIES: [&str; 9] = [
     "none",
     "storage_per_lane",
     "storage_same_index",
     "workgroup_same_index",
     "uniform_per_lane",
+    "uniform_same_index",
     "texture_per_lane",
     "store_storage",
     "store_texture",
@@ -220,7 +229,7 @@ fn main() -> Result<()> {
                     resource: x.as_entire_binding(),
                 })
             }
-            "uniform_per_lane" => entries.push(wgpu::BindGroupEntry {
+            "uniform_per_lane" | "uniform_same_index" => entries.push(wgpu::BindGroupEntry {
                 binding: 3,
                 resource: x.as_entire_binding(),
             }),
