@@ -1117,6 +1117,20 @@ fn conv_db_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
     part4[chunk * p.cout4 + cb] = a;
 }
 
+// CPU adapters: dy (padded to cout4 blocks) read as a texture.
+@compute @workgroup_size(8)
+fn conv_db_t(@builtin(global_invocation_id) gid: vec3<u32>) {
+    let cb = gid.x;
+    let chunk = gid.y;
+    if cb >= p.cout4 { return; }
+    let end = min((chunk + 1u) * p.chunk, p.m);
+    var a = vec4<f32>(0.0);
+    for (var q = chunk * p.chunk; q < end; q++) {
+        a += dy_tex_at(q * p.cout4 + cb);
+    }
+    part4[chunk * p.cout4 + cb] = a;
+}
+
 @compute @workgroup_size(64)
 fn conv_db_s(@builtin(global_invocation_id) gid: vec3<u32>) {
     let cb = gid.x;

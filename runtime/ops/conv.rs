@@ -478,17 +478,19 @@ pub fn conv2d_backward_weight(
         let chunks = m.div_ceil(per);
         let parts = Tensor::empty(rec.ctx, &[chunks as usize * cout4 * 4], DType::F32)?;
         let p = params(&d, d.cin, d.cout, 0, per);
-        let (entry, dyb) = if d.cout.is_multiple_of(4) {
-            ("conv_db_v4", 8)
+        let (entry, dyb, wg) = if cpu {
+            ("conv_db_t", 12, 8)
+        } else if d.cout.is_multiple_of(4) {
+            ("conv_db_v4", 8, 64)
         } else {
-            ("conv_db_s", 7)
+            ("conv_db_s", 7, 64)
         };
         rec.dispatch(
             SHADER,
             entry,
             &p,
-            &[(dyb, dy), (6, &parts)],
-            [(cout4 as u64).div_ceil(64) as u32, chunks as u32, 1],
+            &[(dyb, dyk), (6, &parts)],
+            [(cout4 as u64).div_ceil(wg) as u32, chunks as u32, 1],
         )?;
         let db = Tensor::empty(rec.ctx, &[d.cout], DType::F32)?;
         reduce(rec, &parts, &db, 1, 1, 1, cout4 * 4, chunks)?;
