@@ -340,7 +340,9 @@ fn dx4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
 
 // The *4 kernels that stream through x and dy, reading them as textures (vec4 i at texel
 // (i % 4096, i / 4096)): lavapipe fetches a texel several times faster than it loads from a
-// storage buffer.
+// storage buffer. They repeat the storage kernels' loops with other loads: the runtime binds
+// every binding an entry point references, so a shared body reading either would make every
+// dispatch bind (and copy into a texture) what it does not read.
 @group(0) @binding(22) var x_tex: texture_2d<f32>;
 @group(0) @binding(23) var dy_tex: texture_2d<f32>;
 
