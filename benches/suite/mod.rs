@@ -140,8 +140,13 @@ fn sizes(quick: bool) -> Sizes {
         }
     } else {
         Sizes {
-            // rgb64 trains at batch 16: on lavapipe a batch-64 step takes minutes.
-            presets: vec![("fashion", "fashion", 64), ("rgb64", "rgb64", 16)],
+            // fashion_small (the default model's network) at its training batch, 32; rgb64
+            // trains at batch 16: on lavapipe a batch-64 step takes minutes.
+            presets: vec![
+                ("fashion", "fashion", 64),
+                ("fashion_small", "fashion_small", 32),
+                ("rgb64", "rgb64", 16),
+            ],
             sample_batches: vec![1, 64],
             d_batch: 64,
             matmul: vec![256, 1024],
