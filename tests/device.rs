@@ -82,6 +82,46 @@ fn pool_reuses_transient_buffers() {
     assert_eq!(z.to_f32(&c).unwrap()[5], 3.0);
 }
 
+/// Kernels that read tensors as textures (the CPU-adapter kernels) copy each input into a
+/// texture; a recorder reuses its textures from one dispatch to the next, and two inputs of
+/// one dispatch get two textures.
+#[test]
+fn recorder_reuses_textures() {
+    use fewlabels::ops::elementwise as ew;
+    let c = Context::new().unwrap();
+    let x = Tensor::from_f32(&c, &[4, 1024], &vec![-1.5; 4096]).unwrap();
+    let dy = Tensor::from_f32(&c, &[4, 1024], &vec![-2.0; 4096]).unwrap();
+    let before = c.textures_created();
+    let (outs, dx) = c
+        .run(|r| {
+            r.set_cpu_kernels(true);
+            let mut outs = Vec::new();
+            let mut h = x.clone();
+            for _ in 0..10 {
+                h = ew::scale(r, &h, -1.0)?;
+                outs.push(h.clone());
+            }
+            // Two inputs of one size in one dispatch: two textures (x = 1.5 > 0, so dx = dy).
+            let dx = ew::relu_backward(r, &outs[0], &dy)?;
+            Ok((outs, dx))
+        })
+        .unwrap();
+    let created = c.textures_created() - before;
+    assert!(
+        created <= 2,
+        "{created} textures for 11 dispatches of one size"
+    );
+    let all = |t: &Tensor, want: f32| t.to_f32(&c).unwrap().iter().all(|&v| v == want);
+    for (i, o) in outs.iter().enumerate() {
+        let want = if i % 2 == 0 { 1.5 } else { -1.5 };
+        assert!(all(o, want), "step {i} is not {want}");
+    }
+    assert!(
+        all(&dx, -2.0),
+        "relu_backward read one texture for both inputs"
+    );
+}
+
 #[test]
 fn oversized_tensor_is_an_error_not_a_crash() {
     let c = ctx();
