@@ -5,6 +5,9 @@
 //   src_off + j]. Concatenation along the last axis is one copy_block per input into the
 //   output's columns; splitting is one per output. `_v4` moves four columns at once (every
 //   width, stride and offset then counted in units of four).
+// resize_2d: copy [batch, r_in, c_in] into [batch, r_out, c_out], zero where the output
+//   reaches past the input and dropping what lies past the output (zero padding or cropping
+//   of the last two axes; the GEMM pads operands to multiples of 4 with it).
 // rotate_*: per-image rotation of square NHWC images [N, S, S, C] by k * 90 degrees
 //   counter-clockwise, as torch.rot90(img_nchw, k, dims=(2, 3)). One thread per output
 //   element gathers its source element. k is taken modulo 4 (so -1 is 3); `inverse` rotates
@@ -13,6 +16,7 @@
 // Params at binding 0 (the runtime's one uniform), read through the named accessors below:
 //   copy_block: u1 = width, u2 = src_stride, u3 = src_off, u4 = dst_stride, u5 = dst_off
 //   rotate_*:   u1 = S (side), u2 = C, u3 = k (rotate_uniform), u4 = inverse (0 or 1)
+//   resize_2d:  u1 = r_in, u2 = c_in, u3 = r_out, u4 = c_out
 struct Params {
     total: u32,
     u1: u32,
@@ -61,6 +65,21 @@ fn copy_block_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
     let r = t / width();
     let j = t % width();
     dst_v[r * dst_stride() + dst_off() + j] = src_v[r * src_stride() + src_off() + j];
+}
+
+@compute @workgroup_size(256)
+fn resize_2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = index(gid, nwg);
+    if t >= p.total { return; }
+    let j = t % p.u4;
+    let zr = t / p.u4;
+    let r = zr % p.u3;
+    let z = zr / p.u3;
+    var v = 0u;
+    if r < p.u1 && j < p.u2 {
+        v = src[(z * p.u1 + r) * p.u2 + j];
+    }
+    dst[t] = v;
 }
 
 // Index in the source of output element t for a rotation by kk (0..3) quarter turns.

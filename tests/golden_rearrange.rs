@@ -3,7 +3,7 @@
 //! Tolerance: exact (0) for every op and gradient. concat, split and rotation only move
 //! float32 values (the goldens hold the same float32 values), and their gradients are moves
 //! of dy too: concat's backward is split, split's backward is concat, a rotation's backward
-//! is the inverse rotation.
+//! is the inverse rotation. resize_2d only moves values and writes zeros.
 
 mod common;
 use common::{ctx, Golden};
@@ -113,6 +113,35 @@ fn rotate_all_forward_backward() {
 }
 
 /// The ops move bits, so i32 tensors come through unchanged.
+/// resize_2d pads with zeros and crops; its backward is resize_2d back to the input's size.
+#[test]
+fn resize_2d_forward_backward() {
+    let g = Golden::load("rearrange");
+    let cases = g.cases("resize_");
+    assert_eq!(cases.len(), 3);
+    for c in cases {
+        let s = sizes(&g, &c);
+        let (b, r, cc, r2, c2) = (s[0], s[1], s[2], s[3], s[4]);
+        let x = g.tensor(&format!("{c}/x"));
+        let dy = g.tensor(&format!("{c}/dy"));
+        let (y, dx) = ctx()
+            .run(|rec| {
+                Ok((
+                    ra::resize_2d(rec, &x, b, (r, cc), (r2, c2))?,
+                    ra::resize_2d(rec, &dy, b, (r2, c2), (r, cc))?,
+                ))
+            })
+            .unwrap();
+        g.check(&format!("{c}/y"), &y, EXACT);
+        g.check(&format!("{c}/dx"), &dx, EXACT);
+    }
+    let x = Tensor::full(ctx(), &[2, 3, 4], 1.0).unwrap();
+    let err = ctx()
+        .run(|rec| ra::resize_2d(rec, &x, 2, (3, 5), (4, 4)))
+        .unwrap_err();
+    assert!(matches!(err, Error::Shape(_)), "{err}");
+}
+
 #[test]
 fn integer_tensors_move_exactly() {
     let c = ctx();

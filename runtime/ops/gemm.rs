@@ -11,11 +11,14 @@
 //! multiply-add (see the shader's header). On CPU adapters with subgroups
 //! ([`Recorder::subgroups`]) and k, n (and m when A is transposed) multiples of 4, the
 //! `gemm_<ab>_sg` kernels of `shaders/gemm_sg.wgsl` run instead: A and B read as textures,
-//! 8 rows x 16 columns per lane, B shared by subgroup shuffles.
+//! 8 rows x 16 columns per lane, B shared by subgroup shuffles. Other sizes there are padded
+//! with zeros to those multiples first (`rearrange::resize_2d`) and C cropped after, except
+//! for small products, which take one-element-per-lane kernels (`gemm_<ab>_one_sg`).
 
 use crate::ensure_shape;
 use crate::error::Result;
 use crate::kernel::Recorder;
+use crate::ops::rearrange;
 use crate::tensor::{DType, Tensor};
 
 /// Rows and columns of C covered by one workgroup (8x8 threads, 16x16 outputs each).
@@ -26,6 +29,9 @@ const SG_COLS: usize = 16;
 /// Largest m*n*k that CPU adapters with subgroups send to the one-element-per-lane kernels
 /// when the sizes rule out the tiled ones (about 10 ms on lavapipe at this size).
 const SMALL_MNK: usize = 1 << 22;
+/// Smallest m*n*k that CPU adapters with subgroups pad to multiples of 4 for the `_sg`
+/// kernels (below it the one-element-per-lane kernels are cheaper than the extra copies).
+const PAD_MNK: usize = 1 << 16;
 /// Threads per workgroup of `sum_rows_partial`.
 const SUM_WG: usize = 64;
 
@@ -51,6 +57,64 @@ fn ensure_u32(op: &str, name: &str, elems: usize) -> Result<()> {
         "{op}: {name} has {elems} elements, more than 32-bit indices reach"
     );
     Ok(())
+}
+
+/// `gemm_raw` on operands padded with zeros to multiples of 4 (k, n, and m when A is
+/// transposed), which the `_sg` kernels take; C is cropped back to `[batch, m, n]`. Zeros
+/// along k add nothing, and the padded rows and columns of C are dropped.
+#[allow(clippy::too_many_arguments)]
+fn gemm_padded(
+    rec: &mut Recorder,
+    op: &str,
+    a: &Tensor,
+    b: &Tensor,
+    trans_a: bool,
+    trans_b: bool,
+    bias: Option<&Tensor>,
+    [batch, m, n, k]: [usize; 4],
+) -> Result<Tensor> {
+    let (m4, n4, k4) = padded_dims([batch, m, n, k], trans_a);
+    let stored = |t: bool, rows: usize, cols: usize| if t { (cols, rows) } else { (rows, cols) };
+    let a4 = rearrange::resize_2d(
+        rec,
+        a,
+        batch,
+        stored(trans_a, m, k),
+        stored(trans_a, m4, k4),
+    )?;
+    let b4 = rearrange::resize_2d(
+        rec,
+        b,
+        batch,
+        stored(trans_b, k, n),
+        stored(trans_b, k4, n4),
+    )?;
+    let bias4 = match bias {
+        Some(t) if n4 != n => Some(rearrange::resize_2d(rec, t, 1, (1, n), (1, n4))?),
+        _ => None,
+    };
+    let bias4 = bias4.as_ref().or(bias);
+    let c4 = gemm_raw(
+        rec,
+        op,
+        &a4,
+        &b4,
+        trans_a,
+        trans_b,
+        bias4,
+        [batch, m4, n4, k4],
+    )?;
+    if (m4, n4) == (m, n) {
+        return Ok(c4);
+    }
+    rearrange::resize_2d(rec, &c4, batch, (m4, n4), (m, n))
+}
+
+/// (m, n, k) rounded up to multiples of 4 where the `_sg` kernels need it: n and k, and m
+/// when A is transposed.
+fn padded_dims([_, m, n, k]: [usize; 4], trans_a: bool) -> (usize, usize, usize) {
+    let up = |v: usize| v.div_ceil(4) * 4;
+    (if trans_a { up(m) } else { m }, up(n), up(k))
 }
 
 /// Record `C[z] = op(A[z]) op(B[z]) (+ bias[n])` for z < batch, with op(A) `[m, k]` and
@@ -91,6 +155,16 @@ fn gemm_raw(
         && (!trans_a || m % 4 == 0)
         && rec.texture_fits(a.numel())
         && rec.texture_fits(b.numel());
+    // Other products of that size: pad the operands with zeros to multiples of 4 and crop C.
+    if cpu_sg && !tiles_sg && m * n * k >= PAD_MNK {
+        let (m4, n4, k4) = padded_dims(dims, trans_a);
+        let fits = [batch * m4 * k4, batch * k4 * n4, batch * m4 * n4]
+            .iter()
+            .all(|&e| u32::try_from(e).is_ok() && rec.texture_fits(e));
+        if fits {
+            return gemm_padded(rec, op, a, b, trans_a, trans_b, bias, dims);
+        }
+    }
     // (shader, entry, workgroups, bindings of A, B and C)
     let (shader, entry, groups, (ba, bb, bc)) = if tiles_sg {
         let groups = [m.div_ceil(SG_ROWS), n.div_ceil(SG_COLS), batch];

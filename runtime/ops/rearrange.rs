@@ -56,6 +56,46 @@ fn copy_block(
     )
 }
 
+/// Copy `x`, seen as `[batch, r_in, c_in]`, into a new `[batch, r_out, c_out]` tensor: zero
+/// where the output reaches past the input, cropped where it falls short. Every element
+/// moves bit for bit (f32 and i32 alike).
+pub fn resize_2d(
+    rec: &mut Recorder,
+    x: &Tensor,
+    batch: usize,
+    (r_in, c_in): (usize, usize),
+    (r_out, c_out): (usize, usize),
+) -> Result<Tensor> {
+    ensure_shape!(
+        x.numel() == batch * r_in * c_in,
+        "resize_2d: {x:?} is not [{batch}, {r_in}, {c_in}]"
+    );
+    let total = batch * r_out * c_out;
+    ensure_shape!(
+        u32::try_from(total.max(x.numel())).is_ok(),
+        "resize_2d: [{batch}, {r_out}, {c_out}] is too large for 32-bit indices"
+    );
+    let y = Tensor::empty(rec.ctx, &[batch, r_out, c_out], x.dtype())?;
+    if total == 0 {
+        return Ok(y);
+    }
+    rec.dispatch(
+        "rearrange",
+        "resize_2d",
+        &[
+            total as u32,
+            r_in as u32,
+            c_in as u32,
+            r_out as u32,
+            c_out as u32,
+            0,
+        ],
+        &[(1, x), (2, &y)],
+        grid_1d(total as u64, WG),
+    )?;
+    Ok(y)
+}
+
 /// Concatenate tensors along their last axis (channels of NHWC `[N, H, W, C]`, or features
 /// of `[N, C]`; like `torch.cat` along the channel dimension). Every input must have the
 /// same rank (at least 1), the same leading dimensions and the same dtype; any number of

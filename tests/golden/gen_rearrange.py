@@ -1,11 +1,13 @@
-"""Goldens for shaders/rearrange.wgsl: concatenation and splitting along channels, and
-per-image rotation by multiples of 90 degrees, each with the gradients of its inputs.
+"""Goldens for shaders/rearrange.wgsl: concatenation and splitting along channels,
+per-image rotation by multiples of 90 degrees, and zero padding / cropping of the last two
+axes (resize_2d), each with the gradients of its inputs.
 
 References (float64 autograd): torch.cat(dim=1), torch.split(dim=1), torch.rot90(dims=(2, 3))
 in NCHW; NHWC tensors are stored NHWC, 2-D [N, C] tensors as they are.
 """
 
 import torch
+import torch.nn.functional as F
 
 from common import Cases, nchw, nhwc, rand
 
@@ -28,6 +30,14 @@ ROTATE = [
     ("k0123_s6_c3", [0, 1, 2, 3], 6, 3),
     ("krep_s5_c5", [3, 1, 1, 0, 2, 3], 5, 5),
     ("krep_s6_c8", [2, 2, 1, 3, 3, 0], 6, 8),
+]
+
+
+# resize_2d: (B, R, C, R', C'): pad both axes, crop both, pad one and crop the other.
+RESIZE = [
+    (2, 3, 5, 4, 8),
+    (2, 6, 7, 4, 5),
+    (3, 5, 2, 8, 1),
 ]
 
 
@@ -92,4 +102,18 @@ def generate():
         c.add(key, "y", nhwc(y))
         c.add(key, "dy", nhwc(dy))
         c.add(key, "dx", nhwc(dx))
+
+    # resize_2d of [B, R, C] to [B, R', C']: zero padding (F.pad) where it grows, slicing
+    # where it shrinks; the gradient of one is the other.
+    for i, (b, r, cc, r2, c2) in enumerate(RESIZE):
+        key = f"resize_b{b}r{r}c{cc}_to_r{r2}c{c2}"
+        x = rand(900 + i, b, r, cc).requires_grad_()
+        y = F.pad(x[:, : min(r, r2), : min(cc, c2)], (0, max(c2 - cc, 0), 0, max(r2 - r, 0)))
+        dy = rand(950 + i, b, r2, c2)
+        (dx,) = torch.autograd.grad(y, x, dy)
+        c.add(key, "x", x)
+        c.add(key, "y", y)
+        c.add(key, "dy", dy)
+        c.add(key, "dx", dx)
+        c.add(key, "sizes", torch.tensor([b, r, cc, r2, c2]))
     return c
