@@ -104,3 +104,53 @@ fn softmax_backward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
         out4[base + c] = x4[base + c] * (dy4[base + c] - s);
     }
 }
+
+// CPU adapters: the vec4 kernels reading x and dy as textures (vec4 i at texel (i % 4096,
+// i / 4096)); lavapipe fetches a texel several times faster than it loads from a storage
+// buffer. The forward pass recomputes exp instead of reading its output back. Twins of the
+// storage kernels, for the reason given in batchnorm.wgsl.
+@group(0) @binding(7) var x_tex: texture_2d<f32>;
+@group(0) @binding(8) var dy_tex: texture_2d<f32>;
+
+fn xt(i: u32) -> vec4<f32> {
+    return textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+}
+
+fn dyt(i: u32) -> vec4<f32> {
+    return textureLoad(dy_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+}
+
+@compute @workgroup_size(64)
+fn softmax_forward_vec4_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = index(gid, nwg);
+    if r >= p.rows { return; }
+    let base = r * p.cols4;
+    var m4 = xt(base);
+    for (var c = 1u; c < p.cols4; c++) {
+        m4 = max(m4, xt(base + c));
+    }
+    let m = hmax(m4);
+    var s4 = vec4<f32>(0.0);
+    for (var c = 0u; c < p.cols4; c++) {
+        s4 += exp(xt(base + c) - m);
+    }
+    let inv = 1.0 / hsum(s4);
+    for (var c = 0u; c < p.cols4; c++) {
+        out4[base + c] = exp(xt(base + c) - m) * inv;
+    }
+}
+
+@compute @workgroup_size(64)
+fn softmax_backward_vec4_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let r = index(gid, nwg);
+    if r >= p.rows { return; }
+    let base = r * p.cols4;
+    var s4 = vec4<f32>(0.0);
+    for (var c = 0u; c < p.cols4; c++) {
+        s4 += xt(base + c) * dyt(base + c);
+    }
+    let s = hsum(s4);
+    for (var c = 0u; c < p.cols4; c++) {
+        out4[base + c] = xt(base + c) * (dyt(base + c) - s);
+    }
+}

@@ -29,7 +29,7 @@ const SG_COLS: usize = 16;
 /// Largest m*n*k that CPU adapters with subgroups send to the one-element-per-lane kernels
 /// when the sizes rule out the tiled ones (about 10 ms on lavapipe at this size).
 const SMALL_MNK: usize = 1 << 22;
-/// Smallest m*n*k that CPU adapters with subgroups pad to multiples of 4 for the `_sg`
+/// Smallest batch*m*n*k that CPU adapters with subgroups pad to multiples of 4 for the `_sg`
 /// kernels (below it the one-element-per-lane kernels are cheaper than the extra copies).
 const PAD_MNK: usize = 1 << 16;
 /// Threads per workgroup of `sum_rows_partial`.
@@ -156,7 +156,7 @@ fn gemm_raw(
         && rec.texture_fits(a.numel())
         && rec.texture_fits(b.numel());
     // Other products of that size: pad the operands with zeros to multiples of 4 and crop C.
-    if cpu_sg && !tiles_sg && m * n * k >= PAD_MNK {
+    if cpu_sg && !tiles_sg && batch * m * n * k >= PAD_MNK {
         let (m4, n4, k4) = padded_dims(dims, trans_a);
         let fits = [batch * m4 * k4, batch * k4 * n4, batch * m4 * n4]
             .iter()

@@ -2,7 +2,8 @@
 //! keys with `R = batch * queries`). Shader: `shaders/softmax.wgsl`.
 //!
 //! One thread per row, looping over the row in order (deterministic); rows with `C % 4 == 0`
-//! use the vec4 kernels.
+//! use the vec4 kernels, which on CPU adapters ([`Recorder::cpu_kernels`]) read their inputs
+//! as textures.
 
 use crate::ensure_shape;
 use crate::error::Result;
@@ -21,17 +22,27 @@ fn check(op: &str, what: &str, x: &Tensor) -> Result<(usize, usize)> {
     Ok((r, c))
 }
 
+/// Whether the vec4 kernels read `t` as a texture (`_t`, CPU adapters).
+fn texture(rec: &Recorder, t: &Tensor) -> bool {
+    rec.cpu_kernels() && rec.texture_fits(t.numel())
+}
+
 /// `y[r] = exp(x[r] - max x[r]) / sum(exp(x[r] - max x[r]))` for each row of `x [R, C]`.
 pub fn softmax(rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
     let (r, c) = check("softmax", "x", x)?;
     let y = Tensor::empty(rec.ctx, &[r, c], DType::F32)?;
     let params = [r as u32, c as u32, (c / 4) as u32];
     if c % 4 == 0 {
+        let (entry, xb) = if texture(rec, x) {
+            ("softmax_forward_vec4_t", 7)
+        } else {
+            ("softmax_forward_vec4", 4)
+        };
         rec.dispatch(
             "softmax",
-            "softmax_forward_vec4",
+            entry,
             &params,
-            &[(4, x), (6, &y)],
+            &[(xb, x), (6, &y)],
             grid_1d(r as u64, WG),
         )?;
     } else {
@@ -57,11 +68,16 @@ pub fn softmax_backward(rec: &mut Recorder, y: &Tensor, dy: &Tensor) -> Result<T
     let dx = Tensor::empty(rec.ctx, &[r, c], DType::F32)?;
     let params = [r as u32, c as u32, (c / 4) as u32];
     if c % 4 == 0 {
+        let (entry, yb, dyb) = if texture(rec, y) {
+            ("softmax_backward_vec4_t", 7, 8)
+        } else {
+            ("softmax_backward_vec4", 4, 5)
+        };
         rec.dispatch(
             "softmax",
-            "softmax_backward_vec4",
+            entry,
             &params,
-            &[(4, y), (5, dy), (6, &dx)],
+            &[(yb, y), (dyb, dy), (6, &dx)],
             grid_1d(r as u64, WG),
         )?;
     } else {

@@ -57,7 +57,7 @@ def bmm_cases(c):
         # past their 128-row, 16-column workgroup tile.
         ((2, 12, 16, 20), ("nn", "nt", "tn", "tt")),
         ((1, 136, 8, 36), ("nt", "tn")),
-        # No multiples of 4, m*n*k past 2^16: CPU adapters with subgroups pad the operands to
+        # No multiples of 4, batch*m*n*k past 2^16: CPU adapters with subgroups pad the operands to
         # multiples of 4 (m too when A is transposed) and crop C.
         ((2, 67, 37, 41), ("nn", "nt", "tn", "tt")),
     ]
