@@ -568,6 +568,13 @@ impl<'a> Recorder<'a> {
             <= self.ctx.limits.max_texture_dimension_2d as u64
     }
 
+    /// Whether a streaming kernel should read `t` as a texture (its `_t` twin): on CPU
+    /// adapters, for a non-empty tensor of whole vec4s that fits in one texture.
+    pub fn reads_texture(&self, t: &Tensor) -> bool {
+        let n = t.numel();
+        self.cpu_kernels && n > 0 && n.is_multiple_of(4) && self.texture_fits(n)
+    }
+
     /// Record a copy of `t` into a texture and return a view of it (see [`TEXTURE_WIDTH`]).
     /// `t` must hold a whole number of vec4s. The recorder reuses its textures: the copy
     /// goes into one of the same size that this dispatch does not bind yet (indices in

@@ -161,12 +161,6 @@ impl Geom {
         }
     }
 
-    /// Whether the vec4 kernels that stream through x (and dy) should read them as textures
-    /// (`_t`, CPU adapters).
-    fn tex(&self, rec: &Recorder) -> bool {
-        self.vec4 && rec.cpu_kernels() && rec.texture_fits(self.n * self.hw * self.c)
-    }
-
     /// Binding numbers of (x, dy, mean) in the reductions: vec4 views in the vec4 kernels.
     fn big(&self) -> (u32, u32, u32) {
         if self.vec4 {
@@ -252,7 +246,7 @@ fn stats(rec: &mut Recorder, g: &Geom, x: &Tensor) -> Result<(Tensor, Tensor)> {
     let params = g.params(rows, chunks, false, 0, 0.0, 0.0, 0.0);
     let part = Tensor::empty(rec.ctx, &[2, chunks, g.c], DType::F32)?;
     let (xb, _, _) = g.big();
-    let (entry, xb) = if g.tex(rec) {
+    let (entry, xb) = if g.vec4 && rec.reads_texture(x) {
         ("stats_partial4_t".to_string(), 22)
     } else {
         (g.entry("stats_partial"), xb)
@@ -306,7 +300,7 @@ fn normalize(
     let (blocks, groups) = g.row_blocks();
     let params = g.params(ROWS_PER_THREAD, blocks, per_sample, 0, plus1, eps, 0.0);
     if g.vec4 {
-        let (entry, xb) = if g.tex(rec) {
+        let (entry, xb) = if g.vec4 && rec.reads_texture(x) {
             ("norm_affine4_t", 22)
         } else {
             ("norm_affine4", 2)
@@ -398,7 +392,7 @@ fn backward(
         if train { 1.0 } else { 0.0 },
     );
     let (xb, dyb, mb) = g.big();
-    let tex = g.tex(rec);
+    let tex = g.vec4 && rec.reads_texture(x);
     let (entry, xb, dyb) = if tex {
         ("bwd_partial4_t".to_string(), 22, 23)
     } else {

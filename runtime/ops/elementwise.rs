@@ -8,22 +8,11 @@ use crate::kernel::{grid_1d, Recorder};
 use crate::tensor::{DType, Tensor};
 use crate::Error;
 
-/// Whether `entry` should run as its `_t` twin (CPU adapters; inputs read as textures, four
-/// elements per invocation): needs a whole number of vec4s that fit in a texture.
-fn use_texture(rec: &Recorder, x: &Tensor) -> bool {
-    let n = x.numel();
-    rec.cpu_kernels()
-        && n > 0
-        && n.is_multiple_of(4)
-        && n <= u32::MAX as usize
-        && rec.texture_fits(n)
-}
-
 fn unary(rec: &mut Recorder, entry: &str, x: &Tensor, a: f32) -> Result<Tensor> {
     ensure_shape!(x.dtype() == DType::F32, "{entry}: {x:?} is not f32");
     let out = Tensor::empty(rec.ctx, x.shape(), DType::F32)?;
     let n = x.numel() as u64;
-    if use_texture(rec, x) {
+    if rec.reads_texture(x) {
         rec.dispatch(
             "elementwise",
             &format!("{entry}_t"),
@@ -50,7 +39,7 @@ fn binary(rec: &mut Recorder, entry: &str, x: &Tensor, y: &Tensor, a: f32) -> Re
     );
     let out = Tensor::empty(rec.ctx, x.shape(), DType::F32)?;
     let n = x.numel() as u64;
-    if use_texture(rec, x) {
+    if rec.reads_texture(x) {
         rec.dispatch(
             "elementwise",
             &format!("{entry}_t"),

@@ -75,20 +75,16 @@ fn gemm_padded(
 ) -> Result<Tensor> {
     let (m4, n4, k4) = padded_dims([batch, m, n, k], trans_a);
     let stored = |t: bool, rows: usize, cols: usize| if t { (cols, rows) } else { (rows, cols) };
-    let a4 = rearrange::resize_2d(
-        rec,
-        a,
-        batch,
-        stored(trans_a, m, k),
-        stored(trans_a, m4, k4),
-    )?;
-    let b4 = rearrange::resize_2d(
-        rec,
-        b,
-        batch,
-        stored(trans_b, k, n),
-        stored(trans_b, k4, n4),
-    )?;
+    // An operand already of the padded size is used as it is.
+    let pad = |rec: &mut Recorder, t: &Tensor, from, to| {
+        if from == to {
+            Ok(t.clone())
+        } else {
+            rearrange::resize_2d(rec, t, batch, from, to)
+        }
+    };
+    let a4 = pad(rec, a, stored(trans_a, m, k), stored(trans_a, m4, k4))?;
+    let b4 = pad(rec, b, stored(trans_b, k, n), stored(trans_b, k4, n4))?;
     let bias4 = match bias {
         Some(t) if n4 != n => Some(rearrange::resize_2d(rec, t, 1, (1, n), (1, n4))?),
         _ => None,

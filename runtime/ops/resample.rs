@@ -61,11 +61,7 @@ fn dispatch_2x(
     let v4 = c.is_multiple_of(4);
     let (mut b_in, b_in2, b_out) = if v4 { (4, 5, 6) } else { (1, 2, 3) };
     // CPU adapters read the input of spread and gather_sum as a texture.
-    if v4
-        && (entry == "spread" || entry == "gather_sum")
-        && rec.cpu_kernels()
-        && rec.texture_fits(inputs[0].numel())
-    {
+    if v4 && (entry == "spread" || entry == "gather_sum") && rec.reads_texture(inputs[0]) {
         name = format!("{name}_t");
         b_in = 7;
     }

@@ -22,18 +22,13 @@ fn check(op: &str, what: &str, x: &Tensor) -> Result<(usize, usize)> {
     Ok((r, c))
 }
 
-/// Whether the vec4 kernels read `t` as a texture (`_t`, CPU adapters).
-fn texture(rec: &Recorder, t: &Tensor) -> bool {
-    rec.cpu_kernels() && rec.texture_fits(t.numel())
-}
-
 /// `y[r] = exp(x[r] - max x[r]) / sum(exp(x[r] - max x[r]))` for each row of `x [R, C]`.
 pub fn softmax(rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
     let (r, c) = check("softmax", "x", x)?;
     let y = Tensor::empty(rec.ctx, &[r, c], DType::F32)?;
     let params = [r as u32, c as u32, (c / 4) as u32];
     if c % 4 == 0 {
-        let (entry, xb) = if texture(rec, x) {
+        let (entry, xb) = if rec.reads_texture(x) {
             ("softmax_forward_vec4_t", 7)
         } else {
             ("softmax_forward_vec4", 4)
@@ -68,7 +63,7 @@ pub fn softmax_backward(rec: &mut Recorder, y: &Tensor, dy: &Tensor) -> Result<T
     let dx = Tensor::empty(rec.ctx, &[r, c], DType::F32)?;
     let params = [r as u32, c as u32, (c / 4) as u32];
     if c % 4 == 0 {
-        let (entry, yb, dyb) = if texture(rec, y) {
+        let (entry, yb, dyb) = if rec.reads_texture(y) {
             ("softmax_backward_vec4_t", 7, 8)
         } else {
             ("softmax_backward_vec4", 4, 5)
