@@ -496,7 +496,11 @@ fn s3gan_labels_first_and_resumes_on_the_same_labels() {
         "a resumed run labels nothing again: {text}"
     );
     let b = dir.join("b");
-    train(&b, "2");
+    let text = String::from_utf8_lossy(&train(&b, "2").stdout).to_string();
+    assert!(
+        text.contains("class head: fitted on D's features of the 6 labelled images, D frozen"),
+        "{text}"
+    );
     let (fa, fb) = (
         TensorFile::load(&a.join("checkpoint.safetensors")).unwrap(),
         TensorFile::load(&b.join("checkpoint.safetensors")).unwrap(),
@@ -512,4 +516,17 @@ fn s3gan_labels_first_and_resumes_on_the_same_labels() {
             "{name}"
         );
     }
+    // The exported model's D is the checkpoint's but for the class head, fitted on the six
+    // true labels (the GAN trains none).
+    let model = TensorFile::load(&b.join("model.safetensors")).unwrap();
+    let mut fitted = Vec::new();
+    for (name, t) in model.tensors.iter().filter(|(n, _)| n.starts_with("D.")) {
+        if fb.tensors[name].data != t.data {
+            fitted.push(name.as_str());
+        }
+    }
+    assert_eq!(
+        fitted,
+        ["D.classifier.bias", "D.classifier.u", "D.classifier.weight"]
+    );
 }

@@ -13,8 +13,8 @@ const PER_CLASS: usize = 40;
 /// Lowest mean class consistency accepted on those samples. The model card gives the figure
 /// on 1,000 samples per class; this bound leaves room for the smaller sample (40 per class:
 /// a standard error of about 2 points) and for f32 differences between adapters. Measured
-/// on lavapipe for the step-3,500 model: 0.693 (0.713 on 1,000 per class).
-const MIN_CONSISTENCY: f64 = 0.6;
+/// on lavapipe for the shipped model (s3gan, step 3,500): 0.725 (0.752 on 1,000 per class).
+const MIN_CONSISTENCY: f64 = 0.65;
 
 fn default_model() -> &'static Model {
     static M: std::sync::OnceLock<Model> = std::sync::OnceLock::new();
@@ -54,7 +54,7 @@ fn default_model_samples_are_their_classes() {
     let ev = Evaluator::new(c).unwrap();
     let k = m.cfg.num_classes;
     assert_eq!(k, evaluator::CLASSES);
-    let out = sample_outputs(c, &ev, m, PER_CLASS, 7).unwrap();
+    let out = sample_outputs(c, &ev, m, PER_CLASS, 7, None).unwrap();
     assert!(out.ema, "the default model is sampled from G_ema");
     let cons = class_consistency(&out.probs, &out.intended, k).unwrap();
     println!(

@@ -441,7 +441,7 @@ fn evaluate_reports_a_model() {
     };
     let cfg = Config::preset("fashion").unwrap();
     let model = Model::init(ctx(), &cfg, 3).unwrap();
-    let r = evaluate(ctx(), &model, 4, 9, test).unwrap();
+    let r = evaluate(ctx(), &model, 4, 9, None, test).unwrap();
     assert_eq!((r.samples, r.per_class, r.seed), (40, 4, 9));
     assert_eq!(r.generator, "G_ema");
     assert_eq!(r.test_images, 1000);
@@ -459,8 +459,11 @@ fn evaluate_reports_a_model() {
         .all(|v| (0.0..=1.0).contains(v) && (v * 4.0).fract() == 0.0));
     assert!((r.consistency.mean - r.consistency.overall).abs() < 1e-12);
     // The same seed gives the same report; another seed other samples.
-    assert_eq!(evaluate(ctx(), &model, 4, 9, test).unwrap(), r);
-    assert_ne!(evaluate(ctx(), &model, 4, 10, test).unwrap().fid, r.fid);
+    assert_eq!(evaluate(ctx(), &model, 4, 9, None, test).unwrap(), r);
+    assert_ne!(
+        evaluate(ctx(), &model, 4, 10, None, test).unwrap().fid,
+        r.fid
+    );
     let text = eval_report_text(&r);
     println!("{text}");
     for want in ["FID", "IS", "consistency", "Ankle boot", "G_ema", "seed 9"] {
@@ -468,19 +471,35 @@ fn evaluate_reports_a_model() {
     }
     assert_eq!(text.lines().count(), 15);
 
+    // Truncated z: other samples, named in the report; 1.0 is not N(0, I) (it is cut at 2).
+    let t = evaluate(ctx(), &model, 4, 9, Some(0.5), test).unwrap();
+    assert_eq!(t.truncation, Some(0.5));
+    assert_ne!(t.fid, r.fid);
+    assert_ne!(
+        evaluate(ctx(), &model, 4, 9, Some(1.0), test).unwrap().fid,
+        r.fid
+    );
+    assert!(eval_report_text(&t).contains("truncated to [-2, 2] times 0.5"));
+
     // Bad requests.
     assert!(matches!(
-        evaluate(ctx(), &model, 0, 9, test),
+        evaluate(ctx(), &model, 0, 9, None, test),
         Err(Error::InvalidArgument(_))
     ));
+    for bad in [0.0, -0.5, 1.5, f32::NAN] {
+        match evaluate(ctx(), &model, 4, 9, Some(bad), test) {
+            Err(Error::InvalidArgument(m)) => assert!(m.contains("truncation"), "{m}"),
+            other => panic!("truncation {bad}: {:?}", other.err()),
+        }
+    }
     let tiny = Model::init(ctx(), &Config::preset("tiny").unwrap(), 1).unwrap();
-    match evaluate(ctx(), &tiny, 1, 9, test) {
+    match evaluate(ctx(), &tiny, 1, 9, None, test) {
         Err(Error::InvalidArgument(m)) => assert!(m.contains("16x16x1"), "{m}"),
         other => panic!("{:?}", other.err()),
     }
     let small = Dataset::new(vec![0.0; 2 * 16 * 16], 16, 1, vec![0, 1], 10).unwrap();
     assert!(matches!(
-        evaluate(ctx(), &model, 1, 9, &small),
+        evaluate(ctx(), &model, 1, 9, None, &small),
         Err(Error::InvalidArgument(_))
     ));
 }

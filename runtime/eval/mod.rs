@@ -15,7 +15,9 @@
 //! [`evaluate`] draws `per_class` samples of each class from the model's EMA generator (G
 //! when the file has none) in eval mode, i.e. with the standing statistics stored in the
 //! model, with z ~ N(0, I) (the training distribution, no truncation) from `seed`, and
-//! compares them with a test set. The test set's statistics for the embedded evaluator are
+//! compares them with a test set. With a truncation `t` (BigGAN's truncation trick, for
+//! the fidelity/diversity curve), z is instead the standard normal truncated to [-2, 2]
+//! times `t`, as [`Model::make_z`] draws it. The test set's statistics for the embedded evaluator are
 //! cached in memory, keyed by a checksum of the images and labels.
 
 pub mod evaluator;
@@ -251,6 +253,8 @@ pub struct EvalReport {
     pub samples: usize,
     /// The seed of z.
     pub seed: u64,
+    /// The truncation of z, if any (None: z ~ N(0, I)).
+    pub truncation: Option<f32>,
     /// Which generator was sampled: "G_ema", or "G" for a file without an EMA generator.
     pub generator: String,
     /// FID of the samples against the test images.
@@ -307,15 +311,24 @@ pub struct SampleOutputs {
 }
 
 /// Draw `per_class` samples of each class from `model` (G_ema when the model has it, standing
-/// statistics, z ~ N(0, I) from `seed`) and run them through `ev`.
+/// statistics, z ~ N(0, I) from `seed`, or truncated by `truncation` in (0, 1]) and run them
+/// through `ev`.
 pub fn sample_outputs(
     ctx: &Context,
     ev: &Evaluator,
     model: &Model,
     per_class: usize,
     seed: u64,
+    truncation: Option<f32>,
 ) -> Result<SampleOutputs> {
     check_request(model, per_class)?;
+    if let Some(t) = truncation {
+        if !(t > 0.0 && t <= 1.0) {
+            return Err(Error::InvalidArgument(format!(
+                "evaluate: truncation {t} is outside (0, 1]"
+            )));
+        }
+    }
     let cfg = &model.cfg;
     let classes = evaluator::CLASSES;
     let n = per_class * classes;
@@ -328,7 +341,10 @@ pub fn sample_outputs(
     for start in (0..n).step_by(SAMPLE_CHUNK) {
         let end = (start + SAMPLE_CHUNK).min(n);
         let z: Vec<f32> = ((start * zd) as u64..(end * zd) as u64)
-            .map(|i| rng::normal(seed, Stream::Z, i, 0) as f32)
+            .map(|i| match truncation {
+                None => rng::normal(seed, Stream::Z, i, 0) as f32,
+                Some(t) => rng::truncated_normal_at(seed, i, t),
+            })
             .collect();
         let chw = model.sample(ctx, which, &intended[start..end], &z)?;
         // One channel: CHW is HWC. [0, 1] back to the evaluator's [-1, 1].
@@ -349,14 +365,15 @@ pub fn sample_outputs(
 }
 
 /// Draw `per_class` samples of each class from `model` (module docs: EMA generator, standing
-/// statistics, z ~ N(0, I) from `seed`) and measure FID, Inception Score and class
-/// consistency with the embedded evaluator against `test` (Fashion-MNIST's test split:
-/// 32x32 grey images, ten classes).
+/// statistics, z ~ N(0, I) from `seed`, or truncated as [`sample_outputs`] says) and
+/// measure FID, Inception Score and class consistency with the embedded evaluator against
+/// `test` (Fashion-MNIST's test split: 32x32 grey images, ten classes).
 pub fn evaluate(
     ctx: &Context,
     model: &Model,
     per_class: usize,
     seed: u64,
+    truncation: Option<f32>,
     test: &Dataset,
 ) -> Result<EvalReport> {
     check_request(model, per_class)?; // before the test set's statistics
@@ -368,12 +385,13 @@ pub fn evaluate(
         features,
         probs,
         ema,
-    } = sample_outputs(ctx, &ev, model, per_class, seed)?;
+    } = sample_outputs(ctx, &ev, model, per_class, seed, truncation)?;
     let stats = GaussianStats::from_features(&features, evaluator::FEATURES)?;
     Ok(EvalReport {
         per_class,
         samples: intended.len(),
         seed,
+        truncation,
         generator: if ema { "G_ema" } else { "G" }.into(),
         fid: fid_stats(&stats, &real.stats)?,
         inception_score: inception_score(&probs, classes)?,
@@ -387,8 +405,12 @@ pub fn evaluate(
 /// The report as the `fewlabels eval` command prints it.
 pub fn eval_report_text(report: &EvalReport) -> String {
     let mut s = String::new();
+    let z = match report.truncation {
+        None => "z ~ N(0, I)".to_string(),
+        Some(t) => format!("z ~ N(0, I) truncated to [-2, 2] times {t}"),
+    };
     s.push_str(&format!(
-        "samples      {} ({} per class, {}, standing statistics, z ~ N(0, I), seed {})\n",
+        "samples      {} ({} per class, {}, standing statistics, {z}, seed {})\n",
         report.samples, report.per_class, report.generator, report.seed
     ));
     s.push_str(&format!(

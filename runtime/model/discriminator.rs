@@ -28,6 +28,8 @@ pub struct DOut {
     pub rotation: Option<Tensor>,
     /// `[N, num_classes]` when the class head is on.
     pub class: Option<Tensor>,
+    /// `[N, C]`: the pooled features every head reads (sum over H, W of ReLU(h)).
+    pub features: Tensor,
     /// i32 `[N]`: the projection labels (the input labels, with unlabelled rows filled in by
     /// [`Discriminator::forward_fill`]).
     pub y_used: Tensor,
@@ -200,6 +202,7 @@ impl Discriminator<'_> {
                 rotation,
                 class,
                 y_used: y_used.clone(),
+                features: feat.clone(),
             },
             DiscCtx {
                 y: y_used,

@@ -78,6 +78,7 @@ use crate::tensor::{DType, Tensor};
 use std::collections::BTreeMap;
 
 pub mod checkpoint;
+pub mod head;
 pub mod labeller;
 pub use checkpoint::{
     check_checkpoint_file, load_model_from_checkpoint, model_file, ADAM_PREFIX, CHECKPOINT_FORMAT,

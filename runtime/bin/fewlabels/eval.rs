@@ -20,6 +20,10 @@ pub struct Args {
     /// Seed of the latent vectors z.
     #[arg(long, value_name = "S", default_value_t = 0)]
     seed: u64,
+    /// Draw z from the standard normal truncated to [-2, 2] times T, in (0, 1] (BigGAN's
+    /// truncation trick) [default: z ~ N(0, I), the protocol of docs/RESULTS.md]
+    #[arg(long, value_name = "T")]
+    truncation: Option<f32>,
     /// Folder of Fashion-MNIST's IDX files (the test split is compared with).
     #[arg(long, value_name = "DIR", default_value = data::FASHION_MNIST_DIR)]
     fashion_mnist: PathBuf,
@@ -29,7 +33,7 @@ pub fn run(ctx: &Context, a: Args) -> Res<()> {
     let model = load_model(ctx, a.model.as_ref())?;
     let test = data::fashion_mnist(Path::new(&a.fashion_mnist), Split::Test)?;
     let t = Instant::now();
-    let report = evaluate(ctx, &model, a.per_class, a.seed, &test)?;
+    let report = evaluate(ctx, &model, a.per_class, a.seed, a.truncation, &test)?;
     println!("adapter: {}", ctx.description);
     print!("{}", eval_report_text(&report));
     println!("(evaluated in {:.1} s)", t.elapsed().as_secs_f64());

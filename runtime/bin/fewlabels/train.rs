@@ -15,6 +15,7 @@ use crate::{images, io_fail, plot, Res};
 use fewlabels::data::{self, Dataset, FolderOptions, LabelSpec, Order, OrderState, Split};
 use fewlabels::model::file::TensorFile;
 use fewlabels::model::{Config, Model, Which};
+use fewlabels::train::head::{fit_class_head, HeadConfig};
 use fewlabels::train::labeller::{pseudo_label, LabellerConfig};
 use fewlabels::train::{LabelUse, TrainConfig, Trainer, Variant, TRAIN_PREFIX};
 use fewlabels::{Context, Tensor};
@@ -450,10 +451,45 @@ fn sampling_copy(ctx: &Context, tr: &Trainer, batch: usize, seed: u64) -> Res<Mo
     Ok(m)
 }
 
-/// Write `model.safetensors` (a [`sampling_copy`]) into `out`; returns its path.
-fn export_model(ctx: &Context, tr: &Trainer, out: &Path, batch: usize, seed: u64) -> Res<PathBuf> {
+/// The true labels of a run whose variant trains no class head on D but has labels (s2gan,
+/// s3gan): its exported model gets a class head fitted on them.
+struct HeadFit<'a> {
+    data: &'a Dataset,
+    labels: Vec<i32>,
+    eval: Option<&'a EvalSet>,
+}
+
+/// Write `model.safetensors` (a [`sampling_copy`], its class head fitted when `head` says)
+/// into `out`; returns its path.
+fn export_model(
+    ctx: &Context,
+    tr: &Trainer,
+    out: &Path,
+    batch: usize,
+    seed: u64,
+    head: Option<&HeadFit>,
+) -> Res<PathBuf> {
     let path = out.join(MODEL);
-    sampling_copy(ctx, tr, batch, seed)?.save(ctx, &path)?;
+    let mut m = sampling_copy(ctx, tr, batch, seed)?;
+    if let Some(h) = head {
+        let mut hc = HeadConfig::new();
+        hc.seed = seed;
+        let t = Instant::now();
+        let rep = fit_class_head(ctx, &mut m, h.data, &h.labels, &hc, &mut |_, _| {})?;
+        let held_out = match h.eval {
+            Some(e) => format!(", {:.2}% on {}", 100.0 * evaluate(ctx, &m, e)?, e.name),
+            None => String::new(),
+        };
+        println!(
+            "class head: fitted on D's features of the {} labelled images, D frozen ({} steps, \
+             {:.1} s): {:.2}% right on them{held_out}",
+            rep.images,
+            hc.steps,
+            t.elapsed().as_secs_f64(),
+            100.0 * rep.train_accuracy
+        );
+    }
+    m.save(ctx, &path)?;
     Ok(path)
 }
 
@@ -709,6 +745,10 @@ pub fn run(ctx: &Context, a: Args) -> Res<()> {
     let seed = tc.seed;
 
     let mut ds = load_data(&cfg, &settings, seed)?;
+    // s2gan and s3gan train no class head on D: their model file gets one fitted on the true
+    // labels (before the labeller fills the rest in).
+    let true_labels = (matches!(tc.variant, Variant::S2gan | Variant::S3gan) && cfg.class_head)
+        .then(|| ds.labels.clone());
     if matches!(tc.variant, Variant::S2gan | Variant::S3gan) {
         pre_trained_labels(ctx, &mut tr, &mut ds, &settings)?;
     }
@@ -723,6 +763,11 @@ pub fn run(ctx: &Context, a: Args) -> Res<()> {
         .into());
     }
     let eval = load_eval(&cfg, &settings)?;
+    let head_fit = true_labels.map(|labels| HeadFit {
+        data: &ds,
+        labels,
+        eval: eval.as_ref(),
+    });
     let mut order = match resumed_order {
         Some(o) => {
             if o.state().len != ds.len() {
@@ -768,7 +813,7 @@ pub fn run(ctx: &Context, a: Args) -> Res<()> {
     }
     if start == a.steps && start > 0 {
         // A run stopped between checkpoints and resumed to its last one: export its model.
-        let model_path = export_model(ctx, &tr, &a.out, batch, seed)?;
+        let model_path = export_model(ctx, &tr, &a.out, batch, seed, head_fit.as_ref())?;
         write_plot(&a.out.join(PLOT), &rows, a.steps)?;
         println!(
             "the run is at step {start}; wrote {} (G_ema with standing statistics) and {}",
@@ -921,7 +966,7 @@ pub fn run(ctx: &Context, a: Args) -> Res<()> {
             fewlabels::kernel::format_profile(&profile)
         );
     }
-    let model_path = export_model(ctx, &tr, &a.out, batch, seed)?;
+    let model_path = export_model(ctx, &tr, &a.out, batch, seed, head_fit.as_ref())?;
     println!(
         "done: {} steps in {:.1} s; wrote {}, {}, {} and {}",
         a.steps - start,
