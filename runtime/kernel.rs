@@ -211,6 +211,36 @@ impl PipelineCache {
     }
 }
 
+/// Conv kernels that CPU adapters use only for tensors too large for a texture: the storage
+/// kernels of GPUs. On lavapipe the three 3x3 ones cost about 10 s of CPU to create (the
+/// texture kernels that replace them, 0.2 s; docs/PERFORMANCE.md).
+const GPU_CONVS: [&str; 8] = [
+    "conv3x3_v4",
+    "conv3x3_s",
+    "conv_gemm_v4",
+    "conv_gemm_s",
+    "conv_dw3_v4",
+    "conv_dw3_s",
+    "conv_dw1_v4",
+    "conv_dw1_s",
+];
+
+/// Whether the ops pick kernel `entry` (which reads textures: `tex`) on an adapter with
+/// (`cpu`) or without the CPU kernels ([`Recorder::cpu_kernels`]), for tensors that fit a
+/// texture: GPUs never use the kernels that read textures (the `_t` twins, the subgroup 3x3
+/// conv); CPU adapters not the storage convs of [`GPU_CONVS`]; neither `conv3x3w_v4` (the CPU
+/// adapters' fallback when a texture does not fit).
+pub(crate) fn picked_on(cpu: bool, entry: &str, tex: bool) -> bool {
+    if entry == "conv3x3w_v4" {
+        return false;
+    }
+    if cpu {
+        !GPU_CONVS.contains(&entry)
+    } else {
+        !tex
+    }
+}
+
 /// Workgroup counts for `n` threads in groups of `wg`, folded into x and y so that neither
 /// exceeds 65535.
 pub fn grid_1d(n: u64, wg: u32) -> [u32; 3] {
@@ -240,6 +270,26 @@ impl PipelineCache {
             }
         }
         Ok(out)
+    }
+
+    /// Whether compute entry `entry` of `shader` reads a texture.
+    fn reads_textures(&self, ctx: &Context, shader: &str, entry: &str) -> Result<bool> {
+        let s = self.shader(ctx, shader)?;
+        let Some(index) = s
+            .naga
+            .entry_points
+            .iter()
+            .position(|e| e.name == entry && e.stage == naga::ShaderStage::Compute)
+        else {
+            return Ok(false);
+        };
+        let fi = s.info.get_entry_point(index);
+        let tex = s
+            .naga
+            .global_variables
+            .iter()
+            .any(|(h, v)| v.space == naga::AddressSpace::Handle && !fi[h].is_empty());
+        Ok(tex)
     }
 
     fn is_compiled(&self, shader: &str, entry: &str) -> bool {
@@ -440,15 +490,20 @@ impl Context {
         self.pipelines.get(self, shader, entry).map(|_| ())
     }
 
-    /// Compile every kernel of every shader file that is not compiled yet, on as many threads
-    /// as the machine has cores, so that no later call waits for a compile. Returns the number
-    /// compiled now (0 when all were ready).
+    /// Compile every kernel this adapter's ops pick ([`picked_on`]) that is not compiled yet,
+    /// on as many threads as the machine has cores, so that no later call waits for a
+    /// compile. Returns the number compiled now (0 when all were ready). The others (an
+    /// op's fallback for tensors too large for a texture) compile on first use.
     pub fn prepare_all(&self) -> Result<usize> {
+        let cpu = self.cpu_kernels();
         let todo: Vec<(&'static str, String)> = self
             .pipelines
             .all_entries(self)?
             .into_iter()
-            .filter(|(s, e)| !self.pipelines.is_compiled(s, e))
+            .filter(|(s, e)| {
+                let tex = self.pipelines.reads_textures(self, s, e).unwrap_or(true);
+                picked_on(cpu, e, tex) && !self.pipelines.is_compiled(s, e)
+            })
             .collect();
         if todo.is_empty() {
             return Ok(0);

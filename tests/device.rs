@@ -185,3 +185,72 @@ fn one_buffer_may_be_read_through_two_bindings() {
         .unwrap();
     assert_eq!(y.to_f32(c).unwrap(), vec![1.0, 4.0, 9.0]);
 }
+
+/// `prepare_all` (what `Model::load` and `Trainer::new` call) compiles the kernels this
+/// adapter's ops pick, so a model's passes compile nothing more; the storage fallback of a
+/// CPU adapter (or the texture kernels on a GPU) compile on first use and give the same
+/// result.
+#[test]
+fn load_compiles_the_kernels_the_adapter_picks() {
+    let own = ctx();
+    let adapter = own.adapter.clone().expect("an adapter");
+    let (device, queue) = pollster::block_on(adapter.request_device(&wgpu::DeviceDescriptor {
+        label: Some("fresh"),
+        required_limits: adapter.limits(),
+        required_features: own.device.features(),
+        ..Default::default()
+    }))
+    .unwrap();
+    let c = Context::from_device(device, queue, Some(adapter));
+    let n = c.prepare_all().unwrap();
+    assert_eq!(n, c.compiled_kernels());
+    assert_eq!(
+        c.prepare_all().unwrap(),
+        0,
+        "a second call compiles nothing"
+    );
+
+    // A conv forward and backward on the adapter's own kernels: nothing new to compile.
+    let cin = 8;
+    let cout = 16;
+    let x: Vec<f32> = (0..2 * 9 * 9 * cin)
+        .map(|i| (i % 7) as f32 * 0.1 - 0.3)
+        .collect();
+    let w: Vec<f32> = (0..cout * cin * 9)
+        .map(|i| (i % 5) as f32 * 0.05 - 0.1)
+        .collect();
+    let xt = Tensor::from_f32(&c, &[2, 9, 9, cin], &x).unwrap();
+    let wt = Tensor::from_f32(&c, &[cout, cin, 3, 3], &w).unwrap();
+    let conv = |cpu: bool| {
+        let y = c
+            .run(|r| {
+                r.set_cpu_kernels(cpu);
+                let y = fewlabels::ops::conv::conv2d(r, &xt, &wt, None)?;
+                let g = fewlabels::ops::conv::conv2d_backward(r, &xt, &wt, &y, false)?;
+                fewlabels::ops::rearrange::concat_batch(
+                    r,
+                    &[
+                        &y.reshape(&[y.numel()])?,
+                        &g.dx.reshape(&[x.len()])?,
+                        &g.dw.reshape(&[w.len()])?,
+                    ],
+                )
+            })
+            .unwrap();
+        y.to_f32(&c).unwrap()
+    };
+    let own_kind = c.cpu_kernels();
+    let a = conv(own_kind);
+    assert_eq!(
+        c.compiled_kernels(),
+        n,
+        "the adapter's own conv kernels were not ready"
+    );
+    // The other kernel set compiles now, and agrees.
+    let b = conv(!own_kind);
+    assert!(c.compiled_kernels() > n);
+    let scale = a.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+    for (i, (p, q)) in a.iter().zip(&b).enumerate() {
+        assert!((p - q).abs() <= 1e-5 * scale, "value {i}: {p} vs {q}");
+    }
+}

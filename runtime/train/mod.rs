@@ -473,7 +473,7 @@ impl Trainer {
     /// none) and the heads the variant trains. Adam state starts at zero.
     pub fn new(ctx: &Context, mut model: Model, cfg: TrainConfig) -> Result<Trainer> {
         Trainer::check(&model, &cfg)?;
-        ctx.prepare_all()?; // compile every kernel now, in parallel: no stall in the first step
+        ctx.prepare_all()?; // compile this adapter's kernels now, in parallel: no stall in the first step
         if model.g_ema.is_none() {
             model.g_ema = Some(copy_weights(ctx, &model.g)?);
         }
