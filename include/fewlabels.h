@@ -574,6 +574,38 @@ fl_status fl_classify_sized(struct fl_model *model,
                             float *probs);
 
 /**
+ * Fit the discriminator's class head (the classifier of `fl_classify`) on `n` images, some
+ * of them labelled, leaving the rest of the model unchanged: D's features of the labelled
+ * images (D frozen) train the head alone, with Adam on the class cross-entropy (a linear
+ * probe). `fewlabels train` does this when it exports an s2gan or s3gan model, whose GAN
+ * trains no class head. Use it to give such a model a classifier, or to adapt the
+ * classifier to your own labelled images. Sampling is not affected; the call holds the
+ * model exclusively while it runs.
+ *
+ * `images`: as `fl_classify` (`n` CHW images in [0, 1]). `labels`: `n` class ids, or -1 for
+ * an image without a label (skipped). `steps`: Adam steps of 128 images (0 for the default,
+ * 2000). `seed`: the order of the images. `accuracy`, when not NULL, receives the share of
+ * the labelled images the fitted head gets right. The same inputs give the same head.
+ *
+ * Errors: `FL_ERR_INVALID_ARGUMENT` when the model has no discriminator or no class head,
+ * when no image is labelled, or for a label outside -1 .. num_classes - 1;
+ * `FL_ERR_NON_FINITE` / `FL_ERR_OUT_OF_RANGE` for pixels that are NaN/inf or outside [0, 1];
+ * `FL_ERR_OUT_OF_RANGE` for n = 0 or n > FL_MAX_N; `FL_ERR_NULL_POINTER`; `FL_ERR_DEVICE`.
+ * On an error the model is unchanged.
+ *
+ * # Safety
+ * `model` must be NULL or a live handle; `images` NULL or `n * channels * height * width`
+ * readable floats; `labels` NULL or `n` readable ids; `accuracy` NULL or writable.
+ */
+fl_status fl_model_fit_class_head(struct fl_model *model,
+                                  uint32_t n,
+                                  const float *images,
+                                  const int32_t *labels,
+                                  uint32_t steps,
+                                  uint64_t seed,
+                                  float *accuracy);
+
+/**
  * Fill `*out` with the default training configuration: S3GAN-CO with BigGAN's settings
  * (Adam 0 / 0.999 / 1e-8, lr G 1e-4 and D 4e-4, two D steps per step, a quarter of each batch
  * rotated, rotation weights 1.0 for D and 0.2 for G, class weight 1.0, EMA decay 0.9999 from

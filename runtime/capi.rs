@@ -16,6 +16,7 @@
 
 #![allow(non_camel_case_types)]
 
+use crate::data::Dataset;
 use crate::device::Context;
 use crate::error::Error;
 use crate::model::file::TensorFile;
@@ -25,6 +26,7 @@ use crate::model::model::CONFIG_KEY;
 use crate::model::{Config, Model, Which};
 use crate::rng;
 use crate::tensor::Tensor;
+use crate::train::head::{fit_class_head, HeadConfig};
 use crate::train::{LabelUse, TrainConfig, Trainer, Variant};
 use std::cell::RefCell;
 use std::ffi::{c_char, CStr, CString};
@@ -793,6 +795,74 @@ pub unsafe extern "C" fn fl_classify_sized(
 ) -> fl_status {
     let size = Some((channels, height, width));
     classify("fl_classify_sized", model, n, size, images, labels, probs)
+}
+
+/// Fit the discriminator's class head (the classifier of `fl_classify`) on `n` images, some
+/// of them labelled, leaving the rest of the model unchanged: D's features of the labelled
+/// images (D frozen) train the head alone, with Adam on the class cross-entropy (a linear
+/// probe). `fewlabels train` does this when it exports an s2gan or s3gan model, whose GAN
+/// trains no class head. Use it to give such a model a classifier, or to adapt the
+/// classifier to your own labelled images. Sampling is not affected; the call holds the
+/// model exclusively while it runs.
+///
+/// `images`: as `fl_classify` (`n` CHW images in [0, 1]). `labels`: `n` class ids, or -1 for
+/// an image without a label (skipped). `steps`: Adam steps of 128 images (0 for the default,
+/// 2000). `seed`: the order of the images. `accuracy`, when not NULL, receives the share of
+/// the labelled images the fitted head gets right. The same inputs give the same head.
+///
+/// Errors: `FL_ERR_INVALID_ARGUMENT` when the model has no discriminator or no class head,
+/// when no image is labelled, or for a label outside -1 .. num_classes - 1;
+/// `FL_ERR_NON_FINITE` / `FL_ERR_OUT_OF_RANGE` for pixels that are NaN/inf or outside [0, 1];
+/// `FL_ERR_OUT_OF_RANGE` for n = 0 or n > FL_MAX_N; `FL_ERR_NULL_POINTER`; `FL_ERR_DEVICE`.
+/// On an error the model is unchanged.
+///
+/// # Safety
+/// `model` must be NULL or a live handle; `images` NULL or `n * channels * height * width`
+/// readable floats; `labels` NULL or `n` readable ids; `accuracy` NULL or writable.
+#[no_mangle]
+pub unsafe extern "C" fn fl_model_fit_class_head(
+    model: *mut fl_model,
+    n: u32,
+    images: *const f32,
+    labels: *const i32,
+    steps: u32,
+    seed: u64,
+    accuracy: *mut f32,
+) -> fl_status {
+    guard("fl_model_fit_class_head", || {
+        let h = handle(model)?;
+        not_null(images, "images")?;
+        not_null(labels, "labels")?;
+        let n = check_n(n)?;
+        let mut m = h.model.write().unwrap_or_else(|p| p.into_inner());
+        let images = slice(images, n * image_len(&m));
+        let labels = slice(labels, n);
+        check_pixels(images)?;
+        let k = m.cfg.num_classes as i32;
+        if let Some(i) = labels.iter().position(|&y| y < -1 || y >= k) {
+            return fail(
+                FL_ERR_INVALID_ARGUMENT,
+                format!("labels[{i}] = {} is not -1 or a class in 0..{k}", labels[i]),
+            );
+        }
+        let data = Dataset::new(
+            to_nhwc(&m, images),
+            m.cfg.resolution,
+            m.cfg.channels,
+            labels.to_vec(),
+            m.cfg.num_classes,
+        )?;
+        let mut cfg = HeadConfig::new();
+        if steps > 0 {
+            cfg.steps = steps as usize;
+        }
+        cfg.seed = seed;
+        let rep = fit_class_head(h.ctx, &mut m, &data, labels, &cfg, &mut |_, _| {})?;
+        if !accuracy.is_null() {
+            *accuracy = rep.train_accuracy as f32;
+        }
+        Ok(())
+    })
 }
 
 /// # Safety

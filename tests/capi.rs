@@ -1391,3 +1391,156 @@ fn a_rust_host_hands_its_device_to_the_c_abi() {
         String::from_utf8_lossy(&res.stderr)
     );
 }
+
+/// `fl_model_fit_class_head`: the fitted head is what the Rust fit gives (same inputs, same
+/// head), `fl_classify` then gets the labelled images right as often as the call reports,
+/// sampling is unchanged, and bad calls are statuses that change nothing.
+#[test]
+fn fit_class_head_is_the_rust_fit_and_bad_calls_change_nothing() {
+    let f = files();
+    let h = load(&f.tiny);
+    let n = 24;
+    let images = train_images(n);
+    // Classes by band, a third of the images unlabelled.
+    let labels: Vec<i32> = (0..n)
+        .map(|b| if b % 3 == 2 { -1 } else { (b % 3) as i32 })
+        .collect();
+    let z = make_z(&h, 5, 1);
+    let before = sample(&h, 1, &z);
+    let fit = |h: &Handle, imgs: &[f32], labs: &[i32], acc: *mut f32| unsafe {
+        fl_model_fit_class_head(
+            h.0,
+            labs.len() as u32,
+            imgs.as_ptr(),
+            labs.as_ptr(),
+            60,
+            7,
+            acc,
+        )
+    };
+    let classify = |h: &Handle| {
+        let mut out = vec![-5i32; n];
+        let st = unsafe {
+            fl_classify(
+                h.0,
+                n as u32,
+                images.as_ptr(),
+                out.as_mut_ptr(),
+                std::ptr::null_mut(),
+            )
+        };
+        assert_eq!(st, 0, "{}", last_error());
+        out
+    };
+    let head_before = classify(&h);
+
+    // Bad calls: a status, a message, and the model as it was.
+    let mut bad_labels = labels.clone();
+    bad_labels[4] = 3;
+    assert_eq!(
+        fit(&h, &images, &bad_labels, std::ptr::null_mut()),
+        fl_status_code::FL_ERR_INVALID_ARGUMENT as i32
+    );
+    assert!(last_error().contains("labels[4] = 3"), "{}", last_error());
+    assert_eq!(
+        fit(&h, &images, &vec![-1; n], std::ptr::null_mut()),
+        fl_status_code::FL_ERR_INVALID_ARGUMENT as i32
+    );
+    assert!(
+        last_error().contains("no image is labelled"),
+        "{}",
+        last_error()
+    );
+    let mut nan = images.clone();
+    nan[9] = f32::NAN;
+    assert_eq!(
+        fit(&h, &nan, &labels, std::ptr::null_mut()),
+        fl_status_code::FL_ERR_NON_FINITE as i32
+    );
+    let mut big = images.clone();
+    big[9] = 1.5;
+    assert_eq!(
+        fit(&h, &big, &labels, std::ptr::null_mut()),
+        fl_status_code::FL_ERR_OUT_OF_RANGE as i32
+    );
+    let st = unsafe {
+        fl_model_fit_class_head(
+            h.0,
+            0,
+            images.as_ptr(),
+            labels.as_ptr(),
+            60,
+            7,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(st, fl_status_code::FL_ERR_OUT_OF_RANGE as i32);
+    let st = unsafe {
+        fl_model_fit_class_head(
+            h.0,
+            3,
+            std::ptr::null(),
+            labels.as_ptr(),
+            60,
+            7,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(st, fl_status_code::FL_ERR_NULL_POINTER as i32);
+    let st = unsafe {
+        fl_model_fit_class_head(
+            std::ptr::null_mut(),
+            3,
+            images.as_ptr(),
+            labels.as_ptr(),
+            60,
+            7,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(st, fl_status_code::FL_ERR_NULL_POINTER as i32);
+    for path in [&f.no_d, &f.no_class_head] {
+        let other = load(path);
+        assert_eq!(
+            fit(&other, &images, &labels, std::ptr::null_mut()),
+            fl_status_code::FL_ERR_INVALID_ARGUMENT as i32
+        );
+    }
+    assert_eq!(classify(&h), head_before, "a refused fit changed the head");
+
+    // The fit.
+    let mut acc = -1f32;
+    assert_eq!(fit(&h, &images, &labels, &mut acc), 0, "{}", last_error());
+    let pred = classify(&h);
+    let lab: Vec<usize> = (0..n).filter(|&i| labels[i] >= 0).collect();
+    let right = lab.iter().filter(|&&i| pred[i] == labels[i]).count();
+    assert!(
+        (acc - right as f32 / lab.len() as f32).abs() < 1e-6,
+        "{acc} vs {right}"
+    );
+    assert_eq!(sample(&h, 1, &z), before, "the fit changed G");
+
+    // The Rust fit on the same inputs gives the same head.
+    let ctx = shared_context().unwrap();
+    let mut m = Model::load(ctx, &f.tiny).unwrap();
+    let x: Vec<f32> = {
+        let mut v = vec![0f32; images.len()];
+        // CHW with one channel is HWC; [0, 1] -> [-1, 1].
+        for (o, i) in v.iter_mut().zip(&images) {
+            *o = i * 2.0 - 1.0;
+        }
+        v
+    };
+    let data = fewlabels::data::Dataset::new(x.clone(), 16, 1, labels.clone(), 3).unwrap();
+    let hc = fewlabels::train::head::HeadConfig {
+        steps: 60,
+        seed: 7,
+        ..fewlabels::train::head::HeadConfig::new()
+    };
+    let rep =
+        fewlabels::train::head::fit_class_head(ctx, &mut m, &data, &labels, &hc, &mut |_, _| {})
+            .unwrap();
+    assert_eq!(rep.train_accuracy as f32, acc);
+    let (rust_pred, _) = m.classify(ctx, &x, n).unwrap();
+    assert_eq!(rust_pred, pred);
+}

@@ -103,6 +103,17 @@ public:
         return labels;
     }
 
+    /// Fit D's class head on `labels.size()` images (labels: class ids, -1 = no label), the
+    /// rest of the model unchanged; returns the share of the labelled images it gets right.
+    float fit_class_head(const std::vector<float> &images, const std::vector<std::int32_t> &labels,
+                         std::uint32_t steps = 0, std::uint64_t seed = 0) {
+        need(images.size(), labels.size() * image_floats(), "images");
+        float accuracy = 0.0f;
+        check(fl_model_fit_class_head(handle_.get(), std::uint32_t(labels.size()), images.data(),
+                                      labels.data(), steps, seed, &accuracy));
+        return accuracy;
+    }
+
     fl_model *get() const noexcept { return handle_.get(); }
 
     /// Take ownership of a handle (from `fl_trainer_model`).

@@ -168,6 +168,10 @@ def library():
         "fl_sample_batch": (st, [model_p, ctypes.c_uint32, i32p, f32p, f32p]),
         "fl_sample_rgba8": (st, [model_p, ctypes.c_int32, f32p, ctypes.c_char_p]),
         "fl_classify": (st, [model_p, ctypes.c_uint32, f32p, i32p, f32p]),
+        "fl_model_fit_class_head": (
+            st,
+            [model_p, ctypes.c_uint32, f32p, i32p, ctypes.c_uint32, ctypes.c_uint64, f32p],
+        ),
         "fl_train_config_default": (st, [ctypes.POINTER(TrainConfig)]),
         "fl_trainer_create": (
             st,
@@ -324,6 +328,20 @@ class Model(_Owned):
             )
         )
         return list(labels), probs
+
+    def fit_class_head(self, images, labels, steps=0, seed=0):
+        """Fit D's class head on n images (labels: class ids, -1 = no label), the rest of the
+        model unchanged; returns the share of the labelled images it then gets right."""
+        n = len(labels)
+        images = _floats(images, n * self.image_floats, "images")
+        labels = array("i", labels)
+        acc = array("f", [0.0])
+        _check(
+            library().fl_model_fit_class_head(
+                self._h(), n, _ptr(images), _ptr(labels, ctypes.c_int32), steps, seed, _ptr(acc)
+            )
+        )
+        return acc[0]
 
 
 class Trainer(_Owned):

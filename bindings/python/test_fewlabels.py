@@ -46,6 +46,10 @@ def main(model_path, no_d_path):
         assert len(rgba) == 1024 and rgba[3] == 255
         labels, probs = m.classify(imgs, 3)
         assert all(0 <= c < 3 for c in labels) and abs(sum(probs[:3]) - 1) < 1e-5
+        acc = m.fit_class_head(imgs, [0, 1, -1], steps=20, seed=1)
+        assert 0.0 <= acc <= 1.0
+        e = expect_error("FL_ERR_INVALID_ARGUMENT", m.fit_class_head, imgs, [-1, -1, -1])
+        assert "no image is labelled" in e.message
 
         expect_error("FL_ERR_OUT_OF_RANGE", m.sample, 3, z[:12])
         expect_error("FL_ERR_NON_FINITE", m.sample, 0, [float("nan")] * 12)

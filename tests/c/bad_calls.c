@@ -185,6 +185,20 @@ int main(int argc, char **argv) {
     expect("classify_sized right size",
            fl_classify_sized(m, 1, info.channels, info.height, info.width, img, labels, probs),
            FL_OK);
+    {
+        int32_t fit_labels[1] = {1000};
+        expect("fit_class_head label 1000",
+               fl_model_fit_class_head(m, 1, img, fit_labels, 5, 0, NULL), FL_ERR_INVALID_ARGUMENT);
+        fit_labels[0] = -1;
+        expect("fit_class_head no label",
+               fl_model_fit_class_head(m, 1, img, fit_labels, 5, 0, NULL), FL_ERR_INVALID_ARGUMENT);
+        expect("fit_class_head model NULL",
+               fl_model_fit_class_head(NULL, 1, img, fit_labels, 5, 0, NULL), FL_ERR_NULL_POINTER);
+        expect("fit_class_head labels NULL", fl_model_fit_class_head(m, 1, img, NULL, 5, 0, NULL),
+               FL_ERR_NULL_POINTER);
+        expect("fit_class_head n 0", fl_model_fit_class_head(m, 0, img, fit_labels, 5, 0, NULL),
+               FL_ERR_OUT_OF_RANGE);
+    }
     expect("load model without D", fl_model_load(argv[5], &other), FL_OK);
     expect("classify without D", fl_classify(other, 1, img, labels, NULL),
            FL_ERR_INVALID_ARGUMENT);
