@@ -13,7 +13,7 @@
 //! - bad models, configs, data and labels are errors that leave the model alone.
 
 mod common;
-use common::ctx;
+use common::{brightness_data, ctx};
 use fewlabels::data::Dataset;
 use fewlabels::model::{Config, Model};
 use fewlabels::train::head::{fit_class_head, HeadConfig, HeadReport};
@@ -22,27 +22,6 @@ use std::collections::BTreeMap;
 
 fn tiny() -> Config {
     Config::preset("tiny").unwrap()
-}
-
-/// `per` images of each of `classes` grey levels with a little noise; labels of one in five.
-fn brightness_data(per: usize, classes: usize) -> (Dataset, Vec<i32>) {
-    let n = per * classes;
-    let mut images = Vec::with_capacity(n * 256);
-    let mut truth = Vec::with_capacity(n);
-    for i in 0..n {
-        let c = i % classes;
-        let level = -0.6 + 1.2 * c as f32 / (classes - 1) as f32;
-        for p in 0..256 {
-            let h = ((i * 256 + p) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
-            let noise = (h % 1000) as f32 / 1000.0 - 0.5;
-            images.push(level + 0.1 * noise);
-        }
-        truth.push(c as i32);
-    }
-    let labels: Vec<i32> = (0..n)
-        .map(|i| if i % 5 == 0 { truth[i] } else { -1 })
-        .collect();
-    (Dataset::new(images, 16, 1, labels, classes).unwrap(), truth)
 }
 
 fn config() -> HeadConfig {

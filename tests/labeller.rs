@@ -19,7 +19,7 @@
 //!   names and the checkpoint's config JSON round-trip.
 
 mod common;
-use common::{ctx, Golden};
+use common::{brightness_data, ctx, Golden};
 use fewlabels::data::Dataset;
 use fewlabels::model::layers::Weights;
 use fewlabels::model::{spec, Config, Model};
@@ -188,29 +188,6 @@ fn one_step_matches_pytorch() {
         g.i32("step/pred_after"),
         "argmax after the step"
     );
-}
-
-/// `per` images of each of `classes` classes, 16x16 grey: class c is a flat brightness
-/// (-0.6, 0, 0.6) plus a little deterministic noise; image i has class i % classes and keeps
-/// its label when i % 5 == 0.
-fn brightness_data(per: usize, classes: usize) -> (Dataset, Vec<i32>) {
-    let n = per * classes;
-    let mut images = Vec::with_capacity(n * 256);
-    let mut truth = Vec::with_capacity(n);
-    for i in 0..n {
-        let c = i % classes;
-        let level = -0.6 + 1.2 * c as f32 / (classes - 1) as f32;
-        for p in 0..256 {
-            let h = ((i * 256 + p) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
-            let noise = (h % 1000) as f32 / 1000.0 - 0.5;
-            images.push(level + 0.1 * noise);
-        }
-        truth.push(c as i32);
-    }
-    let labels: Vec<i32> = (0..n)
-        .map(|i| if i % 5 == 0 { truth[i] } else { -1 })
-        .collect();
-    (Dataset::new(images, 16, 1, labels, classes).unwrap(), truth)
 }
 
 #[test]

@@ -208,3 +208,27 @@ pub fn seed_from_env(var: &str) -> u64 {
         |s| s.parse().unwrap(),
     )
 }
+
+/// `per` 16x16 grey images of each of `classes` brightness levels with a little noise
+/// (image i is of class i % classes), and their labels with one in five kept (the rest -1);
+/// returns the data set and the true labels. For the labeller and class-head tests.
+pub fn brightness_data(per: usize, classes: usize) -> (fewlabels::data::Dataset, Vec<i32>) {
+    let n = per * classes;
+    let mut images = Vec::with_capacity(n * 256);
+    let mut truth = Vec::with_capacity(n);
+    for i in 0..n {
+        let c = i % classes;
+        let level = -0.6 + 1.2 * c as f32 / (classes - 1) as f32;
+        for p in 0..256 {
+            let h = ((i * 256 + p) as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 40;
+            let noise = (h % 1000) as f32 / 1000.0 - 0.5;
+            images.push(level + 0.1 * noise);
+        }
+        truth.push(c as i32);
+    }
+    let labels: Vec<i32> = (0..n)
+        .map(|i| if i % 5 == 0 { truth[i] } else { -1 })
+        .collect();
+    let data = fewlabels::data::Dataset::new(images, 16, 1, labels, classes).unwrap();
+    (data, truth)
+}
