@@ -10,14 +10,23 @@
 //!   labelled, the fitted head classifies every image far better than chance, and its
 //!   reported accuracy is what `Model::classify` says on the labelled images;
 //! - the same seed gives the same head, another seed another;
-//! - bad models, configs, data and labels are errors that leave the model alone.
+//! - bad models, configs, data and labels are errors that leave the model alone;
+//! - against PyTorch (tests/golden/gen_train_head.py, tests/reference/s3gan.py
+//!   `fit_class_head`, float64 with torch.optim.Adam): 3 full-batch steps on the tiny D. D's
+//!   eval-mode features within FEAT_TOL of the largest; every step's loss within LOSS_TOL
+//!   relative; the head's weight and bias within ADAM_TOL x lr per step of the reference (the
+//!   golden keeps every gradient element 0 or at least 1e-3 of its tensor's largest, so a
+//!   gradient within 1e-5 moves Adam's update by at most 1% of lr; a missing bias
+//!   correction, a wrong sign or a wrong lr moves it by lr or more), u within U_TOL; the
+//!   reported accuracy equals the reference head's.
 
 mod common;
-use common::{brightness_data, ctx};
+use common::{brightness_data, check_close, ctx, Golden};
 use fewlabels::data::Dataset;
-use fewlabels::model::{Config, Model};
+use fewlabels::model::layers::Mode;
+use fewlabels::model::{spec, Config, Discriminator, Model};
 use fewlabels::train::head::{fit_class_head, HeadConfig, HeadReport};
-use fewlabels::Error;
+use fewlabels::{Error, Tensor};
 use std::collections::BTreeMap;
 
 fn tiny() -> Config {
@@ -179,4 +188,120 @@ fn bad_requests_are_errors_that_change_nothing() {
     let mut sampling_only = Model::init(ctx(), &tiny(), 2).unwrap();
     sampling_only.d = None;
     check(&mut sampling_only, &data, &labels, &hc, "no discriminator");
+}
+
+const FEAT_TOL: f32 = 1e-4;
+const LOSS_TOL: f32 = 1e-4;
+const ADAM_TOL: f32 = 1e-2;
+const U_TOL: f32 = 1e-4;
+
+#[test]
+fn fit_matches_pytorch() {
+    let g = Golden::load("train_head");
+    let cfg = tiny();
+    let (lr, steps) = (1e-2f32, 3usize);
+    assert_eq!(
+        g.f32("fit/hyper"),
+        [lr, steps as f32],
+        "the golden's lr and steps"
+    );
+    let mut model = Model::init(ctx(), &cfg, 0).unwrap();
+    let names = g.names("fit/before.D.");
+    assert_eq!(
+        names.len(),
+        spec::discriminator(&cfg).len(),
+        "D tensors in the golden"
+    );
+    let d = model.d.as_mut().unwrap();
+    for name in &names {
+        let t = g.tensor(&format!("fit/before.D.{name}"));
+        let old = d.map.insert(format!("D.{name}"), t);
+        assert!(old.is_some(), "D.{name} is not a tensor of the tiny D");
+    }
+    let y = g.i32("fit/y");
+    let labelled: Vec<usize> = (0..y.len()).filter(|&i| y[i] >= 0).collect();
+    let x = g.f32("fit/x");
+    let r = cfg.resolution;
+
+    // D's features of the labelled images, eval mode.
+    let xl: Vec<f32> = labelled
+        .iter()
+        .flat_map(|&i| x[i * r * r..(i + 1) * r * r].iter().copied())
+        .collect();
+    let xt = Tensor::from_f32(ctx(), &[labelled.len(), r, r, 1], &xl).unwrap();
+    let yt = Tensor::from_i32(ctx(), &[labelled.len()], &vec![0; labelled.len()]).unwrap();
+    let disc = Discriminator { cfg: &cfg };
+    let d = model.d.as_ref().unwrap();
+    let feats = ctx()
+        .run(|rec| Ok(disc.forward(rec, d, &xt, &yt, Mode::EVAL)?.0.features))
+        .unwrap();
+    g.check("fit/feats", &feats, FEAT_TOL);
+
+    let data = Dataset::new(x, r, 1, y.clone(), cfg.num_classes).unwrap();
+    let hc = HeadConfig {
+        steps,
+        batch: labelled.len(),
+        lr: lr as f64,
+        seed: 3,
+    };
+    let mut losses = Vec::new();
+    let rep = fit_class_head(ctx(), &mut model, &data, &y, &hc, &mut |s, l| {
+        losses.push((s, l))
+    })
+    .unwrap();
+    let want = g.f32("fit/losses");
+    assert_eq!(
+        losses.iter().map(|l| l.0).collect::<Vec<_>>(),
+        (1..=steps).collect::<Vec<_>>()
+    );
+    for (i, &(_, l)) in losses.iter().enumerate() {
+        let e = (l - want[i]).abs() / want[i].abs().max(1e-2);
+        assert!(
+            e <= LOSS_TOL,
+            "loss of step {}: {l}, PyTorch {}",
+            i + 1,
+            want[i]
+        );
+    }
+    assert_eq!(rep.last_loss, losses[steps - 1].1);
+    assert_eq!(rep.images, labelled.len());
+
+    let d = model.d.as_ref().unwrap();
+    for k in ["weight", "bias"] {
+        let got = d
+            .get(&format!("D.classifier.{k}"))
+            .unwrap()
+            .to_f32(ctx())
+            .unwrap();
+        let want = g.f32(&format!("fit/after.{k}"));
+        let before = g.f32(&format!("fit/before.D.classifier.{k}"));
+        let allowed = ADAM_TOL * lr * steps as f32;
+        for (i, (a, b)) in got.iter().zip(&want).enumerate() {
+            let e = (a - b).abs();
+            assert!(
+                e <= allowed + 1e-6 * b.abs(),
+                "D.classifier.{k}[{i}]: {a}, PyTorch {b} (was {}; allowed {allowed:e})",
+                before[i]
+            );
+        }
+    }
+    let u = d.get("D.classifier.u").unwrap().to_f32(ctx()).unwrap();
+    check_close("D.classifier.u", &u, &g.f32("fit/after.u"), U_TOL);
+
+    let logits = g.f32("fit/logits");
+    let k = cfg.num_classes;
+    let right = labelled
+        .iter()
+        .enumerate()
+        .filter(|&(row, &i)| {
+            let l = &logits[row * k..(row + 1) * k];
+            let best = (0..k).max_by(|&a, &b| l[a].total_cmp(&l[b])).unwrap();
+            best as i32 == y[i]
+        })
+        .count();
+    assert_eq!(
+        rep.train_accuracy,
+        right as f64 / labelled.len() as f64,
+        "accuracy of the fitted head"
+    );
 }

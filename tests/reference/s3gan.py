@@ -238,3 +238,40 @@ def labeller_predict(D, x):
     _, _, cls = D(x, torch.zeros(x.shape[0], dtype=torch.int64))
     D.train(was)
     return cls, cls.argmax(dim=1)
+
+
+# --------------------------------------------------------------------------------------------
+# Class head fitted alone (runtime/train/head.rs)
+# --------------------------------------------------------------------------------------------
+
+
+def fit_class_head(D, x, y, steps, lr):
+    """The class-head fit of runtime/train/head.rs with one batch of every labelled row (the
+    runtime draws batches from a seeded order; with the batch as large as the labelled set,
+    each of its batches is those rows, whose order the mean loss does not see).
+    D's pooled features of the labelled rows of x (NCHW) are computed once in eval mode
+    (spectral norms from the stored u); then D.classifier alone takes `steps` Adam steps
+    (PyTorch's defaults: betas 0.9, 0.999, eps 1e-8) on the mean cross-entropy, in training
+    mode (one power iteration per step). Returns the features, the loss of every step, and
+    the head's eval-mode logits of the features after the fit. D's training flag is restored."""
+    lab = (y >= 0).nonzero().squeeze(1)
+    was = D.training
+    D.eval()
+    with torch.no_grad():
+        feats = D.features(x[lab])
+    head = D.classifier
+    head.train()
+    opt = torch.optim.Adam(head.parameters(), lr=lr, foreach=False)
+    losses, grads = [], []
+    for _ in range(steps):
+        opt.zero_grad()
+        loss = F.cross_entropy(head(feats), y[lab])
+        loss.backward()
+        grads.append([p.grad.clone() for p in head.parameters()])
+        opt.step()
+        losses.append(loss.detach())
+    head.eval()
+    with torch.no_grad():
+        logits = head(feats)
+    D.train(was)
+    return feats, torch.stack(losses), logits, grads
