@@ -175,6 +175,13 @@ fn class_consistency_of_the_test_set_is_its_accuracy() {
     }
     let mean = cons.per_class.iter().sum::<f64>() / 10.0;
     assert!((cons.mean - mean).abs() < 1e-15);
+    // The confusion matrix: rows are the true classes, its diagonal the hits.
+    for c in 0..10usize {
+        let row = &cons.confusion[c];
+        let of_c = data.labels.iter().filter(|&&l| l == c as i32).count();
+        assert_eq!(row.iter().sum::<usize>(), of_c);
+        assert_eq!(row[c] as f64 / of_c as f64, cons.per_class[c]);
+    }
 }
 
 #[test]
@@ -192,6 +199,7 @@ fn real_stats_are_cached_and_agree_with_the_outputs() {
     assert_eq!(a.stats, stats);
     let cons = class_consistency(&out.probs, &data.labels, 10).unwrap();
     assert_eq!(a.accuracy, Some(cons.overall));
+    assert_eq!(a.per_class_accuracy, Some(cons.per_class.clone()));
     assert_eq!(a.inception_score, inception_score(&out.probs, 10).unwrap());
     // Another data set (the first 100 images, unlabelled) is not served from the cache, and
     // the first one still is.
@@ -371,6 +379,14 @@ fn class_consistency_counts_and_refuses() {
     assert_eq!(c.per_class, vec![2.0 / 3.0, 1.0, 0.5]);
     assert!((c.mean - (2.0 / 3.0 + 1.0 + 0.5) / 3.0).abs() < 1e-15);
     assert_eq!(c.overall, 4.0 / 6.0);
+    assert_eq!(
+        c.confusion,
+        vec![vec![2, 0, 1], vec![0, 1, 0], vec![0, 1, 1]]
+    );
+    assert_eq!(c.most_confused(0), Some((2, 1.0 / 3.0)));
+    assert_eq!(c.most_confused(1), None);
+    assert_eq!(c.most_confused(2), Some((1, 0.5)));
+    assert_eq!(c.most_confused(3), None);
     let bad = |r: fewlabels::Result<_>, what: &str| match r {
         Err(Error::InvalidArgument(m)) => assert!(m.contains(what), "{m}"),
         other => panic!("expected an error about {what}, got {other:?}"),
@@ -470,6 +486,9 @@ fn evaluate_reports_a_model() {
         assert!(text.contains(want), "{want} missing from\n{text}");
     }
     assert_eq!(text.lines().count(), 15);
+    let real = real_stats(ctx(), embedded(), test).unwrap();
+    assert_eq!(r.test_per_class, real.per_class_accuracy);
+    assert!(text.contains("(test images "), "{text}");
 
     // Truncated z: other samples, named in the report; 1.0 is not N(0, I) (it is cut at 2).
     let t = evaluate(ctx(), &model, 4, 9, Some(0.5), test).unwrap();

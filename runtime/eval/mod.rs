@@ -102,6 +102,23 @@ pub struct Consistency {
     /// Share of all samples assigned to their class (the classifier's accuracy when the
     /// intended classes are true labels; equals `mean` when every class has as many samples).
     pub overall: f64,
+    /// `confusion[c][k]`: samples meant as class c that the evaluator assigns to class k.
+    pub confusion: Vec<Vec<usize>>,
+}
+
+impl Consistency {
+    /// For class c, the class other than c that its samples are most often assigned to (the
+    /// lowest on ties) and the share of c's samples it takes; None when every one is right.
+    pub fn most_confused(&self, c: usize) -> Option<(usize, f64)> {
+        let row = self.confusion.get(c)?;
+        let total: usize = row.iter().sum();
+        let (k, &n) = row
+            .iter()
+            .enumerate()
+            .filter(|&(k, _)| k != c)
+            .max_by(|a, b| a.1.cmp(b.1).then(b.0.cmp(&a.0)))?;
+        (n > 0).then(|| (k, n as f64 / total as f64))
+    }
 }
 
 /// Class consistency of `probs` `[n, classes]` against the intended classes `intended`
@@ -125,6 +142,7 @@ pub fn class_consistency(probs: &[f32], intended: &[i32], classes: usize) -> Res
     let pred = evaluator::predictions(probs, classes);
     let mut hits = vec![0usize; classes];
     let mut counts = vec![0usize; classes];
+    let mut confusion = vec![vec![0usize; classes]; classes];
     for (i, (&p, &c)) in pred.iter().zip(intended).enumerate() {
         if c < 0 || c as usize >= classes {
             return Err(Error::InvalidArgument(format!(
@@ -132,6 +150,7 @@ pub fn class_consistency(probs: &[f32], intended: &[i32], classes: usize) -> Res
             )));
         }
         counts[c as usize] += 1;
+        confusion[c as usize][p as usize] += 1;
         if p == c {
             hits[c as usize] += 1;
         }
@@ -150,6 +169,7 @@ pub fn class_consistency(probs: &[f32], intended: &[i32], classes: usize) -> Res
         mean: per_class.iter().sum::<f64>() / classes as f64,
         overall: hits.iter().sum::<usize>() as f64 / intended.len() as f64,
         per_class,
+        confusion,
     })
 }
 
@@ -162,6 +182,9 @@ pub struct RealStats {
     pub inception_score: f64,
     /// The evaluator's accuracy on the labelled images (None when none is labelled).
     pub accuracy: Option<f64>,
+    /// The evaluator's accuracy per class on the labelled images (None unless every class
+    /// has a labelled image).
+    pub per_class_accuracy: Option<Vec<f64>>,
 }
 
 /// Cached statistics of the last few test sets seen with the embedded evaluator, the most
@@ -228,19 +251,32 @@ pub fn real_stats(ctx: &Context, ev: &Evaluator, data: &Dataset) -> Result<Arc<R
         .zip(&data.labels)
         .filter(|(p, l)| **l >= 0 && p == l)
         .count();
+    let rows: Vec<usize> = (0..data.len()).filter(|&i| data.labels[i] >= 0).collect();
+    let k = evaluator::CLASSES;
+    let probs: Vec<f32> = rows
+        .iter()
+        .flat_map(|&i| out.probs[i * k..(i + 1) * k].iter().copied())
+        .collect();
+    let truth: Vec<i32> = rows.iter().map(|&i| data.labels[i]).collect();
     let s = Arc::new(RealStats {
         stats,
         inception_score,
         accuracy: (labelled > 0).then(|| correct as f64 / labelled as f64),
+        per_class_accuracy: class_consistency(&probs, &truth, k)
+            .ok()
+            .map(|c| c.per_class),
     });
     if let Some(key) = key {
         let mut cache = TEST_CACHE.lock().unwrap_or_else(|e| e.into_inner());
-        if !cache.iter().any(|(k, _)| *k == key) {
-            if cache.len() == CACHE_ENTRIES {
-                cache.remove(0);
-            }
-            cache.push((key, s.clone()));
+        // Another thread may have stored the same set meanwhile: hand out its entry, so that
+        // every caller of one data set shares one result.
+        if let Some((_, c)) = cache.iter().find(|(k, _)| *k == key) {
+            return Ok(c.clone());
         }
+        if cache.len() == CACHE_ENTRIES {
+            cache.remove(0);
+        }
+        cache.push((key, s.clone()));
     }
     Ok(s)
 }
@@ -269,6 +305,8 @@ pub struct EvalReport {
     pub test_inception_score: f64,
     /// The evaluator's accuracy on the labelled test images.
     pub test_accuracy: Option<f64>,
+    /// The evaluator's accuracy per class on the test images (when every class is labelled).
+    pub test_per_class: Option<Vec<f64>>,
 }
 
 /// A model the evaluator can score (32x32 grey, ten classes) and a sample count it allows.
@@ -399,6 +437,7 @@ pub fn evaluate(
         test_images: test.len(),
         test_inception_score: real.inception_score,
         test_accuracy: real.accuracy,
+        test_per_class: real.per_class_accuracy.clone(),
     })
 }
 
@@ -427,7 +466,15 @@ pub fn eval_report_text(report: &EvalReport) -> String {
     ));
     for (c, v) in report.consistency.per_class.iter().enumerate() {
         let name = CLASS_NAMES.get(c).copied().unwrap_or("");
-        s.push_str(&format!("  {c:>2} {name:<12} {v:.4}\n"));
+        s.push_str(&format!("  {c:>2} {name:<12} {v:.4}"));
+        if let Some(real) = report.test_per_class.as_ref().and_then(|r| r.get(c)) {
+            s.push_str(&format!("  (test images {real:.4})"));
+        }
+        if let Some((k, share)) = report.consistency.most_confused(c) {
+            let other = CLASS_NAMES.get(k).copied().unwrap_or("");
+            s.push_str(&format!("  most often taken for {k} {other} ({share:.4})"));
+        }
+        s.push('\n');
     }
     match report.test_accuracy {
         Some(a) => s.push_str(&format!(
