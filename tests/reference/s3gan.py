@@ -252,8 +252,9 @@ def fit_class_head(D, x, y, steps, lr):
     D's pooled features of the labelled rows of x (NCHW) are computed once in eval mode
     (spectral norms from the stored u); then D.classifier alone takes `steps` Adam steps
     (PyTorch's defaults: betas 0.9, 0.999, eps 1e-8) on the mean cross-entropy, in training
-    mode (one power iteration per step). Returns the features, the loss of every step, and
-    the head's eval-mode logits of the features after the fit. D's training flag is restored."""
+    mode (one power iteration per step). Returns the features, the loss of every step, the
+    head's eval-mode logits of the features after the fit, and the head's gradients (weight,
+    bias) of every step. D's training flag is restored."""
     lab = (y >= 0).nonzero().squeeze(1)
     was = D.training
     D.eval()
