@@ -244,27 +244,28 @@ pub fn real_stats(ctx: &Context, ev: &Evaluator, data: &Dataset) -> Result<Arc<R
     let out = ev.outputs(ctx, &data.images, data.len())?;
     let stats = GaussianStats::from_features(&out.features, evaluator::FEATURES)?;
     let inception_score = inception_score(&out.probs, evaluator::CLASSES)?;
+    // Hits and labelled images per class (labels outside 0..classes count as unlabelled).
     let pred = evaluator::predictions(&out.probs, evaluator::CLASSES);
-    let labelled = data.labels.iter().filter(|&&l| l >= 0).count();
-    let correct = pred
-        .iter()
-        .zip(&data.labels)
-        .filter(|(p, l)| **l >= 0 && p == l)
-        .count();
-    let rows: Vec<usize> = (0..data.len()).filter(|&i| data.labels[i] >= 0).collect();
-    let k = evaluator::CLASSES;
-    let probs: Vec<f32> = rows
-        .iter()
-        .flat_map(|&i| out.probs[i * k..(i + 1) * k].iter().copied())
-        .collect();
-    let truth: Vec<i32> = rows.iter().map(|&i| data.labels[i]).collect();
+    let mut hits = [0usize; evaluator::CLASSES];
+    let mut seen = [0usize; evaluator::CLASSES];
+    for (&p, &l) in pred.iter().zip(&data.labels) {
+        if (0..evaluator::CLASSES as i32).contains(&l) {
+            seen[l as usize] += 1;
+            hits[l as usize] += (p == l) as usize;
+        }
+    }
+    let labelled: usize = seen.iter().sum();
+    let correct: usize = hits.iter().sum();
     let s = Arc::new(RealStats {
         stats,
         inception_score,
         accuracy: (labelled > 0).then(|| correct as f64 / labelled as f64),
-        per_class_accuracy: class_consistency(&probs, &truth, k)
-            .ok()
-            .map(|c| c.per_class),
+        per_class_accuracy: seen.iter().all(|&n| n > 0).then(|| {
+            hits.iter()
+                .zip(&seen)
+                .map(|(&h, &n)| h as f64 / n as f64)
+                .collect()
+        }),
     });
     if let Some(key) = key {
         let mut cache = TEST_CACHE.lock().unwrap_or_else(|e| e.into_inner());
