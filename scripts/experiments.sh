@@ -36,8 +36,9 @@ declare -A variant=(
 order=(conditional-100 s3gan-10 s3gan-20 s3gan-co-10 s3gan-co-20 s2gan-co-10 ssgan unconditional)
 # The recipe of the default model (docs/MODEL_CARD.md).
 common=(--data fashion-mnist --preset fashion_small --batch 32 --d-steps 1 --lr-g 2e-4
-    --lr-d 4e-4 --ema-decay 0.999 --ema-start 500 --seed 1 --labeller-steps 2000
-    --checkpoint-every 250 --sample-every 250 --eval-every 500)
+    --lr-d 4e-4 --ema-decay 0.999 --ema-start 500 --seed 1 --labeller-steps 2000)
+# How often to save and report (not stored in the checkpoint: a resume passes them again).
+cadence=(--checkpoint-every 250 --sample-every 250 --eval-every 500)
 
 [ $# -gt 0 ] && order=("$@")
 for name in "${order[@]}"; do
@@ -50,9 +51,9 @@ train_one() {
     read -r v labels <<<"${variant[$name]}"
     mkdir -p "$runs_dir"
     if [ -f "$out/checkpoint.safetensors" ]; then
-        "$bin" train --resume --steps "$steps" --out "$out"
+        "$bin" train --resume "${cadence[@]}" --steps "$steps" --out "$out"
     else
-        "$bin" train "${common[@]}" --variant "$v" --labels "$labels" --steps "$steps" --out "$out"
+        "$bin" train "${common[@]}" "${cadence[@]}" --variant "$v" --labels "$labels" --steps "$steps" --out "$out"
     fi >"$out.train.log" 2>&1
     "$bin" eval "$out/model.safetensors" >"$out/eval.txt"
     echo "experiments: $name done ($(grep -m1 '^FID' "$out/eval.txt"))"
