@@ -48,11 +48,18 @@ pub const SHADERS: &[(&str, &str)] = &[
             include_str!("../shaders/gemm_sg.wgsl")
         ),
     ),
+    (
+        "spectral_norm_sg",
+        concat!(
+            include_str!("../shaders/spectral_norm.wgsl"),
+            include_str!("../shaders/spectral_norm_sg.wgsl")
+        ),
+    ),
 ];
 
 /// Shader files that use subgroup operations: compiled only on devices with
 /// [`Context::subgroups`].
-pub const SUBGROUP_SHADERS: &[&str] = &["conv_sg", "gemm_sg"];
+pub const SUBGROUP_SHADERS: &[&str] = &["conv_sg", "gemm_sg", "spectral_norm_sg"];
 
 fn source(shader: &str) -> Result<&'static str> {
     SHADERS

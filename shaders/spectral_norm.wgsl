@@ -10,6 +10,9 @@
 // Backward:             c = <G, W_sn>    (sn_dot_partial, then reduced inside sn_backward)
 //                       dW = (G - c u v^T) / sigma      (sn_backward)
 //
+// On CPU adapters with subgroups, sn_forward_sg (spectral_norm_sg.wgsl) does the whole
+// forward in one dispatch.
+//
 // Every reduction runs in a fixed order (strided per-thread sums, then a workgroup tree), so
 // results are bitwise reproducible. No atomics.
 
@@ -20,6 +23,8 @@ struct Params {
     // sn_dot_partial / sn_backward: number of partial sums and elements per partial.
     parts: u32,
     chunk: u32,
+    // sn_forward_sg: 1 in training (power iteration, u updated), 0 in eval.
+    train: u32,
 }
 
 @group(0) @binding(0) var<uniform> p: Params;

@@ -2,6 +2,10 @@
 //! and, for a shape larger than the kernels' strides and partial-sum counts, against a float64
 //! host reference.
 //!
+//! Every case runs on both forward paths: the one-dispatch subgroup kernel of CPU adapters
+//! (`sn_forward_sg`, taken for weights of whole vec4s; 7x5 and 5x11 are not, and take the
+//! other path there too) and the five lane-parallel kernels of GPUs.
+//!
 //! Tolerances (max |err| <= tol * max|reference|):
 //! - training forward, three consecutive calls with u evolving on the device: u', v, sigma,
 //!   W_sn and dW at 1e-5 (seen on lavapipe: <= 2.2e-7). Each value is a short f32 dot product (<= 72 terms) plus two
@@ -18,6 +22,10 @@ use fewlabels::{Error, Tensor};
 
 const TOL: f32 = 1e-5;
 const TOL_LARGE: f32 = 2e-5;
+
+/// (CPU kernels, subgroups): the fused forward where the device has subgroups, then the
+/// GPU kernels.
+const PATHS: [(bool, bool); 2] = [(true, true), (false, false)];
 
 /// `Golden::check`, printing the error relative to max|reference| (see with --nocapture).
 fn check(g: &Golden, name: &str, got: &Tensor, tol: f32) {
@@ -46,25 +54,30 @@ fn close(name: &str, got: &[f32], want: &[f32], tol: f32) {
 #[test]
 fn training_forward_backward_three_calls() {
     let g = Golden::load("spectral_norm");
-    for c in g.cases("train_") {
-        let w = g.tensor(&format!("{c}/w"));
-        let u = g.tensor(&format!("{c}/u_init"));
-        for step in 0..3 {
-            let dy = g.tensor(&format!("{c}/g{step}"));
-            let (out, dw) = ctx()
-                .run(|r| {
-                    let out = spectral_norm(r, &w, &u, true)?;
-                    let dw = spectral_norm_backward(r, &out.saved, &dy)?;
-                    Ok((out, dw))
-                })
-                .unwrap();
-            check(&g, &format!("{c}/w_sn{step}"), &out.w_sn, TOL);
-            check(&g, &format!("{c}/u{step}"), &out.saved.u, TOL);
-            check(&g, &format!("{c}/v{step}"), &out.saved.v, TOL);
-            check(&g, &format!("{c}/sigma{step}"), &out.saved.sigma, TOL);
-            check(&g, &format!("{c}/dw{step}"), &dw, TOL);
-            // The persistent u now holds u'.
-            check(&g, &format!("{c}/u{step}"), &u, TOL);
+    for (cpu, sg) in PATHS {
+        for c in g.cases("train_") {
+            eprintln!("cpu kernels {cpu}, subgroups {sg}: {c}");
+            let w = g.tensor(&format!("{c}/w"));
+            let u = g.tensor(&format!("{c}/u_init"));
+            for step in 0..3 {
+                let dy = g.tensor(&format!("{c}/g{step}"));
+                let (out, dw) = ctx()
+                    .run(|r| {
+                        r.set_cpu_kernels(cpu);
+                        r.set_subgroups(sg);
+                        let out = spectral_norm(r, &w, &u, true)?;
+                        let dw = spectral_norm_backward(r, &out.saved, &dy)?;
+                        Ok((out, dw))
+                    })
+                    .unwrap();
+                check(&g, &format!("{c}/w_sn{step}"), &out.w_sn, TOL);
+                check(&g, &format!("{c}/u{step}"), &out.saved.u, TOL);
+                check(&g, &format!("{c}/v{step}"), &out.saved.v, TOL);
+                check(&g, &format!("{c}/sigma{step}"), &out.saved.sigma, TOL);
+                check(&g, &format!("{c}/dw{step}"), &dw, TOL);
+                // The persistent u now holds u'.
+                check(&g, &format!("{c}/u{step}"), &u, TOL);
+            }
         }
     }
 }
@@ -72,24 +85,29 @@ fn training_forward_backward_three_calls() {
 #[test]
 fn eval_forward_backward_keeps_u() {
     let g = Golden::load("spectral_norm");
-    for c in g.cases("eval_") {
-        let w = g.tensor(&format!("{c}/w"));
-        let u = g.tensor(&format!("{c}/u"));
-        let dy = g.tensor(&format!("{c}/g"));
-        let (out, dw) = ctx()
-            .run(|r| {
-                let out = spectral_norm(r, &w, &u, false)?;
-                let dw = spectral_norm_backward(r, &out.saved, &dy)?;
-                Ok((out, dw))
-            })
-            .unwrap();
-        check(&g, &format!("{c}/w_sn"), &out.w_sn, TOL);
-        check(&g, &format!("{c}/v"), &out.saved.v, TOL);
-        check(&g, &format!("{c}/sigma"), &out.saved.sigma, TOL);
-        check(&g, &format!("{c}/dw"), &dw, TOL);
-        // u is unchanged, bit for bit.
-        assert_eq!(u.to_f32(ctx()).unwrap(), g.f32(&format!("{c}/u")));
-        assert_eq!(out.saved.u.to_f32(ctx()).unwrap(), g.f32(&format!("{c}/u")));
+    for (cpu, sg) in PATHS {
+        for c in g.cases("eval_") {
+            eprintln!("cpu kernels {cpu}, subgroups {sg}: {c}");
+            let w = g.tensor(&format!("{c}/w"));
+            let u = g.tensor(&format!("{c}/u"));
+            let dy = g.tensor(&format!("{c}/g"));
+            let (out, dw) = ctx()
+                .run(|r| {
+                    r.set_cpu_kernels(cpu);
+                    r.set_subgroups(sg);
+                    let out = spectral_norm(r, &w, &u, false)?;
+                    let dw = spectral_norm_backward(r, &out.saved, &dy)?;
+                    Ok((out, dw))
+                })
+                .unwrap();
+            check(&g, &format!("{c}/w_sn"), &out.w_sn, TOL);
+            check(&g, &format!("{c}/v"), &out.saved.v, TOL);
+            check(&g, &format!("{c}/sigma"), &out.saved.sigma, TOL);
+            check(&g, &format!("{c}/dw"), &dw, TOL);
+            // u is unchanged, bit for bit.
+            assert_eq!(u.to_f32(ctx()).unwrap(), g.f32(&format!("{c}/u")));
+            assert_eq!(out.saved.u.to_f32(ctx()).unwrap(), g.f32(&format!("{c}/u")));
+        }
     }
 }
 
@@ -157,38 +175,43 @@ fn large_shape_matches_host_reference_and_is_deterministic() {
     let (w_sn, un, v, sigma, dw) = host_reference(&w_h, &u_h, &g_h, rows, cols);
     let w = Tensor::from_f32(ctx(), &[o, i, kh, kw], &w_h).unwrap();
     let g = Tensor::from_f32(ctx(), &[o, i, kh, kw], &g_h).unwrap();
-    let mut first: Option<(Vec<f32>, Vec<f32>)> = None;
-    for _ in 0..2 {
-        let u = Tensor::from_f32(ctx(), &[rows], &u_h).unwrap();
-        let (out, d) = ctx()
-            .run(|r| {
-                let out = spectral_norm(r, &w, &u, true)?;
-                let d = spectral_norm_backward(r, &out.saved, &g)?;
-                Ok((out, d))
-            })
-            .unwrap();
-        let got_wsn = out.w_sn.to_f32(ctx()).unwrap();
-        let got_dw = d.to_f32(ctx()).unwrap();
-        close("large/w_sn", &got_wsn, &to32(&w_sn), TOL_LARGE);
-        close("large/u", &u.to_f32(ctx()).unwrap(), &to32(&un), TOL_LARGE);
-        close(
-            "large/v",
-            &out.saved.v.to_f32(ctx()).unwrap(),
-            &to32(&v),
-            TOL_LARGE,
-        );
-        close(
-            "large/sigma",
-            &out.saved.sigma.to_f32(ctx()).unwrap(),
-            &[sigma as f32],
-            TOL_LARGE,
-        );
-        close("large/dw", &got_dw, &to32(&dw), TOL_LARGE);
-        match &first {
-            None => first = Some((got_wsn, got_dw)),
-            Some((a, b)) => {
-                assert_eq!(a, &got_wsn, "w_sn differs between identical runs");
-                assert_eq!(b, &got_dw, "dw differs between identical runs");
+    for (cpu, sg) in PATHS {
+        eprintln!("cpu kernels {cpu}, subgroups {sg}");
+        let mut first: Option<(Vec<f32>, Vec<f32>)> = None;
+        for _ in 0..2 {
+            let u = Tensor::from_f32(ctx(), &[rows], &u_h).unwrap();
+            let (out, d) = ctx()
+                .run(|r| {
+                    r.set_cpu_kernels(cpu);
+                    r.set_subgroups(sg);
+                    let out = spectral_norm(r, &w, &u, true)?;
+                    let d = spectral_norm_backward(r, &out.saved, &g)?;
+                    Ok((out, d))
+                })
+                .unwrap();
+            let got_wsn = out.w_sn.to_f32(ctx()).unwrap();
+            let got_dw = d.to_f32(ctx()).unwrap();
+            close("large/w_sn", &got_wsn, &to32(&w_sn), TOL_LARGE);
+            close("large/u", &u.to_f32(ctx()).unwrap(), &to32(&un), TOL_LARGE);
+            close(
+                "large/v",
+                &out.saved.v.to_f32(ctx()).unwrap(),
+                &to32(&v),
+                TOL_LARGE,
+            );
+            close(
+                "large/sigma",
+                &out.saved.sigma.to_f32(ctx()).unwrap(),
+                &[sigma as f32],
+                TOL_LARGE,
+            );
+            close("large/dw", &got_dw, &to32(&dw), TOL_LARGE);
+            match &first {
+                None => first = Some((got_wsn, got_dw)),
+                Some((a, b)) => {
+                    assert_eq!(a, &got_wsn, "w_sn differs between identical runs");
+                    assert_eq!(b, &got_dw, "dw differs between identical runs");
+                }
             }
         }
     }

@@ -17,6 +17,10 @@
 //! - Backward ([`spectral_norm_backward`]): `u` and `v` are constants, `sigma` carries the
 //!   gradient: `dW = (G - <G, W_sn> u v^T) / sigma` with `G = dL/dW_sn`.
 //!
+//! On CPU adapters with subgroups the forward is one dispatch of one subgroup
+//! (`sn_forward_sg`, weight read as a texture) instead of five; GPUs keep the five
+//! lane-parallel kernels.
+//!
 //! All reductions run in a fixed order (no atomics), so results are bitwise reproducible.
 //! A zero weight gives `sigma = 0` and a non-finite `W_sn`, as in PyTorch.
 
@@ -98,8 +102,42 @@ pub fn spectral_norm(
     let u_saved = Tensor::empty(ctx, &[rows], DType::F32)?;
     let sigma = Tensor::empty(ctx, &[1], DType::F32)?;
     let w_sn = Tensor::empty(ctx, w.shape(), DType::F32)?;
-    let params = [rows as u32, cols as u32, EPS.to_bits(), 0, 0];
-
+    let params = [
+        rows as u32,
+        cols as u32,
+        EPS.to_bits(),
+        0,
+        0,
+        training as u32,
+    ];
+    let numel = rows * cols;
+    if rec.cpu_kernels() && rec.subgroups() && numel.is_multiple_of(4) && rec.texture_fits(numel) {
+        rec.dispatch(
+            "spectral_norm_sg",
+            "sn_forward_sg",
+            &params,
+            &[
+                (2, u),
+                (3, &t),
+                (4, &v),
+                (5, &s),
+                (6, &u_saved),
+                (7, &sigma),
+                (9, w),
+                (10, &w_sn),
+            ],
+            [1, 1, 1],
+        )?;
+        return Ok(SpectralNormOutput {
+            w_sn: w_sn.clone(),
+            saved: SpectralNormSaved {
+                w_sn,
+                u: u_saved,
+                v,
+                sigma,
+            },
+        });
+    }
     rec.dispatch(
         SHADER,
         "sn_wt_u",
@@ -192,6 +230,7 @@ pub fn spectral_norm_backward(
         EPS.to_bits(),
         parts as u32,
         chunk as u32,
+        0,
     ];
     rec.dispatch(
         SHADER,
