@@ -138,13 +138,16 @@ impl Discriminator<'_> {
                         layers::conv2d(rec, ws, &format!("{p}.conv_sc"), &pooled, true, sn, mode)?;
                     (s, Some(c))
                 } else {
-                    let (s, c) =
-                        layers::conv2d(rec, ws, &format!("{p}.conv_sc"), &h, true, sn, mode)?;
-                    let s = if down {
-                        resample::avgpool2x2(rec, &s)?
+                    // The reference pools after the 1x1 conv; pooling first gives the same
+                    // values (both are linear, the bias passes through the mean) for a
+                    // quarter of the work.
+                    let src = if down {
+                        resample::avgpool2x2(rec, &h)?
                     } else {
-                        s
+                        h.clone()
                     };
+                    let (s, c) =
+                        layers::conv2d(rec, ws, &format!("{p}.conv_sc"), &src, true, sn, mode)?;
                     (s, Some(c))
                 }
             } else {
@@ -287,12 +290,12 @@ impl Discriminator<'_> {
                     resample::avgpool2x2_backward(rec, &ds)?
                 }
                 Some(sc) => {
-                    let ds = if b.down {
-                        resample::avgpool2x2_backward(rec, &d)?
+                    let ds = sc.backward(rec, grads, &d)?;
+                    if b.down {
+                        resample::avgpool2x2_backward(rec, &ds)?
                     } else {
-                        d.clone()
-                    };
-                    sc.backward(rec, grads, &ds)?
+                        ds
+                    }
                 }
                 None => d.clone(),
             };
