@@ -459,6 +459,9 @@ pub struct Recorder<'a> {
     cpu_kernels: bool,
     /// Allow kernels that use subgroups (see [`Recorder::set_subgroups`]).
     subgroups: bool,
+    /// Called once the recorded work is submitted without a device error (see
+    /// [`Recorder::on_submit`]).
+    on_submit: Vec<Box<dyn FnOnce() + Send + 'a>>,
 }
 
 fn new_encoder(ctx: &Context) -> wgpu::CommandEncoder {
@@ -481,6 +484,7 @@ impl Context {
             textures: Vec::new(),
             cpu_kernels: self.cpu_kernels(),
             subgroups: self.subgroups(),
+            on_submit: Vec::new(),
         }
     }
 
@@ -845,6 +849,9 @@ impl<'a> Recorder<'a> {
             if access_of(b) == Some(Access::Texture) {
                 continue;
             }
+            if access_of(b) == Some(Access::Write) {
+                t.note_write();
+            }
             self.live.push(t.keep_alive());
             entries.push(wgpu::BindGroupEntry {
                 binding: b,
@@ -898,6 +905,7 @@ impl<'a> Recorder<'a> {
         }
         self.live.push(src.keep_alive());
         self.live.push(dst.keep_alive());
+        dst.note_write();
         if src.bytes() > 0 {
             // Copies happen outside compute passes.
             self.pass = None;
@@ -952,6 +960,17 @@ impl<'a> Recorder<'a> {
         }
         // Buffers freed from here on may be reused: later work is submitted after this.
         self.live.clear();
-        ctx.check()
+        ctx.check()?;
+        for f in self.on_submit.drain(..) {
+            f();
+        }
+        Ok(())
+    }
+
+    /// Run `f` once the work recorded so far is submitted by [`Recorder::submit`] and the
+    /// device reported no error; never if the recorder is dropped unsubmitted. For caches of
+    /// results that exist only once their work is submitted.
+    pub fn on_submit(&mut self, f: impl FnOnce() + Send + 'a) {
+        self.on_submit.push(Box::new(f));
     }
 }

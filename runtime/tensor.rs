@@ -143,6 +143,9 @@ impl BufferPool {
 pub(crate) struct Storage {
     buffer: Option<wgpu::Buffer>,
     pool: Option<BufferPool>,
+    /// Writes recorded into the buffer since its creation (kernel bindings that write, copies
+    /// into it, `write_f32`): what the caches of derived tensors check.
+    writes: std::sync::atomic::AtomicU64,
 }
 
 impl Drop for Storage {
@@ -199,6 +202,7 @@ impl Tensor {
             storage: Arc::new(Storage {
                 buffer: Some(buf),
                 pool: Some(ctx.pool.clone()),
+                writes: Default::default(),
             }),
             shape: shape.to_vec(),
             dtype,
@@ -224,6 +228,7 @@ impl Tensor {
             storage: Arc::new(Storage {
                 buffer: Some(buf),
                 pool: Some(ctx.pool.clone()),
+                writes: Default::default(),
             }),
             shape: shape.to_vec(),
             dtype,
@@ -302,6 +307,21 @@ impl Tensor {
         Arc::ptr_eq(&self.storage, &other.storage)
     }
 
+    /// Count a write into the buffer (called when the write is recorded).
+    pub(crate) fn note_write(&self) {
+        self.storage
+            .writes
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Writes recorded into the buffer so far: equal counts on the same buffer mean equal
+    /// contents.
+    pub(crate) fn write_count(&self) -> u64 {
+        self.storage
+            .writes
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     fn read_bytes(&self, ctx: &Context) -> Result<Vec<u8>> {
         let bytes = self.bytes();
         let staging = ctx.pool.take_staging(&ctx.device, bytes.max(4));
@@ -357,6 +377,7 @@ impl Tensor {
                 data.len()
             )));
         }
+        self.note_write();
         // Staged by the queue; it lands before the next submitted work.
         ctx.queue
             .write_buffer(self.buffer(), 0, bytemuck::cast_slice(data));

@@ -254,3 +254,24 @@ fn load_compiles_the_kernels_the_adapter_picks() {
         assert!((p - q).abs() <= 1e-5 * scale, "value {i}: {p} vs {q}");
     }
 }
+
+/// `Recorder::on_submit` runs after a submit, and never for a recorder dropped unsubmitted.
+#[test]
+fn on_submit_runs_only_after_a_submit() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let c = ctx();
+    let calls = AtomicUsize::new(0);
+    let mut rec = c.recorder();
+    rec.on_submit(|| {
+        calls.fetch_add(1, Ordering::SeqCst);
+    });
+    drop(rec);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    let mut rec = c.recorder();
+    rec.on_submit(|| {
+        calls.fetch_add(1, Ordering::SeqCst);
+    });
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    rec.submit().unwrap();
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+}

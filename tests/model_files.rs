@@ -236,3 +236,57 @@ fn imagenet_presets_match_the_reference_parameter_counts() {
         assert_eq!((gs, ds), (g, d), "{p}");
     }
 }
+
+/// Sampling keeps each layer's spectrally normalised weight between calls (eval mode leaves
+/// u alone). A write into a weight or a u, even in place, makes the kept result stale: the
+/// next call computes it again and matches a model that never kept one.
+#[test]
+fn kept_spectral_norm_follows_writes_to_weights_and_u() {
+    let c = ctx();
+    let m = tiny(4);
+    let ws = m.sampling_weights(Which::Ema);
+    let cache = ws
+        .sn_cache
+        .clone()
+        .expect("a loaded or initialised model keeps them");
+    let z = m.make_z(9, 1.0, 3).unwrap();
+    let classes = [0, 1, 2];
+    let first = m.sample(c, Which::Ema, &classes, &z).unwrap();
+    let layers = cache.len();
+    assert!(layers > 0, "nothing was kept");
+    assert_eq!(
+        bits(&m.sample(c, Which::Ema, &classes, &z).unwrap()),
+        bits(&first)
+    );
+    assert_eq!(cache.len(), layers);
+
+    // The same model without kept results, to compare with after each write.
+    let mut fresh = tiny(4);
+    for w in [&mut fresh.g, fresh.g_ema.as_mut().unwrap()] {
+        w.sn_cache = None;
+    }
+    let fresh_ws = fresh.sampling_weights(Which::Ema);
+    for name in ["G.blocks.0.conv1.weight", "G.blocks.0.conv1.u"] {
+        let t = &ws.map[name];
+        let v: Vec<f32> = t
+            .to_f32(c)
+            .unwrap()
+            .iter()
+            .enumerate()
+            .map(|(i, x)| x + 0.5 * ((i % 5) as f32 - 2.0))
+            .collect();
+        t.write_f32(c, &v).unwrap();
+        fresh_ws.map[name].write_f32(c, &v).unwrap();
+        let after = m.sample(c, Which::Ema, &classes, &z).unwrap();
+        assert_ne!(
+            bits(&after),
+            bits(&first),
+            "{name}: the write changed nothing"
+        );
+        assert_eq!(
+            bits(&after),
+            bits(&fresh.sample(c, Which::Ema, &classes, &z).unwrap()),
+            "{name}: a stale spectral norm was used"
+        );
+    }
+}

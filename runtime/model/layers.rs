@@ -9,7 +9,8 @@ use crate::ops::batchnorm::{self as bn, Affine};
 use crate::ops::spectral_norm::{self as sn, SpectralNormSaved};
 use crate::ops::{conv, elementwise as ew, gemm, resample, softmax};
 use crate::tensor::Tensor;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
+use std::sync::{Arc, Mutex};
 
 /// How a forward pass treats batch norm and spectral norm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -42,6 +43,86 @@ impl Mode {
 #[derive(Clone, Default)]
 pub struct Weights {
     pub map: BTreeMap<String, Tensor>,
+    /// Spectrally normalised weights of eval-mode forward passes, kept between passes (see
+    /// [`SnCache`]); `None`: computed every pass. Models loaded or initialised have one.
+    pub sn_cache: Option<Arc<SnCache>>,
+}
+
+/// Eval-mode spectral norm reads W and u and leaves u alone, so while neither changes its
+/// result does not either: a sampling model computes it once instead of at every call (a
+/// dispatch per layer). An entry holds the weight and u it was computed from (so their buffers
+/// are not reused) and their write counts; any write recorded into either since then makes
+/// the entry stale and it is computed again.
+#[derive(Default)]
+pub struct SnCache {
+    entries: Mutex<HashMap<String, SnEntry>>,
+}
+
+struct SnEntry {
+    w: Tensor,
+    u: Tensor,
+    w_writes: u64,
+    u_writes: u64,
+    out: sn::SpectralNormOutput,
+}
+
+impl SnCache {
+    /// Layers with a cached result.
+    pub fn len(&self) -> usize {
+        self.entries.lock().unwrap_or_else(|p| p.into_inner()).len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    fn get(&self, layer: &str, w: &Tensor, u: &Tensor) -> Option<sn::SpectralNormOutput> {
+        let entries = self.entries.lock().unwrap_or_else(|p| p.into_inner());
+        let e = entries.get(layer)?;
+        let fresh = e.w.same_buffer(w)
+            && e.u.same_buffer(u)
+            && e.w_writes == w.write_count()
+            && e.u_writes == u.write_count();
+
+        fresh.then(|| e.out.clone())
+    }
+
+    /// Store `out`, computed from `w` and `u` in work `rec` records, once that work is
+    /// submitted (the write counts are taken now, so writes recorded later make it stale).
+    fn put(
+        self: &Arc<Self>,
+        rec: &mut Recorder,
+        layer: &str,
+        w: &Tensor,
+        u: &Tensor,
+        out: &sn::SpectralNormOutput,
+    ) {
+        let entry = SnEntry {
+            w: w.clone(),
+            u: u.clone(),
+            w_writes: w.write_count(),
+            u_writes: u.write_count(),
+            out: out.clone(),
+        };
+        let (cache, layer) = (self.clone(), layer.to_string());
+        rec.on_submit(move || {
+            cache
+                .entries
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .insert(layer, entry);
+        });
+    }
+}
+
+impl Weights {
+    /// Weights with an eval-mode spectral-norm cache.
+    pub fn cached(map: BTreeMap<String, Tensor>) -> Weights {
+        Weights {
+            map,
+            sn_cache: Some(Arc::new(SnCache::default())),
+        }
+    }
 }
 
 impl Weights {
@@ -99,7 +180,17 @@ impl LayerWeight {
         let raw = ws.get(&format!("{layer}.weight"))?;
         if sn_on {
             let u = ws.get(&format!("{layer}.u"))?;
-            let out = sn::spectral_norm(rec, raw, u, mode.update_u)?;
+            let cache = ws.sn_cache.as_ref().filter(|_| !mode.update_u);
+            let out = match cache.and_then(|c| c.get(layer, raw, u)) {
+                Some(out) => out,
+                None => {
+                    let out = sn::spectral_norm(rec, raw, u, mode.update_u)?;
+                    if let Some(c) = cache {
+                        c.put(rec, layer, raw, u, &out);
+                    }
+                    out
+                }
+            };
             Ok(LayerWeight {
                 layer: layer.to_string(),
                 w: out.w_sn,

@@ -73,7 +73,7 @@ fn upload(
     prefix_in_file: &str,
     prefix: &str,
 ) -> Result<Weights> {
-    let mut w = Weights::default();
+    let mut w = Weights::cached(Default::default());
     for name in spec.keys() {
         let file_name = format!("{prefix_in_file}{}", &name[prefix.len()..]);
         let t = file
@@ -110,7 +110,7 @@ impl Model {
         cfg.validate()?;
         let mut counter = 0u64;
         let mut make = |spec: &Spec| -> Result<Weights> {
-            let mut w = Weights::default();
+            let mut w = Weights::cached(Default::default());
             for (name, e) in spec {
                 let n: usize = e.shape.iter().product();
                 let fan_in: usize = e.shape.iter().skip(1).product::<usize>().max(1);
@@ -502,9 +502,12 @@ pub fn chw_to_rgba8(chw: &[f32], channels: usize, r: usize) -> Vec<u8> {
     px
 }
 
-/// A device copy of every tensor.
+/// A device copy of every tensor (with an empty spectral-norm cache where `w` has one).
 pub fn copy_weights(ctx: &Context, w: &Weights) -> Result<Weights> {
     let mut out = Weights::default();
+    if w.sn_cache.is_some() {
+        out = Weights::cached(Default::default());
+    }
     ctx.run(|rec| {
         for (k, t) in &w.map {
             let c = Tensor::empty(rec.ctx, t.shape(), DType::F32)?;
