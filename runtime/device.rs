@@ -65,6 +65,8 @@ pub struct Context {
     pub(crate) pool: BufferPool,
     pub(crate) arenas: ArenaPool,
     pub(crate) textures: TexturePool,
+    /// Derived tensors (repacked conv weights) kept across recorders.
+    pub(crate) derived: crate::kernel::DerivedCache,
     /// The device has subgroups of at least 8 invocations (see [`Context::subgroups`]).
     subgroups: bool,
     /// Default of [`Recorder::set_cpu_kernels`](crate::kernel::Recorder::set_cpu_kernels).
@@ -251,6 +253,7 @@ impl Context {
             pool: BufferPool::default(),
             arenas: ArenaPool::default(),
             textures: TexturePool::default(),
+            derived: Default::default(),
             subgroups: false,
             cpu_kernels,
             profile,

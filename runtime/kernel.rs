@@ -348,6 +348,30 @@ impl ArenaPool {
     }
 }
 
+/// Key of a [`Derived`] tensor: what derives it, the source buffer and the source's shape.
+type DerivedKey = (&'static str, usize, Vec<usize>);
+
+/// A tensor computed from another by a fixed function of its contents (a repacked conv
+/// weight), valid while the source buffer lives and has no new write recorded.
+pub(crate) struct Derived {
+    source: std::sync::Weak<crate::tensor::Storage>,
+    writes: u64,
+    value: Tensor,
+}
+
+impl Derived {
+    fn valid_for(&self, source: &Tensor) -> bool {
+        source.is_storage(&self.source) && self.writes == source.write_count()
+    }
+}
+
+/// Derived tensors of submitted work, shared by later recorders; entries whose source is
+/// gone are dropped at each submit.
+#[derive(Default)]
+pub(crate) struct DerivedCache {
+    map: Mutex<HashMap<DerivedKey, Derived>>,
+}
+
 /// Free textures for [`Access::Texture`] bindings, by height (a power of two), shared by the
 /// recorders of one context.
 #[derive(Default)]
@@ -462,6 +486,8 @@ pub struct Recorder<'a> {
     /// Called once the recorded work is submitted without a device error (see
     /// [`Recorder::on_submit`]).
     on_submit: Vec<Box<dyn FnOnce() + Send + 'a>>,
+    /// Derived tensors recorded here, moved to the context's cache at submit.
+    derived: HashMap<DerivedKey, Derived>,
 }
 
 fn new_encoder(ctx: &Context) -> wgpu::CommandEncoder {
@@ -474,6 +500,13 @@ fn new_encoder(ctx: &Context) -> wgpu::CommandEncoder {
 impl Context {
     /// Start recording.
     pub fn recorder(&self) -> Recorder<'_> {
+        // Derived tensors of sources dropped since the last submit go back to the pool before
+        // this recorder asks it for buffers.
+        self.derived
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|_, d| d.source.strong_count() > 0);
         Recorder {
             ctx: self,
             pass: None,
@@ -485,6 +518,7 @@ impl Context {
             cpu_kernels: self.cpu_kernels(),
             subgroups: self.subgroups(),
             on_submit: Vec::new(),
+            derived: HashMap::new(),
         }
     }
 
@@ -964,7 +998,41 @@ impl<'a> Recorder<'a> {
         for f in self.on_submit.drain(..) {
             f();
         }
+        let mut kept = ctx.derived.map.lock().unwrap_or_else(|p| p.into_inner());
+        kept.retain(|_, d| d.source.strong_count() > 0);
+        kept.extend(self.derived.drain());
         Ok(())
+    }
+
+    /// The tensor `kind` derives from `source`, if one was kept ([`Recorder::keep_derived`])
+    /// and `source` has had no write recorded since: from this recorder, or from submitted
+    /// work.
+    pub(crate) fn derived(&self, kind: &'static str, source: &Tensor) -> Option<Tensor> {
+        let key = (kind, source.storage_id(), source.shape().to_vec());
+        if let Some(d) = self.derived.get(&key) {
+            return d.valid_for(source).then(|| d.value.clone());
+        }
+        let kept = self
+            .ctx
+            .derived
+            .map
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
+        let d = kept.get(&key)?;
+        d.valid_for(source).then(|| d.value.clone())
+    }
+
+    /// Keep `value`, which work recorded here computes from `source` by `kind` (a fixed
+    /// function of `source`'s contents and shape), for later [`Recorder::derived`] calls.
+    /// Other recorders see it once this one is submitted. `value` must not be written later.
+    pub(crate) fn keep_derived(&mut self, kind: &'static str, source: &Tensor, value: &Tensor) {
+        let key = (kind, source.storage_id(), source.shape().to_vec());
+        let d = Derived {
+            source: source.weak_storage(),
+            writes: source.write_count(),
+            value: value.clone(),
+        };
+        self.derived.insert(key, d);
     }
 
     /// Run `f` once the work recorded so far is submitted by [`Recorder::submit`] and the

@@ -314,6 +314,21 @@ impl Tensor {
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Identity of the buffer (shared by clones and reshapes).
+    pub(crate) fn storage_id(&self) -> usize {
+        Arc::as_ptr(&self.storage) as usize
+    }
+
+    /// A reference to the buffer that does not keep it alive.
+    pub(crate) fn weak_storage(&self) -> std::sync::Weak<Storage> {
+        Arc::downgrade(&self.storage)
+    }
+
+    /// Whether `w` still refers to this tensor's buffer.
+    pub(crate) fn is_storage(&self, w: &std::sync::Weak<Storage>) -> bool {
+        w.upgrade().is_some_and(|s| Arc::ptr_eq(&s, &self.storage))
+    }
+
     /// Writes recorded into the buffer so far: equal counts on the same buffer mean equal
     /// contents.
     pub(crate) fn write_count(&self) -> u64 {

@@ -436,3 +436,51 @@ fn conv_speed_fashion() {
         time_conv(shape, 3);
     }
 }
+
+/// A weight's repacked form is kept for later calls, and a write into the weight (a copy in
+/// the same recorder, or `write_f32` between recorders) makes it stale: every result matches
+/// the conv of a weight that was never repacked before.
+#[test]
+fn kept_repacked_weight_follows_writes() {
+    let c = ctx();
+    let (n, h, ci, co) = (2, 5, 6, 7);
+    let x = Tensor::from_f32(c, &[n, h, h, ci], &rnd(n * h * h * ci, 11)).unwrap();
+    let dy = Tensor::from_f32(c, &[n, h, h, co], &rnd(n * h * h * co, 12)).unwrap();
+    let w = Tensor::from_f32(c, &[co, ci, 3, 3], &rnd(co * ci * 9, 13)).unwrap();
+    let w2_data = rnd(co * ci * 9, 14);
+    let w2 = Tensor::from_f32(c, &[co, ci, 3, 3], &w2_data).unwrap();
+    let fresh = |data: &[f32]| {
+        let wf = Tensor::from_f32(c, &[co, ci, 3, 3], data).unwrap();
+        c.run(|r| {
+            Ok((
+                conv2d(r, &x, &wf, None)?,
+                conv2d_backward_input(r, &x, &wf, &dy)?,
+            ))
+        })
+        .unwrap()
+    };
+    let vals = |t: &Tensor| t.to_f32(c).unwrap();
+    let (y1, dx1) = fresh(&rnd(co * ci * 9, 13));
+    let (y2, dx2) = fresh(&w2_data);
+    // Same recorder: conv, overwrite the weight, conv again.
+    let (a, da, b, db) = c
+        .run(|r| {
+            let a = conv2d(r, &x, &w, None)?;
+            let da = conv2d_backward_input(r, &x, &w, &dy)?;
+            r.copy(&w2, &w)?;
+            let b = conv2d(r, &x, &w, None)?;
+            let db = conv2d_backward_input(r, &x, &w, &dy)?;
+            Ok((a, da, b, db))
+        })
+        .unwrap();
+    assert_eq!(vals(&a), vals(&y1));
+    assert_eq!(vals(&da), vals(&dx1));
+    assert_eq!(vals(&b), vals(&y2));
+    assert_eq!(vals(&db), vals(&dx2));
+    // Across recorders: unchanged, then written from the host.
+    let again = c.run(|r| conv2d(r, &x, &w, None)).unwrap();
+    assert_eq!(vals(&again), vals(&y2));
+    w.write_f32(c, &rnd(co * ci * 9, 13)).unwrap();
+    let back = c.run(|r| conv2d(r, &x, &w, None)).unwrap();
+    assert_eq!(vals(&back), vals(&y1));
+}

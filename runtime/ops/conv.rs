@@ -142,7 +142,18 @@ fn params(d: &Dims, cin: usize, cout: usize, flags: u32, chunk: u64) -> [u32; 12
 /// Repack `w` `[Cout, Cin, k, k]` into the GEMM weight `[k*k, gin_pad, gout_pad]`: with
 /// `transposed` false gin = Cin, gout = Cout; with it true gin = Cout, gout = Cin and the
 /// kernel is flipped (for the input gradient).
+///
+/// The result is kept for later calls on the same, unchanged weight ([`Recorder::derived`]):
+/// a sampling model repacks each weight once, a train step once per weight and direction.
 fn repack(rec: &mut Recorder, w: &Tensor, d: &Dims, transposed: bool) -> Result<Tensor> {
+    let kind = if transposed {
+        "conv_repack_transposed"
+    } else {
+        "conv_repack"
+    };
+    if let Some(wt) = rec.derived(kind, w) {
+        return Ok(wt);
+    }
     let (gin, gout) = if transposed {
         (d.cout, d.cin)
     } else {
@@ -159,6 +170,7 @@ fn repack(rec: &mut Recorder, w: &Tensor, d: &Dims, transposed: bool) -> Result<
         &[(4, w), (5, &wt)],
         grid_1d(len as u64, 256),
     )?;
+    rec.keep_derived(kind, w, &wt);
     Ok(wt)
 }
 
