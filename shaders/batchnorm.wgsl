@@ -25,6 +25,7 @@ struct Params {
     plus1: f32,      // added to the scale parameter: 1 for conditional BN, 0 for a plain affine
     eps: f32,
     use_stats: f32,  // dx: 1 = gradient flows through the batch statistics, 0 = constant stats
+    relu: u32,       // norm_affine*: 1 = ReLU of the output (BN then ReLU in one pass)
 }
 
 @group(0) @binding(0) var<uniform> p: Params;
@@ -177,7 +178,8 @@ fn norm_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let b = shift[pi];
     for (var r = r0; r < r1; r++) {
         let i = r * p.c + c;
-        out[i] = (x[i] - mu) * a + b;
+        let y = (x[i] - mu) * a + b;
+        out[i] = select(y, max(y, 0.0), p.relu != 0u);
     }
 }
 
@@ -195,7 +197,8 @@ fn norm_affine4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let b = shift4[pi4];
     for (var r = r0; r < r1; r++) {
         let i = r * p.cv + c4;
-        out4[i] = (x4[i] - mu) * a + b;
+        let y = (x4[i] - mu) * a + b;
+        out4[i] = select(y, max(y, vec4<f32>(0.0)), p.relu != 0u);
     }
 }
 
@@ -393,7 +396,8 @@ fn norm_affine4_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     let b = shift4[pi4];
     for (var r = r0; r < r1; r++) {
         let i = r * p.cv + c4;
-        out4[i] = (xt(i) - mu) * a + b;
+        let y = (xt(i) - mu) * a + b;
+        out4[i] = select(y, max(y, vec4<f32>(0.0)), p.relu != 0u);
     }
 }
 

@@ -90,6 +90,11 @@ fn train_forward() {
             check(&g, &format!("{c}/out"), &out, TOL_FWD);
             check(&g, &format!("{c}/batch_mean"), &saved.mean, TOL_STATS);
             check(&g, &format!("{c}/batch_var"), &saved.var, TOL_STATS);
+            let (out, saved) = run(cpu, |r| {
+                bn::batch_norm_relu_train(r, &x, affine(&s, &b, cond), eps)
+            });
+            check(&g, &format!("{c}/out_relu"), &out, TOL_FWD);
+            check(&g, &format!("{c}/batch_mean"), &saved.mean, TOL_STATS);
             let (m, v) = run(cpu, |r| bn::batch_stats(r, &x));
             check(&g, &format!("{c}/batch_mean"), &m, TOL_STATS);
             check(&g, &format!("{c}/batch_var"), &v, TOL_STATS);
@@ -129,6 +134,10 @@ fn eval_forward() {
                 bn::batch_norm_eval(r, &x, &mean, &var, affine(&s, &b, cond), eps)
             });
             check(&g, &format!("{c}/out"), &out, TOL_FWD);
+            let out = run(cpu, |r| {
+                bn::batch_norm_relu_eval(r, &x, &mean, &var, affine(&s, &b, cond), eps)
+            });
+            check(&g, &format!("{c}/out_relu"), &out, TOL_FWD);
         }
     }
 }

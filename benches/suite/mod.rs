@@ -452,9 +452,9 @@ fn gblock_config(cin: usize, cout: usize) -> Result<Config> {
 }
 
 /// One G block (block 1 of `gblock_config`), forward and backward with batch statistics and a
-/// power iteration, as in a train step: CBN, ReLU, upsample x2, conv3x3 cin -> cout, CBN,
-/// ReLU, conv3x3 cout -> cout, and the upsampled 1x1 shortcut; every parameter's gradient
-/// and the input's.
+/// power iteration, as in a train step: CBN + ReLU (one pass), upsample x2, conv3x3 cin ->
+/// cout, CBN + ReLU, conv3x3 cout -> cout, and the 1x1 shortcut (run before upsampling, as
+/// the generator does); every parameter's gradient and the input's.
 fn gblock_pass(
     rec: &mut Recorder,
     cfg: &Config,
@@ -465,26 +465,24 @@ fn gblock_pass(
 ) -> Result<()> {
     let p = "G.blocks.1";
     let (mode, sn) = (Mode::TRAIN, cfg.sn);
-    let (a, bn1) = layers::cbn(rec, ws, &format!("{p}.bn1"), x, c, cfg, mode)?;
-    let r = elementwise::relu(rec, &a)?;
+    let (r, bn1) = layers::cbn(rec, ws, &format!("{p}.bn1"), x, c, cfg, mode, true)?;
     let u = resample::upsample2x(rec, &r)?;
     let (b, conv1) = layers::conv2d(rec, ws, &format!("{p}.conv1"), &u, true, sn, mode)?;
-    let (b2, bn2) = layers::cbn(rec, ws, &format!("{p}.bn2"), &b, c, cfg, mode)?;
-    let r2 = elementwise::relu(rec, &b2)?;
+    let (r2, bn2) = layers::cbn(rec, ws, &format!("{p}.bn2"), &b, c, cfg, mode, true)?;
     let (main, conv2) = layers::conv2d(rec, ws, &format!("{p}.conv2"), &r2, true, sn, mode)?;
-    let us = resample::upsample2x(rec, x)?;
-    let (sc, conv_sc) = layers::conv2d(rec, ws, &format!("{p}.conv_sc"), &us, true, sn, mode)?;
+    let (sc_small, conv_sc) = layers::conv2d(rec, ws, &format!("{p}.conv_sc"), x, true, sn, mode)?;
+    let sc = resample::upsample2x(rec, &sc_small)?;
     elementwise::add(rec, &main, &sc)?;
     let mut grads = Grads::default();
     let dm = conv2.backward(rec, &mut grads, dy)?;
-    let dm = elementwise::relu_backward(rec, &b2, &dm)?;
+    let dm = elementwise::relu_backward(rec, &r2, &dm)?;
     let (dm, dc2) = bn2.backward(rec, &mut grads, &dm)?;
     let dm = conv1.backward(rec, &mut grads, &dm)?;
     let dm = resample::upsample2x_backward(rec, &dm)?;
-    let dm = elementwise::relu_backward(rec, &a, &dm)?;
+    let dm = elementwise::relu_backward(rec, &r, &dm)?;
     let (dx1, dc1) = bn1.backward(rec, &mut grads, &dm)?;
-    let ds = conv_sc.backward(rec, &mut grads, dy)?;
-    let dx2 = resample::upsample2x_backward(rec, &ds)?;
+    let d_small = resample::upsample2x_backward(rec, dy)?;
+    let dx2 = conv_sc.backward(rec, &mut grads, &d_small)?;
     elementwise::add(rec, &dx1, &dx2)?;
     elementwise::add(rec, &dc1, &dc2)?;
     Ok(())

@@ -13,10 +13,12 @@ use std::collections::BTreeMap;
 
 struct BlockCtx {
     bn1: CbnCtx,
-    pre1: Tensor,
+    /// ReLU(bn1) (ReLU's backward masks where it is > 0, i.e. where bn1's output is).
+    act1: Tensor,
     conv1: DenseCtx,
     bn2: CbnCtx,
-    pre2: Tensor,
+    /// ReLU(bn2).
+    act2: Tensor,
     conv2: DenseCtx,
     conv_sc: DenseCtx,
     attn: Option<AttnCtx>,
@@ -29,7 +31,8 @@ pub struct GenCtx {
     lin: DenseCtx,
     blocks: Vec<BlockCtx>,
     out_bn: BnCtx,
-    pre_out: Tensor,
+    /// ReLU(out_bn).
+    act_out: Tensor,
     out_conv: DenseCtx,
     image: Tensor,
     batch: usize,
@@ -152,12 +155,11 @@ impl Generator<'_> {
         let mut blocks = Vec::with_capacity(nb);
         for (i, c) in conds.iter().enumerate() {
             let p = self.n(&format!("blocks.{i}"));
-            let (a, bn1) = layers::cbn(rec, ws, &format!("{p}.bn1"), &h, c, cfg, mode)?;
-            let r = ew::relu(rec, &a)?;
+            // Batch norm and the ReLU after it run as one pass.
+            let (r, bn1) = layers::cbn(rec, ws, &format!("{p}.bn1"), &h, c, cfg, mode, true)?;
             let u = resample::upsample2x(rec, &r)?;
             let (b, conv1) = layers::conv2d(rec, ws, &format!("{p}.conv1"), &u, true, sn, mode)?;
-            let (b2, bn2) = layers::cbn(rec, ws, &format!("{p}.bn2"), &b, c, cfg, mode)?;
-            let r2 = ew::relu(rec, &b2)?;
+            let (r2, bn2) = layers::cbn(rec, ws, &format!("{p}.bn2"), &b, c, cfg, mode, true)?;
             let (main, conv2) =
                 layers::conv2d(rec, ws, &format!("{p}.conv2"), &r2, true, sn, mode)?;
             // A 1x1 conv commutes with nearest upsampling: convolving before upsampling gives
@@ -175,18 +177,18 @@ impl Generator<'_> {
             };
             blocks.push(BlockCtx {
                 bn1,
-                pre1: a,
+                act1: r,
                 conv1,
                 bn2,
-                pre2: b2,
+                act2: r2.clone(),
                 conv2,
                 conv_sc,
                 attn,
             });
             h = out;
         }
-        let (a, out_bn) = layers::bn_affine(rec, ws, &self.n("out_bn"), &h, cfg.bn_eps, mode)?;
-        let r = ew::relu(rec, &a)?;
+        let (r, out_bn) =
+            layers::bn_affine(rec, ws, &self.n("out_bn"), &h, cfg.bn_eps, mode, true)?;
         let (o, out_conv) = layers::conv2d(rec, ws, &self.n("out_conv"), &r, true, sn, mode)?;
         let image = ew::tanh(rec, &o)?;
         Ok((
@@ -196,7 +198,7 @@ impl Generator<'_> {
                 lin,
                 blocks,
                 out_bn,
-                pre_out: a,
+                act_out: r.clone(),
                 out_conv,
                 image,
                 batch: n,
@@ -222,7 +224,7 @@ impl Generator<'_> {
         }
         let d = ew::tanh_backward(rec, &ctx.image, dimage)?;
         let d = ctx.out_conv.backward(rec, grads, &d)?;
-        let d = ew::relu_backward(rec, &ctx.pre_out, &d)?;
+        let d = ew::relu_backward(rec, &ctx.act_out, &d)?;
         let mut d = ctx.out_bn.backward(rec, ws, grads, &d)?;
         let mut de: Option<Tensor> = None;
         for b in ctx.blocks.iter().rev() {
@@ -230,11 +232,11 @@ impl Generator<'_> {
                 d = a.backward(rec, grads, &d)?;
             }
             let dm = b.conv2.backward(rec, grads, &d)?;
-            let dm = ew::relu_backward(rec, &b.pre2, &dm)?;
+            let dm = ew::relu_backward(rec, &b.act2, &dm)?;
             let (dm, dc2) = b.bn2.backward(rec, grads, &dm)?;
             let dm = b.conv1.backward(rec, grads, &dm)?;
             let dm = resample::upsample2x_backward(rec, &dm)?;
-            let dm = ew::relu_backward(rec, &b.pre1, &dm)?;
+            let dm = ew::relu_backward(rec, &b.act1, &dm)?;
             let (dx1, dc1) = b.bn1.backward(rec, grads, &dm)?;
             let d_small = resample::upsample2x_backward(rec, &d)?;
             let dx2 = b.conv_sc.backward(rec, grads, &d_small)?;

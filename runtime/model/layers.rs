@@ -333,6 +333,10 @@ pub struct CbnCtx {
     pub stats: Option<BnStats>,
 }
 
+/// Class-conditional batch norm (gain and bias from linear maps of `c`), followed by ReLU
+/// in the same pass when `relu` is set (the caller then runs ReLU's backward, with the
+/// output as its mask, before [`CbnCtx::backward`]).
+#[allow(clippy::too_many_arguments)]
 pub fn cbn(
     rec: &mut Recorder,
     ws: &Weights,
@@ -341,6 +345,7 @@ pub fn cbn(
     c: &Tensor,
     cfg: &Config,
     mode: Mode,
+    relu: bool,
 ) -> Result<(Tensor, CbnCtx)> {
     let (sn_on, eps) = (cfg.sn, cfg.bn_eps);
     let (gain, gain_ctx) = linear(rec, ws, &format!("{name}.gain"), c, false, sn_on, mode)?;
@@ -349,7 +354,7 @@ pub fn cbn(
         gain: &gain,
         bias: &bias,
     };
-    let (out, state, stats) = normalise(rec, ws, name, x, affine, eps, mode)?;
+    let (out, state, stats) = normalise(rec, ws, name, x, affine, eps, mode, relu)?;
     Ok((
         out,
         CbnCtx {
@@ -364,7 +369,8 @@ pub fn cbn(
 }
 
 /// Batch norm with batch statistics (recorded for standing statistics) or, in eval mode, with
-/// the stored `{name}.mean` and `{name}.var`.
+/// the stored `{name}.mean` and `{name}.var`; then ReLU if `relu`.
+#[allow(clippy::too_many_arguments)]
 fn normalise(
     rec: &mut Recorder,
     ws: &Weights,
@@ -373,9 +379,14 @@ fn normalise(
     affine: Affine,
     eps: f32,
     mode: Mode,
+    relu: bool,
 ) -> Result<(Tensor, BnState, Option<BnStats>)> {
     if mode.batch_stats {
-        let (out, saved) = bn::batch_norm_train(rec, x, affine, eps)?;
+        let (out, saved) = if relu {
+            bn::batch_norm_relu_train(rec, x, affine, eps)?
+        } else {
+            bn::batch_norm_train(rec, x, affine, eps)?
+        };
         let stats = BnStats {
             name: name.to_string(),
             mean: saved.mean.clone(),
@@ -385,7 +396,11 @@ fn normalise(
     }
     let mean = ws.get(&format!("{name}.mean"))?;
     let var = ws.get(&format!("{name}.var"))?;
-    let out = bn::batch_norm_eval(rec, x, mean, var, affine, eps)?;
+    let out = if relu {
+        bn::batch_norm_relu_eval(rec, x, mean, var, affine, eps)?
+    } else {
+        bn::batch_norm_eval(rec, x, mean, var, affine, eps)?
+    };
     Ok((out, BnState::Eval, None))
 }
 
@@ -422,6 +437,7 @@ pub struct BnCtx {
     pub stats: Option<BnStats>,
 }
 
+/// Batch norm with a per-channel affine, then ReLU when `relu` is set (as [`cbn`]).
 pub fn bn_affine(
     rec: &mut Recorder,
     ws: &Weights,
@@ -429,11 +445,12 @@ pub fn bn_affine(
     x: &Tensor,
     eps: f32,
     mode: Mode,
+    relu: bool,
 ) -> Result<(Tensor, BnCtx)> {
     let weight = ws.get(&format!("{name}.weight"))?;
     let bias = ws.get(&format!("{name}.bias"))?;
     let affine = Affine::Channel { weight, bias };
-    let (out, state, stats) = normalise(rec, ws, name, x, affine, eps, mode)?;
+    let (out, state, stats) = normalise(rec, ws, name, x, affine, eps, mode, relu)?;
     Ok((
         out,
         BnCtx {

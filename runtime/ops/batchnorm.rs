@@ -198,7 +198,7 @@ impl Geom {
         plus1: f32,
         eps: f32,
         use_stats: f32,
-    ) -> [u32; 11] {
+    ) -> [u32; 12] {
         [
             self.n as u32,
             self.hw as u32,
@@ -211,6 +211,7 @@ impl Geom {
             plus1.to_bits(),
             eps.to_bits(),
             use_stats.to_bits(),
+            0,
         ]
     }
 }
@@ -293,12 +294,14 @@ fn normalize(
     var: &Tensor,
     affine: &Affine,
     eps: f32,
+    relu: bool,
 ) -> Result<Tensor> {
     let (_, shift, per_sample, plus1) = affine.parts();
     let fac = fold(rec, g, var, affine, eps)?;
     let out = Tensor::empty(rec.ctx, x.shape(), DType::F32)?;
     let (blocks, groups) = g.row_blocks();
-    let params = g.params(ROWS_PER_THREAD, blocks, per_sample, 0, plus1, eps, 0.0);
+    let mut params = g.params(ROWS_PER_THREAD, blocks, per_sample, 0, plus1, eps, 0.0);
+    params[11] = relu as u32;
     if g.vec4 {
         let (entry, xb) = if g.vec4 && rec.reads_texture(x) {
             ("norm_affine4_t", 22)
@@ -333,12 +336,34 @@ pub fn batch_norm_train(
     affine: Affine,
     eps: f32,
 ) -> Result<(Tensor, BatchNormSaved)> {
+    train_forward(rec, x, affine, eps, false)
+}
+
+/// [`batch_norm_train`] followed by ReLU, in the same pass over the output. The backward pass
+/// is ReLU's (mask: this output > 0, which is where the normalised value is > 0) and then
+/// [`batch_norm_train_backward`].
+pub fn batch_norm_relu_train(
+    rec: &mut Recorder,
+    x: &Tensor,
+    affine: Affine,
+    eps: f32,
+) -> Result<(Tensor, BatchNormSaved)> {
+    train_forward(rec, x, affine, eps, true)
+}
+
+fn train_forward(
+    rec: &mut Recorder,
+    x: &Tensor,
+    affine: Affine,
+    eps: f32,
+    relu: bool,
+) -> Result<(Tensor, BatchNormSaved)> {
     const OP: &str = "batch_norm_train";
     let g = Geom::new(OP, x)?;
     affine.check(OP, g.n, g.c)?;
     check_eps(OP, eps)?;
     let (mean, var) = stats(rec, &g, x)?;
-    let out = normalize(rec, &g, x, &mean, &var, &affine, eps)?;
+    let out = normalize(rec, &g, x, &mean, &var, &affine, eps, relu)?;
     Ok((
         out,
         BatchNormSaved {
@@ -360,12 +385,36 @@ pub fn batch_norm_eval(
     affine: Affine,
     eps: f32,
 ) -> Result<Tensor> {
+    eval_forward(rec, x, mean, var, affine, eps, false)
+}
+
+/// [`batch_norm_eval`] followed by ReLU, in the same pass over the output.
+pub fn batch_norm_relu_eval(
+    rec: &mut Recorder,
+    x: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    affine: Affine,
+    eps: f32,
+) -> Result<Tensor> {
+    eval_forward(rec, x, mean, var, affine, eps, true)
+}
+
+fn eval_forward(
+    rec: &mut Recorder,
+    x: &Tensor,
+    mean: &Tensor,
+    var: &Tensor,
+    affine: Affine,
+    eps: f32,
+    relu: bool,
+) -> Result<Tensor> {
     const OP: &str = "batch_norm_eval";
     let g = Geom::new(OP, x)?;
     check_stats(OP, mean, var, g.c)?;
     affine.check(OP, g.n, g.c)?;
     check_eps(OP, eps)?;
-    normalize(rec, &g, x, mean, var, &affine, eps)
+    normalize(rec, &g, x, mean, var, &affine, eps, relu)
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -82,6 +82,8 @@ def generate():
                 c_.add(case, "gain" if form == "cond" else "weight", s)
                 c_.add(case, "bias", b)
                 c_.add(case, "out", nhwc(out))
+                # BN followed by ReLU (the generator's fused pass).
+                c_.add(case, "out_relu", nhwc(F.relu(out)))
                 c_.add(case, "dx", nhwc(dx))
                 c_.add(case, "dgain" if form == "cond" else "dweight", ds)
                 c_.add(case, "dbias", db)
