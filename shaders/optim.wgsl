@@ -113,3 +113,56 @@ fn restore_if_flagged(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(nu
     if i >= p.n || flag_in[0] == 0u { return; }
     dst[i] = src[i];
 }
+
+// ---- several tensors per dispatch ----------------------------------------------------------
+// check_finite7 checks up to 7 tensors, copy3_guarded and restore3_if_flagged copy up to 3
+// (source, destination) pairs: a train step records a few dozen dispatches here instead of a
+// few hundred. With the flag that makes 8 storage bindings, the WebGPU minimum. The lengths
+// are the uniform's words: n, then c0..c6 read as u32 (a length of 0 leaves a slot unused).
+
+@group(0) @binding(7) var<storage, read> t0: array<f32>;
+@group(0) @binding(8) var<storage, read> t1: array<f32>;
+@group(0) @binding(9) var<storage, read> t2: array<f32>;
+@group(0) @binding(10) var<storage, read> t3: array<f32>;
+@group(0) @binding(11) var<storage, read> t4: array<f32>;
+@group(0) @binding(12) var<storage, read> t5: array<f32>;
+@group(0) @binding(13) var<storage, read> t6: array<f32>;
+@group(0) @binding(14) var<storage, read_write> d0: array<f32>;
+@group(0) @binding(15) var<storage, read_write> d1: array<f32>;
+@group(0) @binding(16) var<storage, read_write> d2: array<f32>;
+
+fn flag_if_not_finite(x: f32) {
+    if not_finite(x) {
+        atomicOr(&flag_out[0], 0x3f800000u);
+    }
+}
+
+@compute @workgroup_size(256)
+fn check_finite7(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index(gid, nwg);
+    if i < p.n { flag_if_not_finite(t0[i]); }
+    if i < bitcast<u32>(p.c0) { flag_if_not_finite(t1[i]); }
+    if i < bitcast<u32>(p.c1) { flag_if_not_finite(t2[i]); }
+    if i < bitcast<u32>(p.c2) { flag_if_not_finite(t3[i]); }
+    if i < bitcast<u32>(p.c3) { flag_if_not_finite(t4[i]); }
+    if i < bitcast<u32>(p.c4) { flag_if_not_finite(t5[i]); }
+    if i < bitcast<u32>(p.c5) { flag_if_not_finite(t6[i]); }
+}
+
+fn copy_pairs(i: u32) {
+    if i < p.n { d0[i] = t0[i]; }
+    if i < bitcast<u32>(p.c0) { d1[i] = t1[i]; }
+    if i < bitcast<u32>(p.c1) { d2[i] = t2[i]; }
+}
+
+@compute @workgroup_size(256)
+fn copy3_guarded(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    if flag_in[0] != 0u { return; }
+    copy_pairs(index(gid, nwg));
+}
+
+@compute @workgroup_size(256)
+fn restore3_if_flagged(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    if flag_in[0] == 0u { return; }
+    copy_pairs(index(gid, nwg));
+}

@@ -6,6 +6,9 @@
 //!   (seen on lavapipe: <= 7.5e-8).
 //! - Adam exp_avg, exp_avg_sq: 1e-6; a few f32 multiply-adds from the reference (seen: <= 1e-7).
 //! - EMA: 1e-6; two f32 products and a sum per step (seen: <= 1.8e-7).
+//!
+//! The step guard's grouped kernels (`check_many`, `copy_guarded_many`,
+//! `restore_if_flagged_many`) are checked exactly: flags and copies have no rounding.
 
 mod common;
 use common::{ctx, Golden};
@@ -132,4 +135,87 @@ fn bad_inputs_are_errors() {
         Err(Error::InvalidArgument(_))
     ));
     drop(rec);
+}
+
+/// `StepFlag::check_many` (seven tensors per dispatch, the rest alone) sets the flag for a
+/// NaN or infinity in any slot, on any length, and only then.
+#[test]
+fn check_many_finds_a_bad_value_in_every_slot() {
+    use fewlabels::ops::optim::StepFlag;
+    let c = ctx();
+    let sizes = [5usize, 300, 7, 1, 1030, 2, 9, 11];
+    let data: Vec<Vec<f32>> = sizes
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| (0..n).map(|i| (i + k) as f32 * 0.5 - 3.0).collect())
+        .collect();
+    let flag_after = |bad: Option<(usize, f32)>| {
+        let ts: Vec<Tensor> = data
+            .iter()
+            .enumerate()
+            .map(|(k, d)| {
+                let mut d = d.clone();
+                if let Some((slot, v)) = bad {
+                    if slot == k {
+                        let last = d.len() - 1;
+                        d[last] = v;
+                    }
+                }
+                Tensor::from_f32(c, &[d.len()], &d).unwrap()
+            })
+            .collect();
+        let flag = StepFlag::new(c).unwrap();
+        c.run(|r| flag.check_many(r, &ts.iter().collect::<Vec<_>>()))
+            .unwrap();
+        flag.flag.to_f32(c).unwrap()[0]
+    };
+    assert_eq!(flag_after(None), 0.0);
+    for slot in 0..sizes.len() {
+        for v in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            assert_eq!(flag_after(Some((slot, v))), 1.0, "slot {slot}, value {v}");
+        }
+    }
+}
+
+/// The grouped guarded copies (three pairs per dispatch, the rest alone) copy every pair
+/// whole when the flag says so, and nothing otherwise.
+#[test]
+fn grouped_guarded_copies_follow_the_flag() {
+    use fewlabels::ops::optim::{copy_guarded_many, restore_if_flagged_many, StepFlag};
+    let c = ctx();
+    let sizes = [3usize, 257, 1, 40];
+    for set in [false, true] {
+        for restore in [false, true] {
+            let src: Vec<Tensor> = sizes
+                .iter()
+                .map(|&n| Tensor::from_f32(c, &[n], &vec![1.5; n]).unwrap())
+                .collect();
+            let dst: Vec<Tensor> = sizes
+                .iter()
+                .map(|&n| Tensor::from_f32(c, &[n], &vec![-2.0; n]).unwrap())
+                .collect();
+            let flag = StepFlag::new(c).unwrap();
+            if set {
+                flag.flag.write_f32(c, &[1.0]).unwrap();
+            }
+            let pairs: Vec<(&Tensor, &Tensor)> = src.iter().zip(&dst).collect();
+            c.run(|r| {
+                if restore {
+                    restore_if_flagged_many(r, &pairs, &flag)
+                } else {
+                    copy_guarded_many(r, &pairs, &flag)
+                }
+            })
+            .unwrap();
+            let copied = set == restore;
+            for (k, d) in dst.iter().enumerate() {
+                let want = if copied { 1.5 } else { -2.0 };
+                assert_eq!(
+                    d.to_f32(c).unwrap(),
+                    vec![want; sizes[k]],
+                    "pair {k}, flag {set}, restore {restore}"
+                );
+            }
+        }
+    }
 }

@@ -241,6 +241,38 @@ impl StepFlag {
         })
     }
 
+    /// Set the flag if any value of the f32 tensors `ts` is NaN or infinite: up to seven
+    /// tensors per dispatch.
+    pub fn check_many(&self, rec: &mut Recorder, ts: &[&Tensor]) -> Result<()> {
+        for group in ts.chunks(7) {
+            if let [t] = group {
+                self.check(rec, t)?;
+                continue;
+            }
+            let mut words = [0u32; 8];
+            let mut bind = Vec::with_capacity(8);
+            for (k, t) in group.iter().enumerate() {
+                ensure_shape!(t.dtype() == DType::F32, "check_finite: {t:?} is not f32");
+                words[k] = to_u32("check_finite", t.numel())?;
+                bind.push((7 + k as u32, *t));
+            }
+            // Unused slots read the first tensor for length 0.
+            for k in group.len()..7 {
+                bind.push((7 + k as u32, group[0]));
+            }
+            bind.push((5, &self.flag));
+            let most = words.iter().copied().max().unwrap_or(0);
+            rec.dispatch(
+                SHADER,
+                "check_finite7",
+                &words,
+                &bind,
+                grid_1d(most as u64, 256),
+            )?;
+        }
+        Ok(())
+    }
+
     /// Set the flag if any value of the f32 tensor `t` is NaN or infinite.
     pub fn check(&self, rec: &mut Recorder, t: &Tensor) -> Result<()> {
         ensure_shape!(t.dtype() == DType::F32, "check_finite: {t:?} is not f32");
@@ -271,6 +303,66 @@ fn flagged_copy(
         &[n as u32, 0, 0, 0, 0, 0, 0, 0],
         &[(1, dst), (2, src), (6, &flag.flag)],
         grid_1d(n as u64, 256),
+    )
+}
+
+fn to_u32(op: &str, n: usize) -> Result<u32> {
+    u32::try_from(n)
+        .map_err(|_| crate::error::Error::Shape(format!("{op}: {n} elements exceed one dispatch")))
+}
+
+/// `flagged_copy` over (source, destination) pairs, up to three per dispatch.
+fn flagged_copies(
+    rec: &mut Recorder,
+    single: &str,
+    triple: &str,
+    pairs: &[(&Tensor, &Tensor)],
+    flag: &StepFlag,
+) -> Result<()> {
+    for group in pairs.chunks(3) {
+        if group.len() < 3 {
+            for (src, dst) in group {
+                flagged_copy(rec, single, src, dst, flag)?;
+            }
+            continue;
+        }
+        let mut words = [0u32; 8];
+        let mut bind = Vec::with_capacity(7);
+        for (k, (src, dst)) in group.iter().enumerate() {
+            check_f32(single, "source", src, dst)?;
+            check_f32(single, "destination", dst, dst)?;
+            words[k] = to_u32(single, dst.numel())?;
+            bind.push((7 + k as u32, *src));
+            bind.push((14 + k as u32, *dst));
+        }
+        bind.push((6, &flag.flag));
+        let most = words.iter().copied().max().unwrap_or(0);
+        rec.dispatch(SHADER, triple, &words, &bind, grid_1d(most as u64, 256))?;
+    }
+    Ok(())
+}
+
+/// [`copy_guarded`] for each (source, destination) pair, three pairs per dispatch.
+pub fn copy_guarded_many(
+    rec: &mut Recorder,
+    pairs: &[(&Tensor, &Tensor)],
+    flag: &StepFlag,
+) -> Result<()> {
+    flagged_copies(rec, "copy_guarded", "copy3_guarded", pairs, flag)
+}
+
+/// [`restore_if_flagged`] for each (source, destination) pair, three pairs per dispatch.
+pub fn restore_if_flagged_many(
+    rec: &mut Recorder,
+    pairs: &[(&Tensor, &Tensor)],
+    flag: &StepFlag,
+) -> Result<()> {
+    flagged_copies(
+        rec,
+        "restore_if_flagged",
+        "restore3_if_flagged",
+        pairs,
+        flag,
     )
 }
 

@@ -425,11 +425,9 @@ fn adam_all(
 
 /// Set `flag` if the loss or any gradient is NaN or infinite.
 fn check_all(rec: &mut Recorder, flag: &StepFlag, loss: &Tensor, grads: &Grads) -> Result<()> {
-    flag.check(rec, loss)?;
-    for g in grads.map.values() {
-        flag.check(rec, g)?;
-    }
-    Ok(())
+    let mut ts = vec![loss];
+    ts.extend(grads.map.values());
+    flag.check_many(rec, &ts)
 }
 
 /// Copies of every spectral-norm u of `nets` (the forward passes of a step advance them).
@@ -448,10 +446,8 @@ fn snapshot_u(rec: &mut Recorder, nets: &[&Weights]) -> Result<Vec<(Tensor, Tens
 
 /// Put the snapshots back when `flag` is set.
 fn restore_u(rec: &mut Recorder, snaps: &[(Tensor, Tensor)], flag: &StepFlag) -> Result<()> {
-    for (u, copy) in snaps {
-        optim::restore_if_flagged(rec, copy, u, flag)?;
-    }
-    Ok(())
+    let pairs: Vec<(&Tensor, &Tensor)> = snaps.iter().map(|(u, copy)| (copy, u)).collect();
+    optim::restore_if_flagged_many(rec, &pairs, flag)
 }
 
 /// Count an accepted step in Adam's state.
@@ -804,11 +800,15 @@ impl Trainer {
             check_all(rec, &flag, &total, &grads)?;
             let stepped = adam_all(rec, adam, g_ws, &grads, cfg.adam(cfg.lr_g), &flag)?;
             restore_u(rec, &snaps, &flag)?;
-            for (name, p) in &g_ws.map {
-                let e = ema.get(name)?;
-                if t < cfg.ema_start {
-                    optim::copy_guarded(rec, p, e, &flag)?;
-                } else {
+            if t < cfg.ema_start {
+                let mut pairs = Vec::with_capacity(g_ws.map.len());
+                for (name, p) in &g_ws.map {
+                    pairs.push((p, ema.get(name)?));
+                }
+                optim::copy_guarded_many(rec, &pairs, &flag)?;
+            } else {
+                for (name, p) in &g_ws.map {
+                    let e = ema.get(name)?;
                     optim::ema_update_guarded(rec, e, p, cfg.ema_decay, &flag)?;
                 }
             }
