@@ -166,3 +166,14 @@ fn restore3_if_flagged(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(n
     if flag_in[0] == 0u { return; }
     copy_pairs(index(gid, nwg));
 }
+
+// ema_update_guarded for up to 3 (parameter t<k>, average d<k>) pairs; lengths in n, c0, c1,
+// decay and 1 - decay in c2, c3 (as f32).
+@compute @workgroup_size(256)
+fn ema3_update_guarded(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    if flag_in[0] != 0u { return; }
+    let i = index(gid, nwg);
+    if i < p.n { d0[i] = p.c2 * d0[i] + p.c3 * t0[i]; }
+    if i < bitcast<u32>(p.c0) { d1[i] = p.c2 * d1[i] + p.c3 * t1[i]; }
+    if i < bitcast<u32>(p.c1) { d2[i] = p.c2 * d2[i] + p.c3 * t2[i]; }
+}

@@ -219,3 +219,44 @@ fn grouped_guarded_copies_follow_the_flag() {
         }
     }
 }
+
+/// The grouped EMA update gives the single update's bits on every pair, and nothing when the
+/// flag is set.
+#[test]
+fn grouped_ema_update_matches_the_single_one() {
+    use fewlabels::ops::optim::{ema_update_guarded, ema_update_guarded_many, StepFlag};
+    let c = ctx();
+    let sizes = [3usize, 257, 1, 40, 9];
+    let make = |n: usize, s: f32| -> Tensor {
+        let v: Vec<f32> = (0..n).map(|i| (i as f32 * 0.37 + s).sin()).collect();
+        Tensor::from_f32(c, &[n], &v).unwrap()
+    };
+    for set in [false, true] {
+        let params: Vec<Tensor> = sizes.iter().map(|&n| make(n, 1.0)).collect();
+        let grouped: Vec<Tensor> = sizes.iter().map(|&n| make(n, 2.0)).collect();
+        let single: Vec<Tensor> = sizes.iter().map(|&n| make(n, 2.0)).collect();
+        let flag = StepFlag::new(c).unwrap();
+        if set {
+            flag.flag.write_f32(c, &[1.0]).unwrap();
+        }
+        let pairs: Vec<(&Tensor, &Tensor)> = params.iter().zip(&grouped).collect();
+        c.run(|r| {
+            ema_update_guarded_many(r, &pairs, 0.999, &flag)?;
+            for (p, a) in params.iter().zip(&single) {
+                ema_update_guarded(r, a, p, 0.999, &flag)?;
+            }
+            Ok(())
+        })
+        .unwrap();
+        for (k, (g, s)) in grouped.iter().zip(&single).enumerate() {
+            let (g, s) = (g.to_f32(c).unwrap(), s.to_f32(c).unwrap());
+            assert_eq!(
+                g.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                s.iter().map(|x| x.to_bits()).collect::<Vec<_>>(),
+                "pair {k}, flag {set}"
+            );
+            let before = make(sizes[k], 2.0).to_f32(c).unwrap();
+            assert_eq!(g == before, set, "pair {k}: flag {set}");
+        }
+    }
+}

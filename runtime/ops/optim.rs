@@ -319,14 +319,32 @@ fn flagged_copies(
     pairs: &[(&Tensor, &Tensor)],
     flag: &StepFlag,
 ) -> Result<()> {
+    grouped_pairs(rec, single, triple, pairs, flag, [0, 0], |rec, src, dst| {
+        flagged_copy(rec, single, src, dst, flag)
+    })
+}
+
+/// Dispatch `triple` over (source, destination) pairs three at a time (lengths in words
+/// 0..3, `extra` in words 3 and 4), and `one` for the pairs left over.
+fn grouped_pairs(
+    rec: &mut Recorder,
+    single: &str,
+    triple: &str,
+    pairs: &[(&Tensor, &Tensor)],
+    flag: &StepFlag,
+    extra: [u32; 2],
+    mut one: impl FnMut(&mut Recorder, &Tensor, &Tensor) -> Result<()>,
+) -> Result<()> {
     for group in pairs.chunks(3) {
         if group.len() < 3 {
             for (src, dst) in group {
-                flagged_copy(rec, single, src, dst, flag)?;
+                one(rec, src, dst)?;
             }
             continue;
         }
         let mut words = [0u32; 8];
+        words[3] = extra[0];
+        words[4] = extra[1];
         let mut bind = Vec::with_capacity(7);
         for (k, (src, dst)) in group.iter().enumerate() {
             check_f32(single, "source", src, dst)?;
@@ -336,10 +354,35 @@ fn flagged_copies(
             bind.push((14 + k as u32, *dst));
         }
         bind.push((6, &flag.flag));
-        let most = words.iter().copied().max().unwrap_or(0);
+        let most = words[..3].iter().copied().max().unwrap_or(0);
         rec.dispatch(SHADER, triple, &words, &bind, grid_1d(most as u64, 256))?;
     }
     Ok(())
+}
+
+/// [`ema_update_guarded`] for each (parameter, average) pair, three pairs per dispatch
+/// (the same arithmetic, so the same bits).
+pub fn ema_update_guarded_many(
+    rec: &mut Recorder,
+    pairs: &[(&Tensor, &Tensor)],
+    decay: f64,
+    flag: &StepFlag,
+) -> Result<()> {
+    if !(0.0..=1.0).contains(&decay) {
+        return Err(Error::InvalidArgument(format!(
+            "ema_update: decay = {decay} must be in [0, 1]"
+        )));
+    }
+    let extra = [(decay as f32).to_bits(), ((1.0 - decay) as f32).to_bits()];
+    grouped_pairs(
+        rec,
+        "ema_update",
+        "ema3_update_guarded",
+        pairs,
+        flag,
+        extra,
+        |rec, p, avg| ema_update_guarded(rec, avg, p, decay, flag),
+    )
 }
 
 /// [`copy_guarded`] for each (source, destination) pair, three pairs per dispatch.

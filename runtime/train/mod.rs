@@ -807,10 +807,11 @@ impl Trainer {
                 }
                 optim::copy_guarded_many(rec, &pairs, &flag)?;
             } else {
+                let mut pairs = Vec::with_capacity(g_ws.map.len());
                 for (name, p) in &g_ws.map {
-                    let e = ema.get(name)?;
-                    optim::ema_update_guarded(rec, e, p, cfg.ema_decay, &flag)?;
+                    pairs.push((p, ema.get(name)?));
                 }
+                optim::ema_update_guarded_many(rec, &pairs, cfg.ema_decay, &flag)?;
             }
             let losses = stack(rec, &[&total, &h.loss, rot_loss, &flag.flag])?;
             Ok((losses, stepped))
