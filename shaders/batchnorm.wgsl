@@ -5,12 +5,13 @@
 // Reductions are deterministic: a thread owns one channel (or four, in the *4 entry points)
 // of one chunk of rows and loops over it; a second pass combines the chunks in fixed order.
 //
-// Forward, training:  stats_partial[4] -> stats_final -> fold -> norm_affine[4]
-// Forward, inference: fold -> norm_affine[4] with the stored mean and var
+// Forward, training:  stats_partial[4] -> stats_final -> norm_affine[4]
+// Forward, inference: norm_affine[4] with the stored mean and var
 // Backward (both):    bwd_partial[4] -> bwd_final -> dx[4]  (use_stats = 0 in inference)
 //
-// The elementwise passes first fold everything per channel (or per sample and channel) into a
-// few coefficients, so that a thread loads them once and loops over a block of rows.
+// The elementwise passes fold everything per channel (or per sample and channel) into a few
+// coefficients once per thread (fac = (plus1 + scale) / sqrt(var + eps)), then loop over a
+// block of rows.
 // The *4 entry points read and write through vec4 views and need C % 4 == 0.
 
 struct Params {
@@ -21,7 +22,7 @@ struct Params {
     rows: u32,       // rows per chunk (reductions) or per thread (elementwise)
     chunks: u32,     // chunks over all N*H*W rows (stats) or per sample (backward, elementwise)
     per_sample: u32, // 1: scale and shift are [N, C]; 0: they are [C]
-    total: u32,      // fold: element count of scale
+    total: u32,      // (unused)
     plus1: f32,      // added to the scale parameter: 1 for conditional BN, 0 for a plain affine
     eps: f32,
     use_stats: f32,  // dx: 1 = gradient flows through the batch statistics, 0 = constant stats
@@ -73,6 +74,13 @@ fn inv_std4(c: u32) -> vec4<f32> {
 // Index of the scale/shift parameter for channel c of sample n.
 fn param_index(n: u32, c: u32) -> u32 {
     return select(c, n * p.c + c, p.per_sample == 1u);
+}
+
+// fac for channels 4c4..4c4+3, scale parameters 4pi4..4pi4+3.
+fn fold4(pi4: u32, c4: u32) -> vec4<f32> {
+    let i = 4u * pi4;
+    let sc = vec4<f32>(scale[i], scale[i + 1u], scale[i + 2u], scale[i + 3u]);
+    return (vec4<f32>(p.plus1) + sc) * inv_std4(4u * c4);
 }
 
 // ---- forward statistics -------------------------------------------------------------------
@@ -154,15 +162,8 @@ fn stats_final(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 
 // ---- normalise and apply the affine map ----------------------------------------------------
 
-// fac = (plus1 + scale) / sqrt(var + eps), one per scale parameter ([N, C] or [C]).
-@compute @workgroup_size(64)
-fn fold(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = index(gid, nwg);
-    if i >= p.total { return; }
-    fac[i] = (p.plus1 + scale[i]) * inv_std(i % p.c);
-}
-
-// out = (x - mean) * fac + shift. Grid: z = sample n; x, y = (block of `rows` rows, lane),
+// out = (x - mean) * fac + shift, fac = (plus1 + scale) / sqrt(var + eps) made per thread.
+// Grid: z = sample n; x, y = (block of `rows` rows, lane),
 // lane fastest; a thread loads its coefficients once and loops over its rows.
 @compute @workgroup_size(64)
 fn norm_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -174,7 +175,7 @@ fn norm_affine(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let r1 = min(r0 + p.rows, (n + 1u) * p.hw);
     let pi = param_index(n, c);
     let mu = mean[c];
-    let a = fac[pi];
+    let a = (p.plus1 + scale[pi]) * inv_std(c);
     let b = shift[pi];
     for (var r = r0; r < r1; r++) {
         let i = r * p.c + c;
@@ -193,7 +194,7 @@ fn norm_affine4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
     let r1 = min(r0 + p.rows, (n + 1u) * p.hw);
     let pi4 = select(c4, n * p.cv + c4, p.per_sample == 1u);
     let mu = mean4[c4];
-    let a = fac4[pi4];
+    let a = fold4(pi4, c4);
     let b = shift4[pi4];
     for (var r = r0; r < r1; r++) {
         let i = r * p.cv + c4;
@@ -256,7 +257,7 @@ fn bwd_partial4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_work
 }
 
 // One thread per channel: per-sample sums (the conditional gradients), their totals (the
-// per-channel gradients), fac = scale * inv_std as in `fold`, and the dx coefficients
+// per-channel gradients), fac = scale * inv_std as in fold4, and the dx coefficients
 // coef = [-inv_std^2 * mean(g * x_hat), -inv_std * mean(g)] (times use_stats).
 @compute @workgroup_size(64)
 fn bwd_final(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
@@ -392,7 +393,7 @@ fn norm_affine4_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     let r1 = min(r0 + p.rows, (n + 1u) * p.hw);
     let pi4 = select(c4, n * p.cv + c4, p.per_sample == 1u);
     let mu = mean4[c4];
-    let a = fac4[pi4];
+    let a = fold4(pi4, c4);
     let b = shift4[pi4];
     for (var r = r0; r < r1; r++) {
         let i = r * p.cv + c4;

@@ -26,10 +26,10 @@
 //!
 //! Every reduction is a fixed-order loop: a thread owns one channel (four when C % 4 == 0) of
 //! one chunk of rows, then one thread per channel combines the chunks. The elementwise passes
-//! use per-(sample, channel) coefficients folded beforehand (`out = (x - mean) * fac + shift`,
-//! `fac = scale / sqrt(var + eps)`; `dx = dy * fac + (x - mean) * b + d`), so a thread loads
-//! them once and loops over a block of rows. Dispatches: train forward 4, eval forward 2,
-//! backward 3. On CPU adapters ([`Recorder::cpu_kernels`]) with C % 4 == 0, the passes that
+//! use per-(sample, channel) coefficients (`out = (x - mean) * fac + shift`,
+//! `fac = scale / sqrt(var + eps)`, made by each thread; `dx = dy * fac + (x - mean) * b + d`,
+//! folded by a pass of their own), so a thread loads them once and loops over a block of
+//! rows. Dispatches: train forward 3, eval forward 1, backward 3. On CPU adapters ([`Recorder::cpu_kernels`]) with C % 4 == 0, the passes that
 //! stream through x and dy read them as textures (`_t` entry points).
 
 use crate::ensure_shape;
@@ -271,20 +271,6 @@ fn stats(rec: &mut Recorder, g: &Geom, x: &Tensor) -> Result<(Tensor, Tensor)> {
     Ok((mean, var))
 }
 
-/// `fac = (plus1 + scale) / sqrt(var + eps)`, shaped like the scale parameter.
-fn fold(rec: &mut Recorder, g: &Geom, var: &Tensor, affine: &Affine, eps: f32) -> Result<Tensor> {
-    let (scale, _, per_sample, plus1) = affine.parts();
-    let fac = Tensor::empty(rec.ctx, scale.shape(), DType::F32)?;
-    rec.dispatch(
-        SHADER,
-        "fold",
-        &g.params(0, 0, per_sample, scale.numel(), plus1, eps, 0.0),
-        &[(6, var), (7, scale), (17, &fac)],
-        grid_1d(scale.numel() as u64, WG),
-    )?;
-    Ok(fac)
-}
-
 #[allow(clippy::too_many_arguments)]
 fn normalize(
     rec: &mut Recorder,
@@ -296,8 +282,8 @@ fn normalize(
     eps: f32,
     relu: bool,
 ) -> Result<Tensor> {
-    let (_, shift, per_sample, plus1) = affine.parts();
-    let fac = fold(rec, g, var, affine, eps)?;
+    // The kernels make fold's factor themselves from var and the scale parameter.
+    let (scale, shift, per_sample, plus1) = affine.parts();
     let out = Tensor::empty(rec.ctx, x.shape(), DType::F32)?;
     let (blocks, groups) = g.row_blocks();
     let mut params = g.params(ROWS_PER_THREAD, blocks, per_sample, 0, plus1, eps, 0.0);
@@ -312,7 +298,14 @@ fn normalize(
             SHADER,
             entry,
             &params,
-            &[(xb, x), (18, mean), (19, &fac), (20, shift), (10, &out)],
+            &[
+                (xb, x),
+                (18, mean),
+                (6, var),
+                (7, scale),
+                (20, shift),
+                (10, &out),
+            ],
             groups,
         )?;
     } else {
@@ -320,7 +313,14 @@ fn normalize(
             SHADER,
             "norm_affine",
             &params,
-            &[(1, x), (5, mean), (17, &fac), (8, shift), (9, &out)],
+            &[
+                (1, x),
+                (5, mean),
+                (6, var),
+                (7, scale),
+                (8, shift),
+                (9, &out),
+            ],
             groups,
         )?;
     }
