@@ -22,7 +22,6 @@ struct Params {
     rows: u32,       // rows per chunk (reductions) or per thread (elementwise)
     chunks: u32,     // chunks over all N*H*W rows (stats) or per sample (backward, elementwise)
     per_sample: u32, // 1: scale and shift are [N, C]; 0: they are [C]
-    total: u32,      // (unused)
     plus1: f32,      // added to the scale parameter: 1 for conditional BN, 0 for a plain affine
     eps: f32,
     use_stats: f32,  // dx: 1 = gradient flows through the batch statistics, 0 = constant stats

@@ -194,11 +194,10 @@ impl Geom {
         rows: usize,
         chunks: usize,
         per_sample: bool,
-        total: usize,
         plus1: f32,
         eps: f32,
         use_stats: f32,
-    ) -> [u32; 12] {
+    ) -> [u32; 11] {
         [
             self.n as u32,
             self.hw as u32,
@@ -207,7 +206,6 @@ impl Geom {
             rows as u32,
             chunks as u32,
             per_sample as u32,
-            total as u32,
             plus1.to_bits(),
             eps.to_bits(),
             use_stats.to_bits(),
@@ -244,7 +242,7 @@ pub fn batch_stats(rec: &mut Recorder, x: &Tensor) -> Result<(Tensor, Tensor)> {
 fn stats(rec: &mut Recorder, g: &Geom, x: &Tensor) -> Result<(Tensor, Tensor)> {
     let m = g.n * g.hw;
     let (rows, chunks) = g.chunking(m, 1);
-    let params = g.params(rows, chunks, false, 0, 0.0, 0.0, 0.0);
+    let params = g.params(rows, chunks, false, 0.0, 0.0, 0.0);
     let part = Tensor::empty(rec.ctx, &[2, chunks, g.c], DType::F32)?;
     let (xb, _, _) = g.big();
     let (entry, xb) = if g.vec4 && rec.reads_texture(x) {
@@ -286,8 +284,8 @@ fn normalize(
     let (scale, shift, per_sample, plus1) = affine.parts();
     let out = Tensor::empty(rec.ctx, x.shape(), DType::F32)?;
     let (blocks, groups) = g.row_blocks();
-    let mut params = g.params(ROWS_PER_THREAD, blocks, per_sample, 0, plus1, eps, 0.0);
-    params[11] = relu as u32;
+    let mut params = g.params(ROWS_PER_THREAD, blocks, per_sample, plus1, eps, 0.0);
+    params[10] = relu as u32;
     if g.vec4 {
         let (entry, xb) = if g.vec4 && rec.reads_texture(x) {
             ("norm_affine4_t", 22)
@@ -435,7 +433,6 @@ fn backward(
         rows,
         chunks,
         per_sample,
-        0,
         plus1,
         eps,
         if train { 1.0 } else { 0.0 },
@@ -477,7 +474,7 @@ fn backward(
     )?;
     let dx = Tensor::empty(rec.ctx, x.shape(), DType::F32)?;
     let (blocks, groups) = g.row_blocks();
-    let params = g.params(ROWS_PER_THREAD, blocks, per_sample, 0, plus1, eps, 0.0);
+    let params = g.params(ROWS_PER_THREAD, blocks, per_sample, plus1, eps, 0.0);
     if g.vec4 {
         let (entry, xb, dyb) = if tex {
             ("dx4_t", 22, 23)
