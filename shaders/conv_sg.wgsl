@@ -87,3 +87,57 @@ fn conv3x3_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     store_row_t(q0, ow0, cb0 + 2u, acc.c);
     store_row_t(q0, ow0, cb0 + 3u, acc.d);
 }
+
+// conv3x3_sg8: the same for convs with at most 8 output channels (2 blocks per lane, as
+// conv3x3_t). The 24 weight vec4s of a (4 input channels, kernel row) step are 3 loads per
+// lane instead of conv3x3_t's 24: vec4 f = 8 kx + 2 j + q (input channel j, output block
+// cb0 + q) is held by lane f % 8 = 2 j + q in load kx.
+
+fn w8_part(wi: u32, tstep: u32, cb0: u32, kx: u32, l: u32) -> vec4<f32> {
+    let i = wi + kx * tstep + (l / 2u) * p.cout4 + min(cb0 + l % 2u, p.cout4 - 1u);
+    return textureLoad(wt_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+}
+
+fn w8_block(v: vec4<f32>, q: u32) -> W4 {
+    return W4(subgroupShuffle(v, q), subgroupShuffle(v, 2u + q), subgroupShuffle(v, 4u + q),
+        subgroupShuffle(v, 6u + q));
+}
+
+// Grid as conv3x3_t (y over pairs of output blocks). Lanes past the end compute a clamped
+// copy and store nothing (they must stay for the shuffles).
+@compute @workgroup_size(16)
+fn conv3x3_sg8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(subgroup_invocation_id) sl: u32) {
+    let segs = (p.w + 7u) / 8u;
+    let total = p.n * p.h * segs;
+    let t_raw = wg.x * WG_FWD + lid.x;
+    let t = min(t_raw, total - 1u);
+    let ow0 = (t % segs) * 8u;
+    let row = t / segs;
+    let oh = row % p.h;
+    let img = row / p.h;
+    let cb0 = 2u * wg.y;
+    let l = sl % 8u;
+    let tstep = p.cin4 * 4u * p.cout4;
+    var a = row_fill(bias4(cb0));
+    var b = row_fill(bias4(cb0 + 1u));
+    for (var c = 0u; c < p.cin4; c++) {
+        for (var ky = 0u; ky < 3u; ky++) {
+            let x = in_row_t(img, oh, ky, ow0, c);
+            let wi = ky * 3u * tstep + c * 4u * p.cout4;
+            let w0 = w8_part(wi, tstep, cb0, 0u, l);
+            let w1 = w8_part(wi, tstep, cb0, 1u, l);
+            let w2 = w8_part(wi, tstep, cb0, 2u, l);
+            a = mac_row(a, cols0(x), w8_block(w0, 0u));
+            b = mac_row(b, cols0(x), w8_block(w0, 1u));
+            a = mac_row(a, cols1(x), w8_block(w1, 0u));
+            b = mac_row(b, cols1(x), w8_block(w1, 1u));
+            a = mac_row(a, cols2(x), w8_block(w2, 0u));
+            b = mac_row(b, cols2(x), w8_block(w2, 1u));
+        }
+    }
+    if t_raw >= total { return; }
+    let q0 = row * p.w;
+    store_row_t(q0, ow0, cb0, a);
+    store_row_t(q0, ow0, cb0 + 1u, b);
+}

@@ -19,8 +19,9 @@
 //! storage load) with small register tiles that compile in under a second: `conv3x3_t` (8
 //! pixels of a row x 8 output channels), `conv1x1_t` (16 pixels x 8 channels), `conv_dw3_t`
 //! and `conv_dw1_t` (as `conv_dw3_v4`/`conv_dw1_v4`). Channel counts that are not multiples of
-//! 4 are padded with zeros first (`conv_pad`). With subgroups, 3x3 passes with more than 8
-//! output channels use `conv3x3_sg` (16 output channels, weights shared by shuffles).
+//! 4 are padded with zeros first (`conv_pad`). With subgroups, 3x3 passes use `conv3x3_sg`
+//! (16 output channels, weights shared by shuffles) or, with at most 8 output channels,
+//! `conv3x3_sg8` (the tile of `conv3x3_t`, weights shared by shuffles).
 //!
 //! The `_v4` kernels load channels as vec4 and need the channel counts they read to be
 //! multiples of 4 (Cin for the forward pass, Cout for the input gradient, both for the weight
@@ -237,6 +238,13 @@ fn gemm(
             "conv3x3_sg",
             [lanes.div_ceil(WG_FWD), quads(gout).div_ceil(4) as u64],
         )
+    } else if cpu && d.k == 3 && rec.subgroups() {
+        // The tile of conv3x3_t, its weights shared through subgroup shuffles.
+        let lanes = (d.n * d.h * d.w.div_ceil(8)) as u64;
+        (
+            "conv3x3_sg8",
+            [lanes.div_ceil(WG_FWD), quads(gout).div_ceil(2) as u64],
+        )
     } else if cpu && d.k == 3 {
         // CPU adapters: 8 pixels of a row x 8 output channels per lane, read as textures.
         let lanes = (d.n * d.h * d.w.div_ceil(8)) as u64;
@@ -274,7 +282,7 @@ fn gemm(
     );
     let xb = if v4 { 2 } else { 1 };
     let aux = bias.unwrap_or(dummy);
-    let shader = if entry == "conv3x3_sg" {
+    let shader = if entry.starts_with("conv3x3_sg") {
         "conv_sg"
     } else {
         SHADER
