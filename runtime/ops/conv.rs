@@ -21,7 +21,9 @@
 //! and `conv_dw1_t` (as `conv_dw3_v4`/`conv_dw1_v4`). Channel counts that are not multiples of
 //! 4 are padded with zeros first (`conv_pad`). With subgroups, 3x3 passes use `conv3x3_sg`
 //! (16 output channels, weights shared by shuffles) or, with at most 8 output channels,
-//! `conv3x3_sg8` (the tile of `conv3x3_t`, weights shared by shuffles).
+//! `conv3x3_sg8` (the tile of `conv3x3_t`, weights shared by shuffles), and 1x1 passes other
+//! than the weight gradient are products of the pixel rows with the weight
+//! (`ops::gemm`'s `_sg` kernels).
 //!
 //! The `_v4` kernels load channels as vec4 and need the channel counts they read to be
 //! multiples of 4 (Cin for the forward pass, Cout for the input gradient, both for the weight
@@ -30,6 +32,7 @@
 use crate::ensure_shape;
 use crate::error::Result;
 use crate::kernel::{grid_1d, Recorder};
+use crate::ops::gemm;
 use crate::tensor::{DType, Tensor};
 
 const SHADER: &str = "conv";
@@ -309,8 +312,19 @@ pub fn conv2d(rec: &mut Recorder, x: &Tensor, w: &Tensor, b: Option<&Tensor>) ->
             d.cout
         );
     }
+    if gemm_1x1(rec, &d) {
+        let (x2, w2) = (x.reshape(&[d.m(), d.cin])?, w.reshape(&[d.cout, d.cin])?);
+        return gemm::linear(rec, &x2, &w2, b)?.reshape(&[d.n, d.h, d.w, d.cout]);
+    }
     let wt = repack(rec, w, &d, false)?;
     gemm(rec, op, x, &wt, b, w, &d, d.cin, d.cout)
+}
+
+/// On CPU adapters with subgroups a 1x1 conv and its input gradient are products of the pixel
+/// rows with the weight: `gemm_sg`'s kernels (weights shared by shuffles, no repack), which
+/// linear layers compile anyway.
+fn gemm_1x1(rec: &Recorder, d: &Dims) -> bool {
+    d.k == 1 && rec.cpu_kernels() && rec.subgroups()
 }
 
 /// Split `units` (image rows or pixels, `unit_px` pixels each) into chunks for the weight
@@ -403,6 +417,10 @@ pub fn conv2d_backward_input(
 ) -> Result<Tensor> {
     let op = "conv2d_backward_input";
     let d = check_dy(op, x, w, dy)?;
+    if gemm_1x1(rec, &d) {
+        let (dy2, w2) = (dy.reshape(&[d.m(), d.cout])?, w.reshape(&[d.cout, d.cin])?);
+        return gemm::matmul(rec, &dy2, &w2, false, false, None)?.reshape(&[d.n, d.h, d.w, d.cin]);
+    }
     // Correlate dy with the flipped, transposed kernel.
     let wt = repack(rec, w, &d, true)?;
     gemm(rec, op, dy, &wt, None, w, &d, d.cout, d.cin)
