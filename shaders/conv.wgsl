@@ -35,7 +35,8 @@
 
 struct Params {
     // Forward kernels: batch, height, width, GEMM input/output channels, kernel size,
-    // ceil(cin/4), ceil(cout/4), flags (bit 0: add bias), -, m = n*h*w, -.
+    // ceil(cin/4), ceil(cout/4), flags (bit 0: add bias; bits 2, 3: ReLU and 2x upsampling
+    // of x as loaded, see x_tex_at), -, m = n*h*w, -.
     // Gradient kernels: the same with cin/cout those of the forward pass and `chunk` = rows
     // (conv_dw3_*) or pixels (conv_dw1_*, conv_db_*) per chunk.
     // conv_repack: cin, cout = GEMM input/output channels, k, cin4, cout4, flags (bit 1:
@@ -473,10 +474,19 @@ fn conv3x3w_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
 // costs about a tenth of a storage load, so a small tile is as fast as the 8x8-pixel ones
 // above and compiles in well under a second instead of 30-170 s (docs/PERFORMANCE.md).
 
+// x as loaded: flags bit 2 applies ReLU (conv2d_load; only the 3x3 `_t`/`_sg` kernels and
+// conv_dw3_t are given it).
 fn x_tex_at(q: i32, ok: bool, c: u32) -> vec4<f32> {
     let i = u32(q) * p.cin4 + c;
     let v = textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
-    return select(vec4<f32>(0.0), v, ok);
+    let r = select(v, max(v, vec4<f32>(0.0)), (p.flags & 4u) != 0u);
+    return select(vec4<f32>(0.0), r, ok);
+}
+
+// 1 when flags bit 3 asks for x upsampled 2x on load (nearest): x then has half the height
+// and width of the output, and image row or column i reads stored row or column i >> 1.
+fn up_shift() -> u32 {
+    return (p.flags >> 3u) & 1u;
 }
 
 fn wt_tex_at(i: u32) -> W4 {
@@ -491,24 +501,26 @@ fn wt_tex_at(i: u32) -> W4 {
 // columns ow0 - 1 .. ow0 + 8, channels 4c..4c+3.
 fn row10_t(rb: i32, rok: bool, ow0: i32, c: u32) -> Row10 {
     let w = i32(p.w);
-    return Row10(x_tex_at(rb + clamp(ow0 - 1, 0, w - 1), rok && ow0 >= 1, c),
-        x_tex_at(rb + clamp(ow0, 0, w - 1), rok && ow0 < w, c),
-        x_tex_at(rb + clamp(ow0 + 1, 0, w - 1), rok && ow0 + 1 < w, c),
-        x_tex_at(rb + clamp(ow0 + 2, 0, w - 1), rok && ow0 + 2 < w, c),
-        x_tex_at(rb + clamp(ow0 + 3, 0, w - 1), rok && ow0 + 3 < w, c),
-        x_tex_at(rb + clamp(ow0 + 4, 0, w - 1), rok && ow0 + 4 < w, c),
-        x_tex_at(rb + clamp(ow0 + 5, 0, w - 1), rok && ow0 + 5 < w, c),
-        x_tex_at(rb + clamp(ow0 + 6, 0, w - 1), rok && ow0 + 6 < w, c),
-        x_tex_at(rb + clamp(ow0 + 7, 0, w - 1), rok && ow0 + 7 < w, c),
-        x_tex_at(rb + clamp(ow0 + 8, 0, w - 1), rok && ow0 + 8 < w, c));
+    let s = up_shift();
+    return Row10(x_tex_at(rb + (clamp(ow0 - 1, 0, w - 1) >> s), rok && ow0 >= 1, c),
+        x_tex_at(rb + (clamp(ow0, 0, w - 1) >> s), rok && ow0 < w, c),
+        x_tex_at(rb + (clamp(ow0 + 1, 0, w - 1) >> s), rok && ow0 + 1 < w, c),
+        x_tex_at(rb + (clamp(ow0 + 2, 0, w - 1) >> s), rok && ow0 + 2 < w, c),
+        x_tex_at(rb + (clamp(ow0 + 3, 0, w - 1) >> s), rok && ow0 + 3 < w, c),
+        x_tex_at(rb + (clamp(ow0 + 4, 0, w - 1) >> s), rok && ow0 + 4 < w, c),
+        x_tex_at(rb + (clamp(ow0 + 5, 0, w - 1) >> s), rok && ow0 + 5 < w, c),
+        x_tex_at(rb + (clamp(ow0 + 6, 0, w - 1) >> s), rok && ow0 + 6 < w, c),
+        x_tex_at(rb + (clamp(ow0 + 7, 0, w - 1) >> s), rok && ow0 + 7 < w, c),
+        x_tex_at(rb + (clamp(ow0 + 8, 0, w - 1) >> s), rok && ow0 + 8 < w, c));
 }
 
 // The input row that kernel row ky of output row oh (image img) reads: columns ow0 - 1 ..
-// ow0 + 8, channels 4c..4c+3, zero outside the image.
+// ow0 + 8, channels 4c..4c+3, zero outside the image. `rb` is the stored row's first pixel.
 fn in_row_t(img: u32, oh: u32, ky: u32, ow0: u32, c: u32) -> Row10 {
+    let s = up_shift();
     let ih = i32(oh + ky) - 1;
     let rok = ih >= 0 && ih < i32(p.h);
-    let rb = (i32(img * p.h) + clamp(ih, 0, i32(p.h) - 1)) * i32(p.w);
+    let rb = (i32(img * (p.h >> s)) + (clamp(ih, 0, i32(p.h) - 1) >> s)) * i32(p.w >> s);
     return row10_t(rb, rok, i32(ow0), c);
 }
 
@@ -1040,12 +1052,31 @@ fn dy_t(q: u32, cb0: u32) -> D4 {
         select(z, dy_tex_at(i + min(3u, last)), cb0 + 3u < p.cout4));
 }
 
-fn col3_t(rc: RowCtx, iw: i32, c: u32) -> Col3 {
+// The stored rows (first pixels b0..b2) that image rows row - 1 .. row + 1 read, with
+// conv_dw3_t's load transform (up_shift).
+struct RowsT {
+    b0: i32,
+    b1: i32,
+    b2: i32,
+    ok0: bool,
+    ok2: bool,
+}
+
+fn rows_t(row: u32) -> RowsT {
+    let s = up_shift();
+    let h = i32(p.h);
+    let oh = i32(row % p.h);
+    let first = i32((row / p.h) * (p.h >> s));
+    let ws = i32(p.w >> s);
+    return RowsT((first + (max(oh - 1, 0) >> s)) * ws, (first + (oh >> s)) * ws,
+        (first + (min(oh + 1, h - 1) >> s)) * ws, oh >= 1, oh + 1 < h);
+}
+
+fn col3_t(rc: RowsT, iw: i32, c: u32) -> Col3 {
     let ok = iw >= 0 && iw < i32(p.w);
-    let w = i32(p.w);
-    let col = clamp(iw, 0, w - 1);
-    return Col3(x_tex_at(max(rc.base, 0) + col, ok && rc.ok0, c), x_tex_at(rc.base + w + col, ok && rc.ok1, c),
-        x_tex_at(min(rc.base + 2 * w, i32(p.m) - w) + col, ok && rc.ok2, c));
+    let col = clamp(iw, 0, i32(p.w) - 1) >> up_shift();
+    return Col3(x_tex_at(rc.b0 + col, ok && rc.ok0, c), x_tex_at(rc.b1 + col, ok, c),
+        x_tex_at(rc.b2 + col, ok && rc.ok2, c));
 }
 
 // Grid: x over (input block, chunk) pairs, input block fastest (so that few input channels
@@ -1061,7 +1092,7 @@ fn conv_dw3_t(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     let row_end = min((chunk + 1u) * p.chunk, p.n * p.h);
     var a = taps_zero();
     for (var row = chunk * p.chunk; row < row_end; row++) {
-        let rc = row_ctx(row);
+        let rc = rows_t(row);
         var l = Col3(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
         var m = col3_t(rc, 0, cib);
         for (var ow = 0; ow < i32(p.w); ow++) {

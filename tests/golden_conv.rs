@@ -14,7 +14,8 @@
 mod common;
 use common::{ctx, Golden};
 use fewlabels::ops::conv::{
-    conv2d, conv2d_backward, conv2d_backward_input, conv2d_backward_weight,
+    conv2d, conv2d_backward, conv2d_backward_input, conv2d_backward_weight, conv2d_load,
+    conv2d_load_backward, conv2d_load_backward_input, Load,
 };
 use fewlabels::{Error, Tensor};
 
@@ -94,6 +95,66 @@ fn backward_grads(cpu: bool, sg: bool) {
             (db, _) => panic!("{c}: db is {db:?} but the case has bias = {bias}"),
         }
     }
+}
+
+/// conv2d_load (x transformed as the kernels load it) and its backward pass against the
+/// `load_*` goldens: y, dx (with respect to the stored x), dw and db, on every kernel set.
+#[test]
+fn conv2d_load_matches_goldens() {
+    let g = Golden::load("conv");
+    for (cpu, sg) in KERNEL_SETS {
+        for c in g.cases("load_") {
+            let load = Load {
+                relu: c.starts_with("load_relu"),
+                upsample: c.contains("up_"),
+            };
+            let t = |n: &str| g.tensor(&format!("{c}/{n}"));
+            let (x, w, b, dy) = (t("x"), t("w"), t("b"), t("dy"));
+            let (y, grads, dx_alone) = ctx()
+                .run(|r| {
+                    r.set_cpu_kernels(cpu);
+                    r.set_subgroups(sg);
+                    Ok((
+                        conv2d_load(r, &x, &w, Some(&b), load)?,
+                        conv2d_load_backward(r, &x, &w, &dy, true, load)?,
+                        conv2d_load_backward_input(r, &x, &w, &dy, load)?,
+                    ))
+                })
+                .unwrap();
+            println!("cpu kernels {cpu}, subgroups {sg}, {load:?}:");
+            check(&g, &format!("{c}/y"), &y, TOL_FWD);
+            check(&g, &format!("{c}/dx"), &grads.dx, TOL_FWD);
+            check(&g, &format!("{c}/dx"), &dx_alone, TOL_FWD);
+            check(&g, &format!("{c}/dw"), &grads.dw, TOL_GRAD);
+            check(&g, &format!("{c}/db"), grads.db.as_ref().unwrap(), TOL_GRAD);
+        }
+    }
+}
+
+/// conv2d_load rejects an upsampled output whose indices overflow and a dy of the wrong
+/// (not upsampled) shape.
+#[test]
+fn conv2d_load_rejects_bad_input() {
+    let c = ctx();
+    let is_shape = |r: fewlabels::Result<_>| matches!(r, Err(Error::Shape(_)));
+    let x = Tensor::zeros(c, &[1, 4, 4, 3]).unwrap();
+    let w = Tensor::zeros(c, &[2, 3, 3, 3]).unwrap();
+    let up = Load {
+        relu: false,
+        upsample: true,
+    };
+    let dy_small = Tensor::zeros(c, &[1, 4, 4, 2]).unwrap();
+    assert!(is_shape(c.run(|r| {
+        conv2d_load_backward(r, &x, &w, &dy_small, false, up).map(|_| ())
+    })));
+    let dy = Tensor::zeros(c, &[1, 8, 8, 2]).unwrap();
+    assert!(c
+        .run(|r| conv2d_load_backward(r, &x, &w, &dy, false, up).map(|_| ()))
+        .is_ok());
+    let w2 = Tensor::zeros(c, &[2, 5, 3, 3]).unwrap();
+    assert!(is_shape(
+        c.run(|r| conv2d_load(r, &x, &w2, None, up).map(|_| ()))
+    ));
 }
 
 /// Running the same backward pass twice gives bit-identical gradients.

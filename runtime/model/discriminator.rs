@@ -7,13 +7,12 @@ use super::layers::{self, AttnCtx, DenseCtx, Grads, LayerWeight, Mode, Weights};
 use super::spec;
 use crate::error::{Error, Result};
 use crate::kernel::Recorder;
+use crate::ops::conv::Load;
 use crate::ops::{elementwise as ew, embedding, gemm, loss, resample};
 use crate::tensor::{DType, Tensor};
 
 struct BlockCtx {
-    input: Tensor,
     conv1: DenseCtx,
-    mid: Tensor,
     conv2: DenseCtx,
     conv_sc: Option<DenseCtx>,
     down: bool,
@@ -122,10 +121,32 @@ impl Discriminator<'_> {
             let p = format!("D.blocks.{i}");
             let down = i + 1 < cfg.d_blocks();
             let first = i == 0;
-            let a_in = if first { h.clone() } else { ew::relu(rec, &h)? };
-            let (a, conv1) = layers::conv2d(rec, ws, &format!("{p}.conv1"), &a_in, true, sn, mode)?;
-            let m = ew::relu(rec, &a)?;
-            let (b, conv2) = layers::conv2d(rec, ws, &format!("{p}.conv2"), &m, true, sn, mode)?;
+            // The ReLUs before the convs (not on the first block's input) run as the convs
+            // load their inputs.
+            let relu = |on: bool| Load {
+                relu: on,
+                upsample: false,
+            };
+            let (a, conv1) = layers::conv2d_load(
+                rec,
+                ws,
+                &format!("{p}.conv1"),
+                &h,
+                relu(!first),
+                true,
+                sn,
+                mode,
+            )?;
+            let (b, conv2) = layers::conv2d_load(
+                rec,
+                ws,
+                &format!("{p}.conv2"),
+                &a,
+                relu(true),
+                true,
+                sn,
+                mode,
+            )?;
             let main = if down {
                 resample::avgpool2x2(rec, &b)?
             } else {
@@ -162,9 +183,7 @@ impl Discriminator<'_> {
                 None
             };
             blocks.push(BlockCtx {
-                input: h,
                 conv1,
-                mid: a,
                 conv2,
                 conv_sc,
                 down,
@@ -276,14 +295,9 @@ impl Discriminator<'_> {
             } else {
                 d.clone()
             };
+            // Each conv's backward includes the ReLU it applied on load.
             let dm = b.conv2.backward(rec, grads, &dm)?;
-            let dm = ew::relu_backward(rec, &b.mid, &dm)?;
-            let dm = b.conv1.backward(rec, grads, &dm)?;
-            let dx1 = if first {
-                dm
-            } else {
-                ew::relu_backward(rec, &b.input, &dm)?
-            };
+            let dx1 = b.conv1.backward(rec, grads, &dm)?;
             let dx2 = match &b.conv_sc {
                 Some(sc) if first => {
                     let ds = sc.backward(rec, grads, &d)?;

@@ -7,6 +7,7 @@ use super::layers::{self, AttnCtx, BnCtx, BnStats, CbnCtx, DenseCtx, Grads, Mode
 use crate::device::Context;
 use crate::error::{Error, Result};
 use crate::kernel::Recorder;
+use crate::ops::conv::Load;
 use crate::ops::{elementwise as ew, embedding, rearrange, resample};
 use crate::tensor::{DType, Tensor};
 use std::collections::BTreeMap;
@@ -157,8 +158,13 @@ impl Generator<'_> {
             let p = self.n(&format!("blocks.{i}"));
             // Batch norm and the ReLU after it run as one pass.
             let (r, bn1) = layers::cbn(rec, ws, &format!("{p}.bn1"), &h, c, cfg, mode, true)?;
-            let u = resample::upsample2x(rec, &r)?;
-            let (b, conv1) = layers::conv2d(rec, ws, &format!("{p}.conv1"), &u, true, sn, mode)?;
+            // conv1 reads r upsampled 2x as it loads it (the upsampled tensor is never stored).
+            let up = Load {
+                relu: false,
+                upsample: true,
+            };
+            let (b, conv1) =
+                layers::conv2d_load(rec, ws, &format!("{p}.conv1"), &r, up, true, sn, mode)?;
             let (r2, bn2) = layers::cbn(rec, ws, &format!("{p}.bn2"), &b, c, cfg, mode, true)?;
             let (main, conv2) =
                 layers::conv2d(rec, ws, &format!("{p}.conv2"), &r2, true, sn, mode)?;
@@ -235,7 +241,6 @@ impl Generator<'_> {
             let dm = ew::relu_backward(rec, &b.act2, &dm)?;
             let (dm, dc2) = b.bn2.backward(rec, grads, &dm)?;
             let dm = b.conv1.backward(rec, grads, &dm)?;
-            let dm = resample::upsample2x_backward(rec, &dm)?;
             let dm = ew::relu_backward(rec, &b.act1, &dm)?;
             let (dx1, dc1) = b.bn1.backward(rec, grads, &dm)?;
             let d_small = resample::upsample2x_backward(rec, &d)?;

@@ -6,6 +6,7 @@ use super::config::Config;
 use crate::error::{Error, Result};
 use crate::kernel::Recorder;
 use crate::ops::batchnorm::{self as bn, Affine};
+use crate::ops::conv::Load;
 use crate::ops::spectral_norm::{self as sn, SpectralNormSaved};
 use crate::ops::{conv, elementwise as ew, gemm, resample, softmax};
 use crate::tensor::Tensor;
@@ -221,6 +222,8 @@ pub struct DenseCtx {
     x: Tensor,
     bias: bool,
     conv: bool,
+    /// The transform a conv applied to x as it loaded it.
+    load: Load,
 }
 
 /// `x w^T + b` for `[N, in]` inputs.
@@ -242,6 +245,7 @@ pub fn linear(
             x: x.clone(),
             bias,
             conv: false,
+            load: Load::NONE,
         },
     ))
 }
@@ -256,8 +260,24 @@ pub fn conv2d(
     sn_on: bool,
     mode: Mode,
 ) -> Result<(Tensor, DenseCtx)> {
+    conv2d_load(rec, ws, layer, x, Load::NONE, bias, sn_on, mode)
+}
+
+/// [`conv2d`] on `load(x)` (ReLU and/or 2x upsampling), applied as the kernels read x: the
+/// transformed input is never stored, and the backward pass returns the gradient of x.
+#[allow(clippy::too_many_arguments)]
+pub fn conv2d_load(
+    rec: &mut Recorder,
+    ws: &Weights,
+    layer: &str,
+    x: &Tensor,
+    load: Load,
+    bias: bool,
+    sn_on: bool,
+    mode: Mode,
+) -> Result<(Tensor, DenseCtx)> {
     let (weight, b) = dense_weights(rec, ws, layer, bias, sn_on, mode)?;
-    let y = conv::conv2d(rec, x, &weight.w, b.as_ref())?;
+    let y = conv::conv2d_load(rec, x, &weight.w, b.as_ref(), load)?;
     Ok((
         y,
         DenseCtx {
@@ -265,6 +285,7 @@ pub fn conv2d(
             x: x.clone(),
             bias,
             conv: true,
+            load,
         },
     ))
 }
@@ -291,13 +312,14 @@ impl DenseCtx {
     pub fn backward(&self, rec: &mut Recorder, grads: &mut Grads, dy: &Tensor) -> Result<Tensor> {
         if grads.input_only {
             return if self.conv {
-                conv::conv2d_backward_input(rec, &self.x, &self.weight.w, dy)
+                conv::conv2d_load_backward_input(rec, &self.x, &self.weight.w, dy, self.load)
             } else {
                 gemm::matmul(rec, dy, &self.weight.w, false, false, None)
             };
         }
         let (dx, dw, db) = if self.conv {
-            let g = conv::conv2d_backward(rec, &self.x, &self.weight.w, dy, self.bias)?;
+            let g =
+                conv::conv2d_load_backward(rec, &self.x, &self.weight.w, dy, self.bias, self.load)?;
             (g.dx, g.dw, g.db)
         } else {
             let g = gemm::linear_backward(rec, &self.x, &self.weight.w, dy, self.bias)?;

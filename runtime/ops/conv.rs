@@ -32,7 +32,7 @@
 use crate::ensure_shape;
 use crate::error::Result;
 use crate::kernel::{grid_1d, Recorder};
-use crate::ops::gemm;
+use crate::ops::{elementwise as ew, gemm, resample};
 use crate::tensor::{DType, Tensor};
 
 const SHADER: &str = "conv";
@@ -53,6 +53,56 @@ const DB_CHUNK_PIXELS: u64 = 256;
 /// Most floats of weight-gradient partial sums (64 MiB).
 const MAX_PARTIAL_FLOATS: u64 = 1 << 24;
 
+/// A transform of x that the conv kernels apply as they load it, so that the transformed input
+/// is never stored ([`conv2d_load`]): ReLU, then nearest 2x upsampling (x is then
+/// `[N, H/2, W/2, Cin]` for an output of `[N, H, W, Cout]`). On CPU adapters the 3x3 texture
+/// kernels apply it; elsewhere, and for 1x1 kernels, the transformed input is computed first.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Load {
+    /// ReLU on x.
+    pub relu: bool,
+    /// Nearest-neighbour 2x upsampling of x.
+    pub upsample: bool,
+}
+
+impl Load {
+    /// x as it is.
+    pub const NONE: Load = Load {
+        relu: false,
+        upsample: false,
+    };
+
+    /// The kernels' flag bits (see `Params` in the shader).
+    fn flags(self) -> u32 {
+        ((self.relu as u32) << 2) | ((self.upsample as u32) << 3)
+    }
+
+    /// The transformed input as a tensor.
+    fn apply(self, rec: &mut Recorder, x: &Tensor) -> Result<Tensor> {
+        let mut t = x.clone();
+        if self.relu {
+            t = ew::relu(rec, &t)?;
+        }
+        if self.upsample {
+            t = resample::upsample2x(rec, &t)?;
+        }
+        Ok(t)
+    }
+
+    /// The gradient with respect to x from the gradient `g` with respect to the transformed
+    /// input.
+    fn backward(self, rec: &mut Recorder, x: &Tensor, g: &Tensor) -> Result<Tensor> {
+        let mut g = g.clone();
+        if self.upsample {
+            g = resample::upsample2x_backward(rec, &g)?;
+        }
+        if self.relu {
+            g = ew::relu_backward(rec, x, &g)?;
+        }
+        Ok(g)
+    }
+}
+
 /// Gradients of [`conv2d`].
 #[derive(Debug)]
 pub struct ConvGrads {
@@ -65,7 +115,7 @@ pub struct ConvGrads {
 }
 
 /// Shapes of one convolution, checked.
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, Debug)]
 struct Dims {
     n: usize,
     h: usize,
@@ -119,6 +169,47 @@ fn check(op: &str, x: &Tensor, w: &Tensor) -> Result<Dims> {
         "{op}: x {x:?} with {cout} output channels is too large for 31-bit indexing"
     );
     Ok(d)
+}
+
+/// [`check`] for [`conv2d_load`]: the dims of the output (twice x's height and width when
+/// `load` upsamples).
+fn check_load(op: &str, x: &Tensor, w: &Tensor, load: Load) -> Result<Dims> {
+    let mut d = check(op, x, w)?;
+    if load.upsample {
+        d.h *= 2;
+        d.w *= 2;
+        ensure_shape!(
+            (d.m() as u64) * (d.cin.max(d.cout) as u64) < i32::MAX as u64,
+            "{op}: x {x:?} upsampled, with {} output channels, is too large for 31-bit indexing",
+            d.cout
+        );
+    }
+    Ok(d)
+}
+
+/// The dims of the stored x of a pass over `d` with `load`.
+fn source(d: &Dims, load: Load) -> Dims {
+    let s = load.upsample as usize;
+    Dims {
+        h: d.h >> s,
+        w: d.w >> s,
+        ..*d
+    }
+}
+
+/// Whether the forward kernels of `d` (`gin` input channels) read textures, and so can apply
+/// a [`Load`] (3x3 only).
+fn texture_fwd(rec: &Recorder, d: &Dims, gin: usize, gout: usize) -> bool {
+    rec.cpu_kernels()
+        && rec.texture_fits(d.m() * quads(gin) * 4)
+        && rec.texture_fits(d.k * d.k * quads(gin) * 4 * quads(gout) * 4)
+}
+
+/// Whether the weight-gradient kernels of `d` read textures (and so can apply a [`Load`]).
+fn texture_dw(rec: &Recorder, d: &Dims) -> bool {
+    rec.cpu_kernels()
+        && rec.texture_fits(d.m() * quads(d.cin) * 4)
+        && rec.texture_fits(d.m() * quads(d.cout) * 4)
 }
 
 fn quads(c: usize) -> usize {
@@ -211,16 +302,19 @@ fn gemm(
     d: &Dims,
     gin: usize,
     gout: usize,
+    load: Load,
 ) -> Result<Tensor> {
     let y = Tensor::empty(rec.ctx, &[d.n, d.h, d.w, gout], DType::F32)?;
-    let p = params(d, gin, gout, bias.is_some() as u32, 0);
+    let p = params(d, gin, gout, bias.is_some() as u32 | load.flags(), 0);
     let v4 = gin.is_multiple_of(4);
-    let cpu = rec.cpu_kernels()
-        && rec.texture_fits(d.m() * quads(gin) * 4)
-        && rec.texture_fits(wt.numel());
+    let cpu = texture_fwd(rec, d, gin, gout);
+    ensure_shape!(
+        load == Load::NONE || (cpu && d.k == 3),
+        "{op}: the kernels for {d:?} cannot transform x as they load it"
+    );
     let padded;
     let x = if cpu {
-        padded = pad4(rec, x, d, gin)?;
+        padded = pad4(rec, x, &source(d, load), gin)?;
         &padded
     } else {
         x
@@ -317,7 +411,83 @@ pub fn conv2d(rec: &mut Recorder, x: &Tensor, w: &Tensor, b: Option<&Tensor>) ->
         return gemm::linear(rec, &x2, &w2, b)?.reshape(&[d.n, d.h, d.w, d.cout]);
     }
     let wt = repack(rec, w, &d, false)?;
-    gemm(rec, op, x, &wt, b, w, &d, d.cin, d.cout)
+    gemm(rec, op, x, &wt, b, w, &d, d.cin, d.cout, Load::NONE)
+}
+
+/// `y = conv2d(load(x), w) + b` with the transform `load` applied as the kernels read x
+/// (see [`Load`]): x `[N, H, W, Cin]`, or `[N, H/2, W/2, Cin]` when `load` upsamples; y
+/// `[N, H, W, Cout]`.
+pub fn conv2d_load(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    load: Load,
+) -> Result<Tensor> {
+    let op = "conv2d_load";
+    let d = check_load(op, x, w, load)?;
+    if load == Load::NONE || d.k != 3 || !texture_fwd(rec, &d, d.cin, d.cout) {
+        let t = load.apply(rec, x)?;
+        return conv2d(rec, &t, w, b);
+    }
+    if let Some(b) = b {
+        ensure_shape!(
+            b.dtype() == DType::F32 && b.shape() == [d.cout],
+            "{op}: bias {b:?} is not f32 [{}]",
+            d.cout
+        );
+    }
+    let wt = repack(rec, w, &d, false)?;
+    gemm(rec, op, x, &wt, b, w, &d, d.cin, d.cout, load)
+}
+
+/// Backward pass of [`conv2d_load`]: `dx` is the gradient with respect to x itself (through
+/// the transform).
+pub fn conv2d_load_backward(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    has_bias: bool,
+    load: Load,
+) -> Result<ConvGrads> {
+    let dx = conv2d_load_backward_input(rec, x, w, dy, load)?;
+    let (dw, db) = conv2d_load_backward_weight(rec, x, w, dy, has_bias, load)?;
+    Ok(ConvGrads { dx, dw, db })
+}
+
+/// The input gradient of [`conv2d_load`] alone.
+pub fn conv2d_load_backward_input(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    load: Load,
+) -> Result<Tensor> {
+    let op = "conv2d_load_backward_input";
+    let d = check_load(op, x, w, load)?;
+    check_dy_dims(op, &d, dy)?;
+    let dt = backward_input(rec, op, &d, w, dy)?;
+    load.backward(rec, x, &dt)
+}
+
+/// The weight and bias gradients of [`conv2d_load`] alone.
+pub fn conv2d_load_backward_weight(
+    rec: &mut Recorder,
+    x: &Tensor,
+    w: &Tensor,
+    dy: &Tensor,
+    has_bias: bool,
+    load: Load,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let op = "conv2d_load_backward_weight";
+    let d = check_load(op, x, w, load)?;
+    check_dy_dims(op, &d, dy)?;
+    if load == Load::NONE || d.k != 3 || !texture_dw(rec, &d) {
+        let t = load.apply(rec, x)?;
+        return conv2d_backward_weight(rec, &t, w, dy, has_bias);
+    }
+    backward_weight(rec, op, x, &d, dy, has_bias, load)
 }
 
 /// On CPU adapters with subgroups a 1x1 conv and its input gradient are products of the pixel
@@ -381,6 +551,11 @@ fn reduce(
 
 fn check_dy(op: &str, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<Dims> {
     let d = check(op, x, w)?;
+    check_dy_dims(op, &d, dy)?;
+    Ok(d)
+}
+
+fn check_dy_dims(op: &str, d: &Dims, dy: &Tensor) -> Result<()> {
     ensure_shape!(
         dy.dtype() == DType::F32 && dy.shape() == [d.n, d.h, d.w, d.cout],
         "{op}: dy {dy:?} is not f32 [{}, {}, {}, {}]",
@@ -389,7 +564,7 @@ fn check_dy(op: &str, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<Dims> {
         d.w,
         d.cout
     );
-    Ok(d)
+    Ok(())
 }
 
 /// Backward pass of [`conv2d`]: `x` and `w` as given to the forward pass, `dy` the gradient
@@ -417,13 +592,25 @@ pub fn conv2d_backward_input(
 ) -> Result<Tensor> {
     let op = "conv2d_backward_input";
     let d = check_dy(op, x, w, dy)?;
+    backward_input(rec, op, &d, w, dy)
+}
+
+/// The input gradient of a pass over `d` (x gives only the shape).
+fn backward_input(
+    rec: &mut Recorder,
+    op: &str,
+    d: &Dims,
+    w: &Tensor,
+    dy: &Tensor,
+) -> Result<Tensor> {
+    let d = *d;
     if gemm_1x1(rec, &d) {
         let (dy2, w2) = (dy.reshape(&[d.m(), d.cout])?, w.reshape(&[d.cout, d.cin])?);
         return gemm::matmul(rec, &dy2, &w2, false, false, None)?.reshape(&[d.n, d.h, d.w, d.cin]);
     }
     // Correlate dy with the flipped, transposed kernel.
     let wt = repack(rec, w, &d, true)?;
-    gemm(rec, op, dy, &wt, None, w, &d, d.cout, d.cin)
+    gemm(rec, op, dy, &wt, None, w, &d, d.cout, d.cin, Load::NONE)
 }
 
 /// The weight gradient `[Cout, Cin, k, k]` and, with `has_bias`, the bias gradient `[Cout]`
@@ -437,7 +624,22 @@ pub fn conv2d_backward_weight(
 ) -> Result<(Tensor, Option<Tensor>)> {
     let op = "conv2d_backward_weight";
     let d = check_dy(op, x, w, dy)?;
+    backward_weight(rec, op, x, &d, dy, has_bias, Load::NONE)
+}
 
+/// The weight and bias gradients of a pass over `d`, x read with `load` (which needs the
+/// texture kernels).
+fn backward_weight(
+    rec: &mut Recorder,
+    op: &str,
+    x: &Tensor,
+    d: &Dims,
+    dy: &Tensor,
+    has_bias: bool,
+    load: Load,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let d = *d;
+    let wshape = [d.cout, d.cin, d.k, d.k];
     // dw: split-K over pixels.
     let m = d.m() as u64;
     let taps = d.k * d.k;
@@ -446,12 +648,14 @@ pub fn conv2d_backward_weight(
     let v4 = d.cin.is_multiple_of(4) && d.cout.is_multiple_of(4);
     let co_groups = cout4.div_ceil(4) as u64;
     // CPU adapters read x and dy as textures (the `_t` kernels), channels padded to vec4s.
-    let cpu = rec.cpu_kernels()
-        && rec.texture_fits(d.m() * cin4 * 4)
-        && rec.texture_fits(d.m() * cout4 * 4);
+    let cpu = texture_dw(rec, &d);
+    ensure_shape!(
+        load == Load::NONE || (cpu && d.k == 3),
+        "{op}: the kernels for {d:?} cannot transform x as they load it"
+    );
     let (xp, dyp);
     let (xk, dyk) = if cpu {
-        xp = pad4(rec, x, &d, d.cin)?;
+        xp = pad4(rec, x, &source(&d, load), d.cin)?;
         dyp = pad4(rec, dy, &d, d.cout)?;
         (&xp, &dyp)
     } else {
@@ -488,10 +692,10 @@ pub fn conv2d_backward_weight(
     };
     ensure_shape!(
         groups.iter().all(|&g| g <= 65535),
-        "{op}: weight {w:?} is too large for one dispatch"
+        "{op}: weight {wshape:?} is too large for one dispatch"
     );
     let parts = Tensor::empty(rec.ctx, &[(chunks * per_chunk) as usize], DType::F32)?;
-    let mut p = params(&d, d.cin, d.cout, 0, per);
+    let mut p = params(&d, d.cin, d.cout, load.flags(), per);
     p[11] = chunks as u32;
     let bind: [(u32, &Tensor); 5] = if v4 {
         [(2, xk), (8, dyk), (6, &parts), (10, xk), (12, dyk)]
@@ -505,7 +709,7 @@ pub fn conv2d_backward_weight(
         &bind,
         [groups[0] as u32, groups[1] as u32, groups[2] as u32],
     )?;
-    let dw = Tensor::empty(rec.ctx, w.shape(), DType::F32)?;
+    let dw = Tensor::empty(rec.ctx, &wshape, DType::F32)?;
     reduce(rec, &parts, &dw, d.cin, taps, cin4 * 4, cout4 * 4, chunks)?;
     drop(parts);
 

@@ -32,6 +32,42 @@ CROSSING = [
 ]
 
 
+# conv2d_load: x transformed as the kernels load it (ReLU, nearest 2x upsampling, or both) before
+# the conv; dx is the gradient with respect to the stored x. H is x's size (the output is 2H
+# when upsampling). Covers the 8-channel (co <= 8) and 16-channel tiles, odd sizes, and 1x1
+# (computed through the transformed tensor).
+# (name, N, Cin, Cout, H=W of x, k, relu, upsample)
+LOAD = [
+    ("relu_k3_n2_ci5_co8_h9", 2, 5, 8, 9, 3, True, False),
+    ("up_k3_n2_ci8_co3_h5", 2, 8, 3, 5, 3, False, True),
+    ("reluup_k3_n3_ci4_co9_h4", 3, 4, 9, 4, 3, True, True),
+    ("up_k3_n1_ci6_co20_h7", 1, 6, 20, 7, 3, False, True),
+    ("relu_k1_n2_ci3_co5_h6", 2, 3, 5, 6, 1, True, False),
+    ("reluup_k1_n2_ci4_co4_h3", 2, 4, 4, 3, 1, True, True),
+]
+
+
+def generate_load(c, seed):
+    for name, n, cin, cout, h, k, relu, up in LOAD:
+        case = f"load_{name}"
+        seed += 10
+        x = rand(seed, n, h, h, cin).requires_grad_()
+        w = rand(seed + 1, cout, cin, k, k, scale=(cin * k * k) ** -0.5).requires_grad_()
+        b = rand(seed + 2, cout).requires_grad_()
+        ho = 2 * h if up else h
+        dy = rand(seed + 3, n, ho, ho, cout)
+        t = nchw(x)
+        if relu:
+            t = F.relu(t)
+        if up:
+            t = F.interpolate(t, scale_factor=2, mode="nearest")
+        y = nhwc(F.conv2d(t, w, b, stride=1, padding=k // 2))
+        dx, dw, db = torch.autograd.grad(y, (x, w, b), dy)
+        for key, v in (("x", x), ("w", w), ("b", b), ("dy", dy), ("y", y), ("dx", dx),
+                       ("dw", dw), ("db", db)):
+            c.add(case, key, v)
+
+
 def generate():
     c = Cases()
     seed = 10
@@ -56,4 +92,5 @@ def generate():
         if bias:
             c.add(case, "b", b)
             c.add(case, "db", grads[2])
+    generate_load(c, seed)
     return c
