@@ -10,7 +10,8 @@
 // other lanes with subgroupShuffle.
 //
 // Where a row of W is whole texels (cols a multiple of 4), the passes work on texels
-// (4 columns at a time): sn_quads below; otherwise on single elements.
+// (4 columns at a time: entry sn_forward_sg); otherwise on single elements
+// (sn_forward_sg_cols).
 //
 // Passes (8 lanes, so every sum runs in a fixed order):
 //   t = W^T u     lane l owns columns l, l + 8, ...; t goes to `t`, |t|^2 by subgroupAdd
@@ -128,10 +129,20 @@ fn w_v_cols(r: u32, l: u32) -> f32 {
     return acc;
 }
 
+// Two entry points, so that each compiles one path (NIR folds the constant `quads`): rows of
+// whole texels (cols a multiple of 4), and the rest.
 @compute @workgroup_size(8)
 fn sn_forward_sg(@builtin(subgroup_invocation_id) l: u32) {
+    sn_forward(l, true);
+}
+
+@compute @workgroup_size(8)
+fn sn_forward_sg_cols(@builtin(subgroup_invocation_id) l: u32) {
+    sn_forward(l, false);
+}
+
+fn sn_forward(l: u32, quads: bool) {
     let rows = p.rows;
-    let quads = p.cols % 4u == 0u;
 
     // t = W^T u, v = t / |t|.
     var tt = 0.0;

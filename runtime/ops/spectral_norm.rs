@@ -112,9 +112,14 @@ pub fn spectral_norm(
     ];
     let numel = rows * cols;
     if rec.cpu_kernels() && rec.subgroups() && numel.is_multiple_of(4) && rec.texture_fits(numel) {
+        let entry = if cols.is_multiple_of(4) {
+            "sn_forward_sg"
+        } else {
+            "sn_forward_sg_cols"
+        };
         rec.dispatch(
             "spectral_norm_sg",
-            "sn_forward_sg",
+            entry,
             &params,
             &[
                 (2, u),
