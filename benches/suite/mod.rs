@@ -11,6 +11,7 @@ use common::{measure, real_batch, train_step, trainer, Timing};
 use fewlabels::kernel::{format_profile, ProfileRow};
 use fewlabels::model::layers::{self, Grads, Weights};
 use fewlabels::model::{Config, Discriminator, Mode, Model, Which};
+use fewlabels::ops::conv::Load;
 use fewlabels::ops::{conv, elementwise, gemm, resample};
 use fewlabels::{Context, Error, Recorder, Result, Tensor};
 use std::path::{Path, PathBuf};
@@ -452,9 +453,10 @@ fn gblock_config(cin: usize, cout: usize) -> Result<Config> {
 }
 
 /// One G block (block 1 of `gblock_config`), forward and backward with batch statistics and a
-/// power iteration, as in a train step: CBN + ReLU (one pass), upsample x2, conv3x3 cin ->
-/// cout, CBN + ReLU, conv3x3 cout -> cout, and the 1x1 shortcut (run before upsampling, as
-/// the generator does); every parameter's gradient and the input's.
+/// power iteration, as in a train step: CBN + ReLU (one pass), upsample x2 (applied as conv1
+/// loads its input), conv3x3 cin -> cout, CBN + ReLU, conv3x3 cout -> cout, and the 1x1
+/// shortcut (run before upsampling); the generator's code, every parameter's gradient and the
+/// input's.
 fn gblock_pass(
     rec: &mut Recorder,
     cfg: &Config,
@@ -466,8 +468,11 @@ fn gblock_pass(
     let p = "G.blocks.1";
     let (mode, sn) = (Mode::TRAIN, cfg.sn);
     let (r, bn1) = layers::cbn(rec, ws, &format!("{p}.bn1"), x, c, cfg, mode, true)?;
-    let u = resample::upsample2x(rec, &r)?;
-    let (b, conv1) = layers::conv2d(rec, ws, &format!("{p}.conv1"), &u, true, sn, mode)?;
+    let up = Load {
+        relu: false,
+        upsample: true,
+    };
+    let (b, conv1) = layers::conv2d_load(rec, ws, &format!("{p}.conv1"), &r, up, true, sn, mode)?;
     let (r2, bn2) = layers::cbn(rec, ws, &format!("{p}.bn2"), &b, c, cfg, mode, true)?;
     let (main, conv2) = layers::conv2d(rec, ws, &format!("{p}.conv2"), &r2, true, sn, mode)?;
     let (sc_small, conv_sc) = layers::conv2d(rec, ws, &format!("{p}.conv_sc"), x, true, sn, mode)?;
@@ -478,7 +483,6 @@ fn gblock_pass(
     let dm = elementwise::relu_backward(rec, &r2, &dm)?;
     let (dm, dc2) = bn2.backward(rec, &mut grads, &dm)?;
     let dm = conv1.backward(rec, &mut grads, &dm)?;
-    let dm = resample::upsample2x_backward(rec, &dm)?;
     let dm = elementwise::relu_backward(rec, &r, &dm)?;
     let (dx1, dc1) = bn1.backward(rec, &mut grads, &dm)?;
     let d_small = resample::upsample2x_backward(rec, dy)?;
