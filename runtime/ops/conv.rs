@@ -492,9 +492,14 @@ pub fn conv2d_load_backward_weight(
 
 /// On CPU adapters with subgroups a 1x1 conv and its input gradient are products of the pixel
 /// rows with the weight: `gemm_sg`'s kernels (weights shared by shuffles, no repack), which
-/// linear layers compile anyway.
+/// linear layers compile anyway. Channel counts must be multiples of 4 (those kernels would
+/// pad the operands with extra passes; attention's 2-channel convs stay on `conv1x1_t`).
 fn gemm_1x1(rec: &Recorder, d: &Dims) -> bool {
-    d.k == 1 && rec.cpu_kernels() && rec.subgroups()
+    d.k == 1
+        && rec.cpu_kernels()
+        && rec.subgroups()
+        && d.cin.is_multiple_of(4)
+        && d.cout.is_multiple_of(4)
 }
 
 /// Split `units` (image rows or pixels, `unit_px` pixels each) into chunks for the weight
