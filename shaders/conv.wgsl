@@ -36,7 +36,7 @@
 struct Params {
     // Forward kernels: batch, height, width, GEMM input/output channels, kernel size,
     // ceil(cin/4), ceil(cout/4), flags (bit 0: add bias; bits 2, 3: ReLU and 2x upsampling
-    // of x as loaded, see x_tex_at), -, m = n*h*w, -.
+    // of x as loaded, see relu_in and up_shift; 3x3 kernels only), -, m = n*h*w, -.
     // Gradient kernels: the same with cin/cout those of the forward pass and `chunk` = rows
     // (conv_dw3_*) or pixels (conv_dw1_*, conv_db_*) per chunk.
     // conv_repack: cin, cout = GEMM input/output channels, k, cin4, cout4, flags (bit 1:
@@ -194,11 +194,22 @@ fn store4(q: u32, ok: bool, cb: u32, v: vec4<f32>) {
     if n > 3u { out[base + 3u] = v.w; }
 }
 
-// Input channels 4c..4c+3 of pixel q, zero where !ok (padding) or past cin.
+// ReLU when flags bit 2 asks for it (conv2d_load): every kernel's loads of x go through it.
+fn relu_in(v: vec4<f32>) -> vec4<f32> {
+    return select(v, max(v, vec4<f32>(0.0)), (p.flags & 4u) != 0u);
+}
+
+// 1 when flags bit 3 asks for x upsampled 2x on load (nearest): x then has half the height
+// and width of the output, and image row or column i reads stored row or column i >> 1.
+fn up_shift() -> u32 {
+    return (p.flags >> 3u) & 1u;
+}
+
+// Input channels 4c..4c+3 of stored pixel q, zero where !ok (padding) or past cin.
 fn x_v4(q: u32, ok: bool, c: u32) -> vec4<f32> {
     var v = vec4<f32>(0.0);
     if ok {
-        v = x4[q * p.cin4 + c];
+        v = relu_in(x4[q * p.cin4 + c]);
     }
     return v;
 }
@@ -212,6 +223,7 @@ fn x_s(q: u32, ok: bool, c: u32) -> vec4<f32> {
         if n > 1u { v.y = xs[i + 1u]; }
         if n > 2u { v.z = xs[i + 2u]; }
         if n > 3u { v.w = xs[i + 3u]; }
+        v = relu_in(v);
     }
     return v;
 }
@@ -226,6 +238,10 @@ struct Tile {
     rv: array<bool, 10>,
     col: array<i32, 10>,
     cv: array<bool, 10>,
+    // Where x is read from: the stored row's first pixel and column (they differ from rb and
+    // col when x is upsampled on load).
+    srb: array<i32, 10>,
+    scol: array<i32, 10>,
 }
 
 // Ten consecutive pixels of one input row.
@@ -282,6 +298,7 @@ fn tile3(t: u32) -> Tile {
     let ow0 = i32((t % bw) * 8u);
     let h = i32(p.h);
     let w = i32(p.w);
+    let s = up_shift();
     var tl: Tile;
     for (var i = 0; i < 10; i++) {
         let ih = oh0 + i - 1;
@@ -289,28 +306,30 @@ fn tile3(t: u32) -> Tile {
         tl.rb[i] = (img * h + ih) * w;
         tl.col[i] = ow0 + i - 1;
         tl.cv[i] = tl.col[i] >= 0 && tl.col[i] < w;
+        tl.srb[i] = (img * (h >> s) + (ih >> s)) * (w >> s);
+        tl.scol[i] = tl.col[i] >> s;
     }
     return tl;
 }
 
 fn row10_v4(tl: Tile, i: u32, c: u32) -> Row10 {
-    let b = tl.rb[i];
+    let b = tl.srb[i];
     let r = tl.rv[i];
-    return Row10(x_v4(u32(b + tl.col[0]), r && tl.cv[0], c), x_v4(u32(b + tl.col[1]), r && tl.cv[1], c),
-        x_v4(u32(b + tl.col[2]), r && tl.cv[2], c), x_v4(u32(b + tl.col[3]), r && tl.cv[3], c),
-        x_v4(u32(b + tl.col[4]), r && tl.cv[4], c), x_v4(u32(b + tl.col[5]), r && tl.cv[5], c),
-        x_v4(u32(b + tl.col[6]), r && tl.cv[6], c), x_v4(u32(b + tl.col[7]), r && tl.cv[7], c),
-        x_v4(u32(b + tl.col[8]), r && tl.cv[8], c), x_v4(u32(b + tl.col[9]), r && tl.cv[9], c));
+    return Row10(x_v4(u32(b + tl.scol[0]), r && tl.cv[0], c), x_v4(u32(b + tl.scol[1]), r && tl.cv[1], c),
+        x_v4(u32(b + tl.scol[2]), r && tl.cv[2], c), x_v4(u32(b + tl.scol[3]), r && tl.cv[3], c),
+        x_v4(u32(b + tl.scol[4]), r && tl.cv[4], c), x_v4(u32(b + tl.scol[5]), r && tl.cv[5], c),
+        x_v4(u32(b + tl.scol[6]), r && tl.cv[6], c), x_v4(u32(b + tl.scol[7]), r && tl.cv[7], c),
+        x_v4(u32(b + tl.scol[8]), r && tl.cv[8], c), x_v4(u32(b + tl.scol[9]), r && tl.cv[9], c));
 }
 
 fn row10_s(tl: Tile, i: u32, c: u32) -> Row10 {
-    let b = tl.rb[i];
+    let b = tl.srb[i];
     let r = tl.rv[i];
-    return Row10(x_s(u32(b + tl.col[0]), r && tl.cv[0], c), x_s(u32(b + tl.col[1]), r && tl.cv[1], c),
-        x_s(u32(b + tl.col[2]), r && tl.cv[2], c), x_s(u32(b + tl.col[3]), r && tl.cv[3], c),
-        x_s(u32(b + tl.col[4]), r && tl.cv[4], c), x_s(u32(b + tl.col[5]), r && tl.cv[5], c),
-        x_s(u32(b + tl.col[6]), r && tl.cv[6], c), x_s(u32(b + tl.col[7]), r && tl.cv[7], c),
-        x_s(u32(b + tl.col[8]), r && tl.cv[8], c), x_s(u32(b + tl.col[9]), r && tl.cv[9], c));
+    return Row10(x_s(u32(b + tl.scol[0]), r && tl.cv[0], c), x_s(u32(b + tl.scol[1]), r && tl.cv[1], c),
+        x_s(u32(b + tl.scol[2]), r && tl.cv[2], c), x_s(u32(b + tl.scol[3]), r && tl.cv[3], c),
+        x_s(u32(b + tl.scol[4]), r && tl.cv[4], c), x_s(u32(b + tl.scol[5]), r && tl.cv[5], c),
+        x_s(u32(b + tl.scol[6]), r && tl.cv[6], c), x_s(u32(b + tl.scol[7]), r && tl.cv[7], c),
+        x_s(u32(b + tl.scol[8]), r && tl.cv[8], c), x_s(u32(b + tl.scol[9]), r && tl.cv[9], c));
 }
 
 fn win_v4(tl: Tile, c: u32) -> Win {
@@ -474,19 +493,10 @@ fn conv3x3w_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
 // costs about a tenth of a storage load, so a small tile is as fast as the 8x8-pixel ones
 // above and compiles in well under a second instead of 30-170 s (docs/PERFORMANCE.md).
 
-// x as loaded: flags bit 2 applies ReLU (conv2d_load; only the 3x3 `_t`/`_sg` kernels and
-// conv_dw3_t are given it).
 fn x_tex_at(q: i32, ok: bool, c: u32) -> vec4<f32> {
     let i = u32(q) * p.cin4 + c;
     let v = textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
-    let r = select(v, max(v, vec4<f32>(0.0)), (p.flags & 4u) != 0u);
-    return select(vec4<f32>(0.0), r, ok);
-}
-
-// 1 when flags bit 3 asks for x upsampled 2x on load (nearest): x then has half the height
-// and width of the output, and image row or column i reads stored row or column i >> 1.
-fn up_shift() -> u32 {
-    return (p.flags >> 3u) & 1u;
+    return select(vec4<f32>(0.0), relu_in(v), ok);
 }
 
 fn wt_tex_at(i: u32) -> W4 {
@@ -679,13 +689,16 @@ fn gemm_sources(q0: u32, ky: u32, kx: u32) {
     let pad = i32(p.k / 2u);
     let dy = i32(ky) - pad;
     let dx = i32(kx) - pad;
+    let s = up_shift();
+    let hw = p.h * p.w;
     for (var j = 0u; j < 32u; j++) {
         let q = q0 + j;
-        let r = q % (p.h * p.w);
+        let r = q % hw;
         let ih = i32(r / p.w) + dy;
         let iw = i32(r % p.w) + dx;
         src_ok[j] = q < p.m && ih >= 0 && ih < i32(p.h) && iw >= 0 && iw < i32(p.w);
-        src[j] = u32(i32(q) + dy * i32(p.w) + dx);
+        // The stored pixel (image, ih >> s, iw >> s); q + dy * w + dx without upsampling.
+        src[j] = u32((i32((q / hw) * (p.h >> s)) + (ih >> s)) * i32(p.w >> s) + (iw >> s));
     }
 }
 
@@ -866,33 +879,38 @@ struct Col3 {
     r2: vec4<f32>,
 }
 
-struct RowCtx {
-    base: i32,
+// The stored rows (first pixels b0..b2) that image rows row - 1 .. row + 1 read (clamped to
+// the image; ok0 / ok2 false at its edges), with the load transform's up_shift.
+struct RowsT {
+    b0: i32,
+    b1: i32,
+    b2: i32,
     ok0: bool,
-    ok1: bool,
     ok2: bool,
 }
 
-fn row_ctx(row: u32) -> RowCtx {
-    let oh = i32(row % p.h);
+fn rows_t(row: u32) -> RowsT {
+    let s = up_shift();
     let h = i32(p.h);
-    let w = i32(p.w);
-    // Pixel index of (row - 1, column 0).
-    return RowCtx(i32(row) * w - w, oh >= 1, true, oh + 1 < h);
+    let oh = i32(row % p.h);
+    let first = i32((row / p.h) * (p.h >> s));
+    let ws = i32(p.w >> s);
+    return RowsT((first + (max(oh - 1, 0) >> s)) * ws, (first + (oh >> s)) * ws,
+        (first + (min(oh + 1, h - 1) >> s)) * ws, oh >= 1, oh + 1 < h);
 }
 
-fn col3_v4(rc: RowCtx, iw: i32, c: u32) -> Col3 {
+fn col3_v4(rc: RowsT, iw: i32, c: u32) -> Col3 {
     let ok = iw >= 0 && iw < i32(p.w);
-    let w = i32(p.w);
-    return Col3(x_v4(u32(rc.base + iw), ok && rc.ok0, c), x_v4(u32(rc.base + w + iw), ok && rc.ok1, c),
-        x_v4(u32(rc.base + 2 * w + iw), ok && rc.ok2, c));
+    let col = iw >> up_shift();
+    return Col3(x_v4(u32(rc.b0 + col), ok && rc.ok0, c), x_v4(u32(rc.b1 + col), ok, c),
+        x_v4(u32(rc.b2 + col), ok && rc.ok2, c));
 }
 
-fn col3_s(rc: RowCtx, iw: i32, c: u32) -> Col3 {
+fn col3_s(rc: RowsT, iw: i32, c: u32) -> Col3 {
     let ok = iw >= 0 && iw < i32(p.w);
-    let w = i32(p.w);
-    return Col3(x_s(u32(rc.base + iw), ok && rc.ok0, c), x_s(u32(rc.base + w + iw), ok && rc.ok1, c),
-        x_s(u32(rc.base + 2 * w + iw), ok && rc.ok2, c));
+    let col = iw >> up_shift();
+    return Col3(x_s(u32(rc.b0 + col), ok && rc.ok0, c), x_s(u32(rc.b1 + col), ok, c),
+        x_s(u32(rc.b2 + col), ok && rc.ok2, c));
 }
 
 // One output pixel: left/mid/right are input columns ow-1, ow, ow+1; d its dy.
@@ -930,7 +948,7 @@ fn conv_dw3_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     let row_end = min((chunk + 1u) * p.chunk, p.n * p.h);
     var a = taps_zero();
     for (var row = chunk * p.chunk; row < row_end; row++) {
-        let rc = row_ctx(row);
+        let rc = rows_t(row);
         var l = Col3(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
         var m = col3_v4(rc, 0, cib);
         for (var ow = 0; ow < i32(p.w); ow++) {
@@ -952,7 +970,7 @@ fn conv_dw3_s(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     let row_end = min((chunk + 1u) * p.chunk, p.n * p.h);
     var a = taps_zero();
     for (var row = chunk * p.chunk; row < row_end; row++) {
-        let rc = row_ctx(row);
+        let rc = rows_t(row);
         var l = Col3(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
         var m = col3_s(rc, 0, cib);
         for (var ow = 0; ow < i32(p.w); ow++) {
@@ -1050,26 +1068,6 @@ fn dy_t(q: u32, cb0: u32) -> D4 {
     return D4(dy_tex_at(i), select(z, dy_tex_at(i + min(1u, last)), cb0 + 1u < p.cout4),
         select(z, dy_tex_at(i + min(2u, last)), cb0 + 2u < p.cout4),
         select(z, dy_tex_at(i + min(3u, last)), cb0 + 3u < p.cout4));
-}
-
-// The stored rows (first pixels b0..b2) that image rows row - 1 .. row + 1 read, with
-// conv_dw3_t's load transform (up_shift).
-struct RowsT {
-    b0: i32,
-    b1: i32,
-    b2: i32,
-    ok0: bool,
-    ok2: bool,
-}
-
-fn rows_t(row: u32) -> RowsT {
-    let s = up_shift();
-    let h = i32(p.h);
-    let oh = i32(row % p.h);
-    let first = i32((row / p.h) * (p.h >> s));
-    let ws = i32(p.w >> s);
-    return RowsT((first + (max(oh - 1, 0) >> s)) * ws, (first + (oh >> s)) * ws,
-        (first + (min(oh + 1, h - 1) >> s)) * ws, oh >= 1, oh + 1 < h);
 }
 
 fn col3_t(rc: RowsT, iw: i32, c: u32) -> Col3 {

@@ -55,8 +55,8 @@ const MAX_PARTIAL_FLOATS: u64 = 1 << 24;
 
 /// A transform of x that the conv kernels apply as they load it, so that the transformed input
 /// is never stored ([`conv2d_load`]): ReLU, then nearest 2x upsampling (x is then
-/// `[N, H/2, W/2, Cin]` for an output of `[N, H, W, Cout]`). On CPU adapters the 3x3 texture
-/// kernels apply it; elsewhere, and for 1x1 kernels, the transformed input is computed first.
+/// `[N, H/2, W/2, Cin]` for an output of `[N, H, W, Cout]`). Every 3x3 kernel applies it; for
+/// 1x1 kernels the transformed input is computed first.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct Load {
     /// ReLU on x.
@@ -197,15 +197,14 @@ fn source(d: &Dims, load: Load) -> Dims {
     }
 }
 
-/// Whether the forward kernels of `d` (`gin` input channels) read textures, and so can apply
-/// a [`Load`] (3x3 only).
+/// Whether the forward kernels of `d` (`gin` input channels) read textures.
 fn texture_fwd(rec: &Recorder, d: &Dims, gin: usize, gout: usize) -> bool {
     rec.cpu_kernels()
         && rec.texture_fits(d.m() * quads(gin) * 4)
         && rec.texture_fits(d.k * d.k * quads(gin) * 4 * quads(gout) * 4)
 }
 
-/// Whether the weight-gradient kernels of `d` read textures (and so can apply a [`Load`]).
+/// Whether the weight-gradient kernels of `d` read textures.
 fn texture_dw(rec: &Recorder, d: &Dims) -> bool {
     rec.cpu_kernels()
         && rec.texture_fits(d.m() * quads(d.cin) * 4)
@@ -309,8 +308,8 @@ fn gemm(
     let v4 = gin.is_multiple_of(4);
     let cpu = texture_fwd(rec, d, gin, gout);
     ensure_shape!(
-        load == Load::NONE || (cpu && d.k == 3),
-        "{op}: the kernels for {d:?} cannot transform x as they load it"
+        load == Load::NONE || d.k == 3,
+        "{op}: the 1x1 kernels cannot transform x as they load it"
     );
     let padded;
     let x = if cpu {
@@ -426,7 +425,7 @@ pub fn conv2d_load(
 ) -> Result<Tensor> {
     let op = "conv2d_load";
     let d = check_load(op, x, w, load)?;
-    if load == Load::NONE || d.k != 3 || !texture_fwd(rec, &d, d.cin, d.cout) {
+    if load == Load::NONE || d.k != 3 {
         let t = load.apply(rec, x)?;
         return conv2d(rec, &t, w, b);
     }
@@ -483,7 +482,7 @@ pub fn conv2d_load_backward_weight(
     let op = "conv2d_load_backward_weight";
     let d = check_load(op, x, w, load)?;
     check_dy_dims(op, &d, dy)?;
-    if load == Load::NONE || d.k != 3 || !texture_dw(rec, &d) {
+    if load == Load::NONE || d.k != 3 {
         let t = load.apply(rec, x)?;
         return conv2d_backward_weight(rec, &t, w, dy, has_bias);
     }
@@ -655,8 +654,8 @@ fn backward_weight(
     // CPU adapters read x and dy as textures (the `_t` kernels), channels padded to vec4s.
     let cpu = texture_dw(rec, &d);
     ensure_shape!(
-        load == Load::NONE || (cpu && d.k == 3),
-        "{op}: the kernels for {d:?} cannot transform x as they load it"
+        load == Load::NONE || d.k == 3,
+        "{op}: the 1x1 kernels cannot transform x as they load it"
     );
     let (xp, dyp);
     let (xk, dyk) = if cpu {
