@@ -55,17 +55,33 @@ fn tap_sg(acc: Acc4, x: Row8, lo: vec4<f32>, hi: vec4<f32>) -> Acc4 {
 // Grid: x over (image, row, 8-pixel segment) lanes in groups of WG_FWD, y over groups of 4
 // output blocks. Lanes past the end compute a clamped copy and store nothing (they must
 // stay for the shuffles).
+// A lane's 8-pixel row segment. Lanes past the end (live = false) take the last segment's
+// place: they compute a copy and store nothing, but stay for the shuffles.
+struct Seg {
+    live: bool,
+    ow0: u32,
+    row: u32,
+    oh: u32,
+    img: u32,
+}
+
+fn seg_of(wgx: u32, lidx: u32) -> Seg {
+    let segs = (p.w + 7u) / 8u;
+    let total = p.n * p.h * segs;
+    let t_raw = wgx * WG_FWD + lidx;
+    let t = min(t_raw, total - 1u);
+    let row = t / segs;
+    return Seg(t_raw < total, (t % segs) * 8u, row, row % p.h, row / p.h);
+}
+
 @compute @workgroup_size(16)
 fn conv3x3_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(subgroup_invocation_id) sl: u32) {
-    let segs = (p.w + 7u) / 8u;
-    let total = p.n * p.h * segs;
-    let t_raw = wg.x * WG_FWD + lid.x;
-    let t = min(t_raw, total - 1u);
-    let ow0 = (t % segs) * 8u;
-    let row = t / segs;
-    let oh = row % p.h;
-    let img = row / p.h;
+    let sg = seg_of(wg.x, lid.x);
+    let ow0 = sg.ow0;
+    let row = sg.row;
+    let oh = sg.oh;
+    let img = sg.img;
     let cb0 = 4u * wg.y;
     let l = sl % 8u;
     let tstep = p.cin4 * 4u * p.cout4;
@@ -80,7 +96,7 @@ fn conv3x3_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
             acc = tap_sg(acc, cols2(x), w.m4, w.m5);
         }
     }
-    if t_raw >= total { return; }
+    if !sg.live { return; }
     let q0 = row * p.w;
     store_row_t(q0, ow0, cb0, acc.a);
     store_row_t(q0, ow0, cb0 + 1u, acc.b);
@@ -108,14 +124,11 @@ fn w8_block(v: vec4<f32>, q: u32) -> W4 {
 @compute @workgroup_size(16)
 fn conv3x3_sg8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(subgroup_invocation_id) sl: u32) {
-    let segs = (p.w + 7u) / 8u;
-    let total = p.n * p.h * segs;
-    let t_raw = wg.x * WG_FWD + lid.x;
-    let t = min(t_raw, total - 1u);
-    let ow0 = (t % segs) * 8u;
-    let row = t / segs;
-    let oh = row % p.h;
-    let img = row / p.h;
+    let sg = seg_of(wg.x, lid.x);
+    let ow0 = sg.ow0;
+    let row = sg.row;
+    let oh = sg.oh;
+    let img = sg.img;
     let cb0 = 2u * wg.y;
     let l = sl % 8u;
     let tstep = p.cin4 * 4u * p.cout4;
@@ -136,7 +149,7 @@ fn conv3x3_sg8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
             b = mac_row(b, cols2(x), w8_block(w2, 1u));
         }
     }
-    if t_raw >= total { return; }
+    if !sg.live { return; }
     let q0 = row * p.w;
     store_row_t(q0, ow0, cb0, a);
     store_row_t(q0, ow0, cb0 + 1u, b);

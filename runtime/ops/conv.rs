@@ -398,13 +398,7 @@ fn gemm(
 pub fn conv2d(rec: &mut Recorder, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
     let op = "conv2d";
     let d = check(op, x, w)?;
-    if let Some(b) = b {
-        ensure_shape!(
-            b.dtype() == DType::F32 && b.shape() == [d.cout],
-            "{op}: bias {b:?} is not f32 [{}]",
-            d.cout
-        );
-    }
+    check_bias(op, b, &d)?;
     if gemm_1x1(rec, &d) {
         let (x2, w2) = (x.reshape(&[d.m(), d.cin])?, w.reshape(&[d.cout, d.cin])?);
         return gemm::linear(rec, &x2, &w2, b)?.reshape(&[d.n, d.h, d.w, d.cout]);
@@ -429,13 +423,7 @@ pub fn conv2d_load(
         let t = load.apply(rec, x)?;
         return conv2d(rec, &t, w, b);
     }
-    if let Some(b) = b {
-        ensure_shape!(
-            b.dtype() == DType::F32 && b.shape() == [d.cout],
-            "{op}: bias {b:?} is not f32 [{}]",
-            d.cout
-        );
-    }
+    check_bias(op, b, &d)?;
     let wt = repack(rec, w, &d, false)?;
     gemm(rec, op, x, &wt, b, w, &d, d.cin, d.cout, load)
 }
@@ -551,6 +539,17 @@ fn reduce(
         &[(9, parts), (5, out)],
         grid_1d(total, 256),
     )
+}
+
+fn check_bias(op: &str, b: Option<&Tensor>, d: &Dims) -> Result<()> {
+    if let Some(b) = b {
+        ensure_shape!(
+            b.dtype() == DType::F32 && b.shape() == [d.cout],
+            "{op}: bias {b:?} is not f32 [{}]",
+            d.cout
+        );
+    }
+    Ok(())
 }
 
 fn check_dy(op: &str, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<Dims> {
