@@ -78,10 +78,6 @@ fn seg_of(wgx: u32, lidx: u32) -> Seg {
 fn conv3x3_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(subgroup_invocation_id) sl: u32) {
     let sg = seg_of(wg.x, lid.x);
-    let ow0 = sg.ow0;
-    let row = sg.row;
-    let oh = sg.oh;
-    let img = sg.img;
     let cb0 = 4u * wg.y;
     let l = sl % 8u;
     let tstep = p.cin4 * 4u * p.cout4;
@@ -89,7 +85,7 @@ fn conv3x3_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
         row_fill(bias4(cb0 + 3u)));
     for (var c = 0u; c < p.cin4; c++) {
         for (var ky = 0u; ky < 3u; ky++) {
-            let x = in_row_t(img, oh, ky, ow0, c);
+            let x = in_row_t(sg.img, sg.oh, ky, sg.ow0, c);
             let w = w_row(ky * 3u * tstep + c * 4u * p.cout4, tstep, cb0, l);
             acc = tap_sg(acc, cols0(x), w.m0, w.m1);
             acc = tap_sg(acc, cols1(x), w.m2, w.m3);
@@ -97,11 +93,11 @@ fn conv3x3_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
         }
     }
     if !sg.live { return; }
-    let q0 = row * p.w;
-    store_row_t(q0, ow0, cb0, acc.a);
-    store_row_t(q0, ow0, cb0 + 1u, acc.b);
-    store_row_t(q0, ow0, cb0 + 2u, acc.c);
-    store_row_t(q0, ow0, cb0 + 3u, acc.d);
+    let q0 = sg.row * p.w;
+    store_row_t(q0, sg.ow0, cb0, acc.a);
+    store_row_t(q0, sg.ow0, cb0 + 1u, acc.b);
+    store_row_t(q0, sg.ow0, cb0 + 2u, acc.c);
+    store_row_t(q0, sg.ow0, cb0 + 3u, acc.d);
 }
 
 // conv3x3_sg8: the same for convs with at most 8 output channels (2 blocks per lane, as
@@ -125,10 +121,6 @@ fn w8_block(v: vec4<f32>, q: u32) -> W4 {
 fn conv3x3_sg8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
     @builtin(subgroup_invocation_id) sl: u32) {
     let sg = seg_of(wg.x, lid.x);
-    let ow0 = sg.ow0;
-    let row = sg.row;
-    let oh = sg.oh;
-    let img = sg.img;
     let cb0 = 2u * wg.y;
     let l = sl % 8u;
     let tstep = p.cin4 * 4u * p.cout4;
@@ -136,7 +128,7 @@ fn conv3x3_sg8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
     var b = row_fill(bias4(cb0 + 1u));
     for (var c = 0u; c < p.cin4; c++) {
         for (var ky = 0u; ky < 3u; ky++) {
-            let x = in_row_t(img, oh, ky, ow0, c);
+            let x = in_row_t(sg.img, sg.oh, ky, sg.ow0, c);
             let wi = ky * 3u * tstep + c * 4u * p.cout4;
             let w0 = w8_part(wi, tstep, cb0, 0u, l);
             let w1 = w8_part(wi, tstep, cb0, 1u, l);
@@ -150,7 +142,7 @@ fn conv3x3_sg8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
         }
     }
     if !sg.live { return; }
-    let q0 = row * p.w;
-    store_row_t(q0, ow0, cb0, a);
-    store_row_t(q0, ow0, cb0 + 1u, b);
+    let q0 = sg.row * p.w;
+    store_row_t(q0, sg.ow0, cb0, a);
+    store_row_t(q0, sg.ow0, cb0 + 1u, b);
 }
