@@ -452,8 +452,7 @@ pub fn conv2d_load_backward_input(
     load: Load,
 ) -> Result<Tensor> {
     let op = "conv2d_load_backward_input";
-    let d = check_load(op, x, w, load)?;
-    check_dy_dims(op, &d, dy)?;
+    let d = check_load_dy(op, x, w, dy, load)?;
     let dt = backward_input(rec, op, &d, w, dy)?;
     load.backward(rec, x, &dt)
 }
@@ -468,8 +467,7 @@ pub fn conv2d_load_backward_weight(
     load: Load,
 ) -> Result<(Tensor, Option<Tensor>)> {
     let op = "conv2d_load_backward_weight";
-    let d = check_load(op, x, w, load)?;
-    check_dy_dims(op, &d, dy)?;
+    let d = check_load_dy(op, x, w, dy, load)?;
     if load == Load::NONE || d.k != 3 {
         let t = load.apply(rec, x)?;
         return conv2d_backward_weight(rec, &t, w, dy, has_bias);
@@ -552,6 +550,13 @@ fn check_bias(op: &str, b: Option<&Tensor>, d: &Dims) -> Result<()> {
     Ok(())
 }
 
+/// [`check_load`] and dy's shape.
+fn check_load_dy(op: &str, x: &Tensor, w: &Tensor, dy: &Tensor, load: Load) -> Result<Dims> {
+    let d = check_load(op, x, w, load)?;
+    check_dy_dims(op, &d, dy)?;
+    Ok(d)
+}
+
 fn check_dy(op: &str, x: &Tensor, w: &Tensor, dy: &Tensor) -> Result<Dims> {
     let d = check(op, x, w)?;
     check_dy_dims(op, &d, dy)?;
@@ -630,8 +635,7 @@ pub fn conv2d_backward_weight(
     backward_weight(rec, op, x, &d, dy, has_bias, Load::NONE)
 }
 
-/// The weight and bias gradients of a pass over `d`, x read with `load` (which needs the
-/// texture kernels).
+/// The weight and bias gradients of a pass over `d`, x read with `load` (3x3 only).
 fn backward_weight(
     rec: &mut Recorder,
     op: &str,

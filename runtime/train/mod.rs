@@ -800,17 +800,13 @@ impl Trainer {
             check_all(rec, &flag, &total, &grads)?;
             let stepped = adam_all(rec, adam, g_ws, &grads, cfg.adam(cfg.lr_g), &flag)?;
             restore_u(rec, &snaps, &flag)?;
+            let mut pairs = Vec::with_capacity(g_ws.map.len());
+            for (name, p) in &g_ws.map {
+                pairs.push((p, ema.get(name)?));
+            }
             if t < cfg.ema_start {
-                let mut pairs = Vec::with_capacity(g_ws.map.len());
-                for (name, p) in &g_ws.map {
-                    pairs.push((p, ema.get(name)?));
-                }
                 optim::copy_guarded_many(rec, &pairs, &flag)?;
             } else {
-                let mut pairs = Vec::with_capacity(g_ws.map.len());
-                for (name, p) in &g_ws.map {
-                    pairs.push((p, ema.get(name)?));
-                }
                 optim::ema_update_guarded_many(rec, &pairs, cfg.ema_decay, &flag)?;
             }
             let losses = stack(rec, &[&total, &h.loss, rot_loss, &flag.flag])?;
