@@ -73,6 +73,8 @@ pub struct Context {
     cpu_kernels: bool,
     pub(crate) profile: Profile,
     pub(crate) errors: Arc<ErrorSink>,
+    /// Second device on the same adapter that compiles kernels ahead (see `warm.rs`).
+    pub(crate) warm_helper: std::sync::OnceLock<Option<Box<Context>>>,
 }
 
 fn parse_backend(s: &str) -> Result<wgpu::Backends> {
@@ -258,6 +260,7 @@ impl Context {
             cpu_kernels,
             profile,
             errors,
+            warm_helper: Default::default(),
         }
     }
 

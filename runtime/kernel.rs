@@ -84,7 +84,7 @@ pub fn validate_wgsl(name: &str, src: &str) -> Result<(naga::Module, naga::valid
 
 /// How an entry point uses a binding.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
-enum Access {
+pub(crate) enum Access {
     Uniform,
     Read,
     Write,
@@ -99,18 +99,98 @@ enum Access {
 /// performs lane by lane (docs/PERFORMANCE.md).
 pub const TEXTURE_WIDTH: u32 = 4096;
 
+impl Access {
+    pub(crate) fn is_texture(self) -> bool {
+        self == Access::Texture
+    }
+
+    pub(crate) fn is_uniform(self) -> bool {
+        self == Access::Uniform
+    }
+}
+
 /// One compiled entry point.
 pub(crate) struct Kernel {
     pipeline: wgpu::ComputePipeline,
     layout: wgpu::BindGroupLayout,
     /// Bindings of group 0 the entry point uses.
     used: Vec<(u32, Access)>,
+    /// Size of the entry point with every call inlined, in naga expressions: a rough
+    /// measure of its compile time (see `warm.rs`).
+    pub(crate) size: usize,
+    /// Parameter sets recorded so far (at most [`SEEN_PARAMS`]; see `warm.rs`).
+    pub(crate) seen: Mutex<std::collections::HashSet<Vec<u32>>>,
+}
+
+/// Parameter sets per kernel that [`Recorder::dispatch`] remembers for `warm.rs`.
+const SEEN_PARAMS: usize = 256;
+
+impl Kernel {
+    pub(crate) fn pipeline(&self) -> &wgpu::ComputePipeline {
+        &self.pipeline
+    }
+
+    pub(crate) fn layout(&self) -> &wgpu::BindGroupLayout {
+        &self.layout
+    }
+
+    /// Bindings of group 0 the entry point uses, and how.
+    pub(crate) fn bindings(&self) -> &[(u32, Access)] {
+        &self.used
+    }
 }
 
 struct ShaderEntry {
     module: wgpu::ShaderModule,
     naga: naga::Module,
     info: naga::valid::ModuleInfo,
+}
+
+/// Expressions of `f` with each function it calls counted at every call site.
+fn inlined_size(
+    module: &naga::Module,
+    f: &naga::Function,
+    memo: &mut HashMap<naga::Handle<naga::Function>, usize>,
+) -> usize {
+    fn calls(block: &naga::Block, out: &mut Vec<naga::Handle<naga::Function>>) {
+        for st in block.iter() {
+            match st {
+                naga::Statement::Call { function, .. } => out.push(*function),
+                naga::Statement::Block(b) => calls(b, out),
+                naga::Statement::If { accept, reject, .. } => {
+                    calls(accept, out);
+                    calls(reject, out);
+                }
+                naga::Statement::Switch { cases, .. } => {
+                    for c in cases {
+                        calls(&c.body, out);
+                    }
+                }
+                naga::Statement::Loop {
+                    body, continuing, ..
+                } => {
+                    calls(body, out);
+                    calls(continuing, out);
+                }
+                _ => {}
+            }
+        }
+    }
+    let mut callees = Vec::new();
+    calls(&f.body, &mut callees);
+    let mut n = f.expressions.len();
+    for h in callees {
+        let size = match memo.get(&h) {
+            Some(&v) => v,
+            None => {
+                let v = inlined_size(module, &module.functions[h], memo);
+                memo.insert(h, v);
+                v
+            }
+        };
+        n += size;
+    }
+    n
 }
 
 /// Compiled shader modules and pipelines, built once per (file, entry point).
@@ -209,6 +289,12 @@ impl PipelineCache {
             pipeline,
             layout,
             used,
+            size: inlined_size(
+                &s.naga,
+                &s.naga.entry_points[index].function,
+                &mut HashMap::new(),
+            ),
+            seen: Default::default(),
         });
         self.kernels
             .lock()
@@ -488,6 +574,9 @@ pub struct Recorder<'a> {
     on_submit: Vec<Box<dyn FnOnce() + Send + 'a>>,
     /// Derived tensors recorded here, moved to the context's cache at submit.
     derived: HashMap<DerivedKey, Derived>,
+    /// Kernels recorded here with parameters not recorded before in this context, in
+    /// order: compiled ahead at submit (see `warm.rs`).
+    fresh: Vec<crate::warm::Fresh>,
 }
 
 fn new_encoder(ctx: &Context) -> wgpu::CommandEncoder {
@@ -519,6 +608,7 @@ impl Context {
             subgroups: self.subgroups(),
             on_submit: Vec::new(),
             derived: HashMap::new(),
+            fresh: Vec::new(),
         }
     }
 
@@ -801,6 +891,17 @@ impl<'a> Recorder<'a> {
         if groups.contains(&0) {
             return Ok(());
         }
+        {
+            let mut seen = kernel.seen.lock().unwrap_or_else(|p| p.into_inner());
+            if seen.len() < SEEN_PARAMS && seen.insert(params.to_vec()) {
+                self.fresh.push(crate::warm::Fresh {
+                    size: kernel.size,
+                    shader: shader.to_string(),
+                    entry: entry.to_string(),
+                    params: params.to_vec(),
+                });
+            }
+        }
         let max_bytes = ctx.max_binding_bytes();
         let mut tensors: Vec<(u32, &Tensor)> = Vec::with_capacity(kernel.used.len());
         for &(b, access) in &kernel.used {
@@ -955,6 +1056,7 @@ impl<'a> Recorder<'a> {
     fn flush(&mut self) {
         let ctx = self.ctx;
         self.pass = None;
+        ctx.warm(&std::mem::take(&mut self.fresh));
         for a in &self.arenas {
             if !a.data.is_empty() {
                 ctx.queue.write_buffer(&a.buffer, 0, &a.data);
@@ -978,6 +1080,7 @@ impl<'a> Recorder<'a> {
     pub fn submit(mut self) -> Result<()> {
         let ctx = self.ctx;
         self.pass = None;
+        ctx.warm(&std::mem::take(&mut self.fresh));
         for a in &self.arenas {
             if !a.data.is_empty() {
                 ctx.queue.write_buffer(&a.buffer, 0, &a.data);

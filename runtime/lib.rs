@@ -13,6 +13,7 @@ pub mod eval;
 pub mod kernel;
 pub mod ops;
 pub mod tensor;
+mod warm;
 
 pub use device::Context;
 pub use error::{Error, Result};

@@ -145,7 +145,7 @@ fn load_w(i: u32) -> W4 {
 
 // a + (4 input channels v) x (weight block w): 4 output channels.
 fn mac(a: vec4<f32>, v: vec4<f32>, w: W4) -> vec4<f32> {
-    return fma(vec4<f32>(v.w), w.w3, fma(vec4<f32>(v.z), w.w2, fma(vec4<f32>(v.y), w.w1, fma(vec4<f32>(v.x), w.w0, a))));
+    return a + ((v.x * w.w0 + v.y * w.w1) + (v.z * w.w2 + v.w * w.w3));
 }
 
 // Eight pixels, 4 channels each.

@@ -389,6 +389,11 @@ fn rnd(len: usize, seed: u32) -> Vec<f32> {
 /// (n, h = w, cin, cout, k). Prints wall and process-CPU medians and GFLOP/s of wall time,
 /// with 2*N*H*W*Cout*Cin*k*k flops per pass; asserts nothing.
 fn time_conv((n, h, ci, co, k): (usize, usize, usize, usize, usize), reps: usize) {
+    // CONV_SPEED_REPS overrides the number of timed calls.
+    let reps = std::env::var("CONV_SPEED_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(reps);
     let c = ctx();
     let x = Tensor::from_f32(c, &[n, h, h, ci], &rnd(n * h * h * ci, 1)).unwrap();
     let w = Tensor::from_f32(c, &[co, ci, k, k], &rnd(co * ci * k * k, 2)).unwrap();
