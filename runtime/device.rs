@@ -73,7 +73,9 @@ pub struct Context {
     cpu_kernels: bool,
     pub(crate) profile: Profile,
     pub(crate) errors: Arc<ErrorSink>,
-    /// Second device on the same adapter that compiles kernels ahead (see `warm.rs`).
+    /// Compile new kernels ahead on a second device (see `warm.rs`).
+    pub(crate) warm_on: bool,
+    /// That second device, opened on first need.
     pub(crate) warm_helper: std::sync::OnceLock<Option<Box<Context>>>,
 }
 
@@ -245,6 +247,7 @@ impl Context {
         if std::env::var("FEWLABELS_PROFILE").is_ok_and(|v| v.trim() == "1") {
             profile.on.store(true, std::sync::atomic::Ordering::Relaxed);
         }
+        let warm_on = crate::warm::enabled(&description, adapter.is_some());
         Context {
             device,
             queue,
@@ -260,6 +263,7 @@ impl Context {
             cpu_kernels,
             profile,
             errors,
+            warm_on,
             warm_helper: Default::default(),
         }
     }

@@ -891,9 +891,10 @@ impl<'a> Recorder<'a> {
         if groups.contains(&0) {
             return Ok(());
         }
-        {
+        if ctx.warm_on {
             let mut seen = kernel.seen.lock().unwrap_or_else(|p| p.into_inner());
-            if seen.len() < SEEN_PARAMS && seen.insert(params.to_vec()) {
+            if seen.len() < SEEN_PARAMS && !seen.contains(params) {
+                seen.insert(params.to_vec());
                 self.fresh.push(crate::warm::Fresh {
                     size: kernel.size,
                     shader: shader.to_string(),

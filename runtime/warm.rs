@@ -21,10 +21,11 @@ use crate::device::Context;
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-/// Whether warming can help on `ctx`: a CPU adapter (compiles at first dispatch) that the
-/// runtime opened itself, a machine with at least two cores, Mesa's disk cache on (it
-/// carries the second device's work over), and `FEWLABELS_WARM` not `0`.
-pub(crate) fn enabled(ctx: &Context) -> bool {
+/// Whether warming can help on a device of `adapter` (`opened`: by the runtime, not handed
+/// in by the host): a CPU adapter (compiles at first dispatch), a machine with at least two
+/// cores, Mesa's disk cache on (it carries the second device's work over), not under
+/// valgrind, and `FEWLABELS_WARM` not `0`. Decided once per context.
+pub(crate) fn enabled(adapter: &crate::device::AdapterDescription, opened: bool) -> bool {
     let off = |name: &str| {
         std::env::var(name).is_ok_and(|v| {
             matches!(
@@ -33,8 +34,8 @@ pub(crate) fn enabled(ctx: &Context) -> bool {
             )
         })
     };
-    ctx.description.device_type == "Cpu"
-        && ctx.adapter.is_some()
+    adapter.device_type == "Cpu"
+        && opened
         && std::env::var("FEWLABELS_WARM").as_deref() != Ok("0")
         && !off("MESA_SHADER_CACHE_DISABLE")
         && !off("MESA_GLSL_CACHE_DISABLE")
@@ -59,11 +60,11 @@ pub(crate) struct Fresh {
 
 impl Context {
     /// Compile `kernels` on this device and on a helper device at once (see the module's
-    /// documentation). Does nothing where [`enabled`] is false or for fewer than two
+    /// documentation). Does nothing where [`enabled`] was false or for fewer than two
     /// kernels. Failures only cost the gain: the real dispatches compile what is missing,
     /// and report their own errors.
     pub(crate) fn warm(&self, kernels: &[Fresh]) {
-        if kernels.len() < 2 || !enabled(self) {
+        if kernels.len() < 2 || !self.warm_on {
             return;
         }
         let Some(helper) = self.warm_helper() else {
@@ -297,7 +298,7 @@ mod tests {
             fresh("elementwise", "scale", &[3, 2f32.to_bits()]),
         ]);
         assert!(ctx.check().is_ok());
-        if enabled(&ctx) {
+        if ctx.warm_on {
             assert!(
                 ctx.warm_helper.get().is_some_and(|h| h.is_some()),
                 "a CPU adapter with the disk cache on should have opened the helper device"
