@@ -458,6 +458,25 @@ pub(crate) struct DerivedCache {
     map: Mutex<HashMap<DerivedKey, Derived>>,
 }
 
+/// A new texture of [`TEXTURE_WIDTH`] x `rows` vec4s, as kernels that read a tensor as a
+/// texture get it.
+pub(crate) fn tensor_texture(device: &wgpu::Device, rows: u32) -> wgpu::Texture {
+    device.create_texture(&wgpu::TextureDescriptor {
+        label: Some("fewlabels texture view of a tensor"),
+        size: wgpu::Extent3d {
+            width: TEXTURE_WIDTH,
+            height: rows,
+            depth_or_array_layers: 1,
+        },
+        mip_level_count: 1,
+        sample_count: 1,
+        dimension: wgpu::TextureDimension::D2,
+        format: wgpu::TextureFormat::Rgba32Float,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        view_formats: &[],
+    })
+}
+
 /// Free textures for [`Access::Texture`] bindings, by height (a power of two), shared by the
 /// recorders of one context.
 #[derive(Default)]
@@ -480,20 +499,7 @@ impl TexturePool {
         }
         self.created
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        device.create_texture(&wgpu::TextureDescriptor {
-            label: Some("fewlabels texture view of a tensor"),
-            size: wgpu::Extent3d {
-                width: TEXTURE_WIDTH,
-                height: rows,
-                depth_or_array_layers: 1,
-            },
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D2,
-            format: wgpu::TextureFormat::Rgba32Float,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-            view_formats: &[],
-        })
+        tensor_texture(device, rows)
     }
 
     fn give(&self, rows: u32, t: wgpu::Texture) {

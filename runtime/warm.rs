@@ -166,20 +166,7 @@ fn zero_dispatches(ctx: &Context, group: &[&Fresh]) -> Result<()> {
             continue;
         }
         if access.is_texture() {
-            let texture = device.create_texture(&wgpu::TextureDescriptor {
-                label: Some("fewlabels warm-up texture"),
-                size: wgpu::Extent3d {
-                    width: crate::kernel::TEXTURE_WIDTH,
-                    height: 1,
-                    depth_or_array_layers: 1,
-                },
-                mip_level_count: 1,
-                sample_count: 1,
-                dimension: wgpu::TextureDimension::D2,
-                format: wgpu::TextureFormat::Rgba32Float,
-                usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-                view_formats: &[],
-            });
+            let texture = crate::kernel::tensor_texture(device, 1);
             // Written once, as the runtime's textures always are before a kernel reads them.
             let src = device.create_buffer(&wgpu::BufferDescriptor {
                 label: Some("fewlabels warm-up texels"),
