@@ -197,7 +197,7 @@ impl Model {
     /// Load a model from parsed file contents, checking every tensor against the config.
     pub fn from_file(ctx: &Context, file: &TensorFile) -> Result<Model> {
         let parts = Model::check_parts(file)?;
-        ctx.prepare_all()?; // compile this adapter's kernels now, in parallel: no stall on first use
+        ctx.prepare_at_load()?;
         Model::from_checked_file(ctx, file, parts)
     }
 
