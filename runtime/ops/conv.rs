@@ -17,8 +17,9 @@
 //! On CPU adapters ([`Recorder::cpu_kernels`]) every pass uses the `_t` kernels instead, which
 //! read x, dy and the weight as textures (a texel fetch costs lavapipe about a tenth of a
 //! storage load) with small register tiles that compile in under a second: `conv3x3_t` (8
-//! pixels of a row x 8 output channels), `conv1x1_t` (16 pixels x 8 channels), `conv_dw3_t`
-//! and `conv_dw1_t` (as `conv_dw3_v4`/`conv_dw1_v4`). Channel counts that are not multiples of
+//! pixels of a row x 8 output channels), `conv1x1_t` (8 pixels x 8 channels), `conv_dw3_t`
+//! (as `conv_dw3_v4` with 8 output channels per lane, not 16: same sums, 4x faster to
+//! compile) and `conv_dw1_t` (as `conv_dw1_v4`, 8 output channels per lane). Channel counts that are not multiples of
 //! 4 are padded with zeros first (`conv_pad`). With subgroups, 3x3 passes use `conv3x3_sg`
 //! (16 output channels, weights shared by shuffles) or, with at most 8 output channels,
 //! `conv3x3_sg8` (the tile of `conv3x3_t`, weights shared by shuffles), and 1x1 passes other
@@ -319,8 +320,8 @@ fn gemm(
         x
     };
     let (entry, groups) = if cpu && d.k == 1 {
-        // CPU adapters: 16 pixels x 8 output channels per lane, read as textures.
-        let lanes = (d.m() as u64).div_ceil(16);
+        // CPU adapters: 8 pixels x 8 output channels per lane, read as textures.
+        let lanes = (d.m() as u64).div_ceil(8);
         (
             "conv1x1_t",
             [lanes.div_ceil(WG_FWD), quads(gout).div_ceil(2) as u64],
@@ -693,7 +694,12 @@ fn backward_weight(
     };
     // The `_t` kernels spread (channel block, chunk) pairs over the lanes.
     let groups = if cpu {
-        [(lanes * chunks).div_ceil(WG_DW), co_groups, 1]
+        // The `_t` kernels take 2 output blocks per lane, the others 4.
+        [
+            (lanes * chunks).div_ceil(WG_DW),
+            cout4.div_ceil(2) as u64,
+            1,
+        ]
     } else {
         [lanes.div_ceil(WG_DW), co_groups, chunks]
     };
