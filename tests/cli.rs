@@ -429,6 +429,16 @@ fn bad_invocations_fail_with_one_line() {
         ],
         "more than 100%",
     );
+    fails(
+        &["eval", "--real-train", "model.safetensors"],
+        "cannot be used with",
+    );
+    if Path::new(fewlabels::data::FASHION_MNIST_DIR).exists() {
+        fails(
+            &["eval", "--real-train", "--per-class", "7000"],
+            "fewer than --per-class 7000",
+        );
+    }
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

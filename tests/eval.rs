@@ -20,8 +20,8 @@ use common::{check_close, ctx, Golden};
 use fewlabels::data::{fashion_mnist, Dataset, Split, FASHION_MNIST_DIR};
 use fewlabels::eval::evaluator::{self, Outputs};
 use fewlabels::eval::{
-    class_consistency, eval_report_text, evaluate, fid, fid_stats, inception_score, real_stats,
-    sqrtm_psd, symmetric_eigen, Evaluator, GaussianStats,
+    class_consistency, eval_report_text, evaluate, fid, fid_stats, inception_score, real_baseline,
+    real_stats, sqrtm_psd, symmetric_eigen, Evaluator, GaussianStats,
 };
 use fewlabels::model::{Config, Model};
 use fewlabels::Error;
@@ -521,4 +521,60 @@ fn evaluate_reports_a_model() {
         evaluate(ctx(), &model, 1, 9, None, &small),
         Err(Error::InvalidArgument(_))
     ));
+}
+
+/// `real_baseline` picks block `b` of `per_class` images of each class in file order: with
+/// the picked images as the test set too, their FID is zero and their score and accuracy are
+/// those of `real_stats`; another block is another set of images; asking past the images a
+/// class has, or for none, is an error.
+#[test]
+fn real_baseline_picks_the_blocks_it_names() {
+    let Some(data) = first_1000() else { return };
+    let len = data.image_len();
+    // Blocks of 3 per class: the first two blocks, each as a data set in class order.
+    let block = |b: usize| {
+        let (mut images, mut labels) = (Vec::new(), Vec::new());
+        for c in 0..10 {
+            let rows: Vec<usize> = (0..data.len()).filter(|&i| data.labels[i] == c).collect();
+            for &i in &rows[3 * b..3 * b + 3] {
+                images.extend_from_slice(&data.images[i * len..(i + 1) * len]);
+                labels.push(c);
+            }
+        }
+        Dataset::new(images, data.resolution, data.channels, labels, 10).unwrap()
+    };
+    let (b0, b1) = (block(0), block(1));
+    let r = real_baseline(ctx(), data, 3, 0, &b0).unwrap();
+    let own = real_stats(ctx(), embedded(), &b0).unwrap();
+    assert_eq!(r.images, 30);
+    // Zero up to the matrix square root's rounding on a rank-deficient covariance (30 images).
+    assert!(
+        r.fid.abs() < 1e-4,
+        "FID of block 0 against itself: {}",
+        r.fid
+    );
+    assert!(rel(r.inception_score, own.inception_score) < 1e-12);
+    assert_eq!(Some(r.accuracy), own.accuracy);
+    let r1 = real_baseline(ctx(), data, 3, 1, &b0).unwrap();
+    let expect = fid_stats(
+        &real_stats(ctx(), embedded(), &b1).unwrap().stats,
+        &own.stats,
+    )
+    .unwrap();
+    assert!(r1.fid > 1.0, "block 1 against block 0: FID {}", r1.fid);
+    assert!(rel(r1.fid, expect) < 1e-9, "{} against {expect}", r1.fid);
+    let fewest = (0..10)
+        .map(|c| data.labels.iter().filter(|&&l| l == c).count())
+        .min()
+        .unwrap();
+    let err = real_baseline(ctx(), data, fewest + 1, 0, &b0).unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidArgument(ref m) if m.contains("labelled images")),
+        "{err}"
+    );
+    let err = real_baseline(ctx(), data, 0, 0, &b0).unwrap_err();
+    assert!(
+        matches!(err, Error::InvalidArgument(ref m) if m.contains("at least 1")),
+        "{err}"
+    );
 }

@@ -282,6 +282,78 @@ pub fn real_stats(ctx: &Context, ev: &Evaluator, data: &Dataset) -> Result<Arc<R
     Ok(s)
 }
 
+/// What real images score under [`evaluate`]'s protocol (see [`real_baseline`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct RealBaseline {
+    /// Images measured (`per_class` of each class).
+    pub images: usize,
+    /// FID of these images against the test set.
+    pub fid: f64,
+    /// Their Inception Score.
+    pub inception_score: f64,
+    /// The evaluator's accuracy on them (their class consistency, as a generator's would be).
+    pub accuracy: f64,
+}
+
+/// The figures real images reach where [`evaluate`] measures samples: `per_class` labelled
+/// images of each class from `train` (block `block` of them in file order: the class's
+/// images `block * per_class .. (block + 1) * per_class`) against `test`. A generator that
+/// drew the training distribution perfectly would score these, up to sampling noise, so the
+/// FID here is the floor of the protocol. Disjoint blocks show how much the figures move
+/// from one draw of real images to another.
+pub fn real_baseline(
+    ctx: &Context,
+    train: &Dataset,
+    per_class: usize,
+    block: usize,
+    test: &Dataset,
+) -> Result<RealBaseline> {
+    check_dataset(train, "training set")?;
+    if per_class == 0 {
+        return Err(Error::InvalidArgument(
+            "real baseline: per_class must be at least 1".into(),
+        ));
+    }
+    let classes = evaluator::CLASSES;
+    let len = train.image_len();
+    let (first, end) = (block * per_class, (block + 1) * per_class);
+    let mut picked: Vec<Vec<usize>> = vec![Vec::with_capacity(per_class); classes];
+    let mut seen = [0usize; evaluator::CLASSES];
+    for (i, &l) in train.labels.iter().enumerate() {
+        if let Ok(c) = usize::try_from(l) {
+            if (first..end).contains(&seen[c]) {
+                picked[c].push(i);
+            }
+            seen[c] += 1;
+        }
+    }
+    if let Some(c) = (0..classes).find(|&c| picked[c].len() < per_class) {
+        return Err(Error::InvalidArgument(format!(
+            "real baseline: class {c} has {} labelled images; block {block} of {per_class} \
+             per class needs {end}",
+            seen[c]
+        )));
+    }
+    let mut images = Vec::with_capacity(classes * per_class * len);
+    let mut labels = Vec::with_capacity(classes * per_class);
+    for (c, rows) in picked.iter().enumerate() {
+        for &i in rows {
+            images.extend_from_slice(&train.images[i * len..(i + 1) * len]);
+            labels.push(c as i32);
+        }
+    }
+    let subset = Dataset::new(images, train.resolution, train.channels, labels, classes)?;
+    let ev = Evaluator::new(ctx)?;
+    let real = real_stats(ctx, &ev, test)?;
+    let own = real_stats(ctx, &ev, &subset)?;
+    Ok(RealBaseline {
+        images: subset.len(),
+        fid: fid_stats(&own.stats, &real.stats)?,
+        inception_score: own.inception_score,
+        accuracy: own.accuracy.unwrap_or(0.0),
+    })
+}
+
 /// The result of [`evaluate`].
 #[derive(Debug, Clone, PartialEq)]
 pub struct EvalReport {
