@@ -317,7 +317,9 @@ pub fn real_baseline(
     let classes = evaluator::CLASSES;
     let len = train.image_len();
     let (first, end) = (block * per_class, (block + 1) * per_class);
-    let mut picked: Vec<Vec<usize>> = vec![Vec::with_capacity(per_class); classes];
+    let mut picked: Vec<Vec<usize>> = (0..classes)
+        .map(|_| Vec::with_capacity(per_class))
+        .collect();
     let mut seen = [0usize; evaluator::CLASSES];
     for (i, &l) in train.labels.iter().enumerate() {
         if let Ok(c) = usize::try_from(l) {
