@@ -21,6 +21,20 @@
 //   eval:     u_saved = u, sigma = u . s
 //   out = W / sigma
 
+// rows, cols and train, set by the entry points through `opaque`. Where parameters decide
+// loops or branches, lavapipe (Mesa 22.3) inlines their values at every dispatch whose
+// parameters changed and compiles the shader again if that halves it: for
+// sn_forward_sg_cols (small, odd-width weights) that was a recompile or a disk-cache load
+// at most dispatches, about 10 ms each, and sn_forward_sg compiled once per weight shape on
+// a fresh machine (docs/PERFORMANCE.md, session 11). Mixed with num_workgroups (1 here;
+// never 0 where a kernel runs), which the driver cannot inline, they stay runtime values
+// and each kernel compiles once; the sums do not change.
+var<private> dims: vec3<u32>;
+
+fn opaque(nwg: vec3<u32>) -> vec3<u32> {
+    return select(vec3<u32>(p.rows, p.cols, p.train), vec3<u32>(0u), nwg.x == 0u);
+}
+
 @group(0) @binding(9) var w_tex: texture_2d<f32>;
 // W_sn as vec4s (the quad path's stores).
 @group(0) @binding(10) var<storage, read_write> out4: array<vec4<f32>>;
@@ -39,13 +53,13 @@ fn w_at(e: u32) -> f32 {
 fn finish_v(l: u32, tt: f32, quads: bool) {
     let inv_t = 1.0 / max(sqrt(subgroupAdd(tt)), p.eps);
     if quads {
-        for (var q = l; q < p.cols / 4u; q += 8u) {
+        for (var q = l; q < dims.y / 4u; q += 8u) {
             for (var j = 0u; j < 4u; j++) {
                 v[4u * q + j] = t[4u * q + j] * inv_t;
             }
         }
     } else {
-        for (var c = l; c < p.cols; c += 8u) {
+        for (var c = l; c < dims.y; c += 8u) {
             v[c] = t[c] * inv_t;
         }
     }
@@ -53,8 +67,8 @@ fn finish_v(l: u32, tt: f32, quads: bool) {
 
 // t = W^T u, a column quad per lane, u 8 rows at a time. Returns this lane's |t|^2.
 fn wt_u_quads(l: u32) -> f32 {
-    let rows = p.rows;
-    let cq = p.cols / 4u;
+    let rows = dims.x;
+    let cq = dims.y / 4u;
     var tt = 0.0;
     for (var q0 = 0u; q0 < cq; q0 += 8u) {
         let q = min(q0 + l, cq - 1u);
@@ -79,8 +93,8 @@ fn wt_u_quads(l: u32) -> f32 {
 
 // t = W^T u, a column per lane.
 fn wt_u_cols(l: u32) -> f32 {
-    let rows = p.rows;
-    let cols = p.cols;
+    let rows = dims.x;
+    let cols = dims.y;
     var tt = 0.0;
     for (var c0 = 0u; c0 < cols; c0 += 8u) {
         let c = min(c0 + l, cols - 1u);
@@ -102,7 +116,7 @@ fn wt_u_cols(l: u32) -> f32 {
 
 // s[r] = W[r, :] . v for this lane's row r (clamped), v 8 quads at a time.
 fn w_v_quads(r: u32, l: u32) -> f32 {
-    let cq = p.cols / 4u;
+    let cq = dims.y / 4u;
     var acc = vec4<f32>(0.0);
     for (var q0 = 0u; q0 < cq; q0 += 8u) {
         let qi = 4u * min(q0 + l, cq - 1u);
@@ -117,7 +131,7 @@ fn w_v_quads(r: u32, l: u32) -> f32 {
 
 // s[r] = W[r, :] . v, v 8 elements at a time.
 fn w_v_cols(r: u32, l: u32) -> f32 {
-    let cols = p.cols;
+    let cols = dims.y;
     var acc = 0.0;
     for (var c0 = 0u; c0 < cols; c0 += 8u) {
         let vl = v[min(c0 + l, cols - 1u)];
@@ -132,17 +146,19 @@ fn w_v_cols(r: u32, l: u32) -> f32 {
 // Two entry points, so that each compiles one path (NIR folds the constant `quads`): rows of
 // whole texels (cols a multiple of 4), and the rest.
 @compute @workgroup_size(8)
-fn sn_forward_sg(@builtin(subgroup_invocation_id) l: u32) {
+fn sn_forward_sg(@builtin(subgroup_invocation_id) l: u32, @builtin(num_workgroups) nwg: vec3<u32>) {
+    dims = opaque(nwg);
     sn_forward(l, true);
 }
 
 @compute @workgroup_size(8)
-fn sn_forward_sg_cols(@builtin(subgroup_invocation_id) l: u32) {
+fn sn_forward_sg_cols(@builtin(subgroup_invocation_id) l: u32, @builtin(num_workgroups) nwg: vec3<u32>) {
+    dims = opaque(nwg);
     sn_forward(l, false);
 }
 
 fn sn_forward(l: u32, quads: bool) {
-    let rows = p.rows;
+    let rows = dims.x;
 
     // t = W^T u, v = t / |t|.
     var tt = 0.0;
@@ -176,7 +192,7 @@ fn sn_forward(l: u32, quads: bool) {
     for (var r = l; r < rows; r += 8u) {
         let x = s[r];
         var un = u[r];
-        if p.train != 0u {
+        if dims.z != 0u {
             un = x * inv_s;
             u[r] = un;
         }
@@ -189,7 +205,7 @@ fn sn_forward(l: u32, quads: bool) {
     }
 
     // out = W / sigma, a texel (4 elements) at a time.
-    for (var k = l; k < rows * p.cols / 4u; k += 8u) {
+    for (var k = l; k < rows * dims.y / 4u; k += 8u) {
         out4[k] = w_texel(k) / sig;
     }
 }
