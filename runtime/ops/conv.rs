@@ -19,8 +19,8 @@
 //! storage load) with small register tiles that compile in under a second: `conv3x3_t` (8
 //! pixels of a row x 8 output channels), `conv1x1_t` (8 pixels x 8 channels), `conv_dw3_t`
 //! (as `conv_dw3_v4` with 8 output channels per lane, not 16: same sums, 4x faster to
-//! compile) and `conv_dw1_t` (as `conv_dw1_v4`, 8 output channels per lane). Channel counts that are not multiples of
-//! 4 are padded with zeros first (`conv_pad`). With subgroups, 3x3 passes use `conv3x3_sg`
+//! compile) and `conv_dw1_t` (as `conv_dw1_v4`, 8 output channels per lane). Channel counts
+//! that are not multiples of 4 are padded with zeros first (`conv_pad`). With subgroups, 3x3 passes use `conv3x3_sg`
 //! (16 output channels, weights shared by shuffles) or, with at most 8 output channels,
 //! `conv3x3_sg8` (the tile of `conv3x3_t`, weights shared by shuffles), and 1x1 passes other
 //! than the weight gradient are products of the pixel rows with the weight
