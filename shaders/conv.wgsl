@@ -23,13 +23,12 @@
 //   keeps conv3x3_v4).
 // - conv_gemm_*: any k, a lane computes 32 consecutive pixels x 16 output channels (1x1 convs,
 //   and 3x3 on images narrower than 8, where 8x8 blocks would be mostly padding).
-// - conv_dw3_*: a lane owns 4 input x 16 output channels for all 9 taps and slides a 3x3
-//   window along image rows, loading 3 new input vectors and 4 dy vectors per pixel.
-// - conv_dw1_*: 1x1, a lane owns 16 input x 16 output channels.
+// - conv_dw3_*: a lane owns 4 input x 8 output channels for all 9 taps and slides a 3x3
+//   window along image rows, loading 3 new input vectors and 2 dy vectors per pixel.
+// - conv_dw1_*: 1x1, a lane owns 16 input x 8 output channels.
 // - conv3x3_t, conv1x1_t, conv_dw3_t, conv_dw1_t: for CPU adapters, the same passes reading
 //   x, dy and the weight as textures (copied by the runtime), where lavapipe fetches a texel
-//   about 10x faster than it loads from a storage buffer; smaller tiles, fast to compile
-//   (conv_dw3_t: 4 input x 8 output channels per lane, conv_dw1_t: 16 x 8).
+//   about 10x faster than it loads from a storage buffer; smaller tiles, fast to compile.
 // The `_v4` entry points read channels as vec4 and need the channel counts they read to be
 // multiples of 4; the `_s` ones read scalars with bounds checks and take any count. Loads of
 // padding are skipped (if), not clamped, so image borders cost less.
@@ -769,40 +768,37 @@ fn conv_gemm_s(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
 
 // ---------------------------------------------------------------------------------------
 // Weight gradient building blocks. An invocation accumulates outer products of 4 input
-// channels (a vec4 of x) with 16 output channels (4 vec4 of dy).
+// channels (a vec4 of x) with 8 output channels (2 vec4 of dy). With 16 output channels per
+// invocation the sums were the same, but lavapipe took 4x as long to compile the kernels
+// (docs/PERFORMANCE.md, session 11).
 
-struct D4 {
+struct D2 {
     d0: vec4<f32>,
     d1: vec4<f32>,
-    d2: vec4<f32>,
-    d3: vec4<f32>,
 }
 
-// e<i>.d<j>: input channel i, output channels 4j..4j+3.
-struct M16 {
-    e0: D4,
-    e1: D4,
-    e2: D4,
-    e3: D4,
+// e<i>.d<j>: input channel i, output channels 4j..4j+3 of the invocation's pair of blocks.
+struct M8 {
+    e0: D2,
+    e1: D2,
+    e2: D2,
+    e3: D2,
 }
 
-fn outer4(a: D4, s: f32, d: D4) -> D4 {
+fn outer2(a: D2, s: f32, d: D2) -> D2 {
     let v = vec4<f32>(s);
-    return D4(fma(v, d.d0, a.d0), fma(v, d.d1, a.d1), fma(v, d.d2, a.d2), fma(v, d.d3, a.d3));
+    return D2(fma(v, d.d0, a.d0), fma(v, d.d1, a.d1));
 }
 
-fn outer(a: M16, v: vec4<f32>, d: D4) -> M16 {
-    return M16(outer4(a.e0, v.x, d), outer4(a.e1, v.y, d), outer4(a.e2, v.z, d), outer4(a.e3, v.w, d));
+fn outer(a: M8, v: vec4<f32>, d: D2) -> M8 {
+    return M8(outer2(a.e0, v.x, d), outer2(a.e1, v.y, d), outer2(a.e2, v.z, d), outer2(a.e3, v.w, d));
 }
 
-// dy of pixel q, output blocks cb0..cb0+3 (zero past cout).
-fn dy_v4(q: u32, cb0: u32) -> D4 {
+// dy of pixel q, output blocks cb0, cb0 + 1 (zero past cout).
+fn dy_v4(q: u32, cb0: u32) -> D2 {
     let i = q * p.cout4 + cb0;
-    var d = D4(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-    d.d0 = dy4[i];
+    var d = D2(dy4[i], vec4<f32>(0.0));
     if cb0 + 1u < p.cout4 { d.d1 = dy4[i + 1u]; }
-    if cb0 + 2u < p.cout4 { d.d2 = dy4[i + 2u]; }
-    if cb0 + 3u < p.cout4 { d.d3 = dy4[i + 3u]; }
     return d;
 }
 
@@ -819,49 +815,44 @@ fn dy_s4(q: u32, cb: u32) -> vec4<f32> {
     return v;
 }
 
-fn dy_s(q: u32, cb0: u32) -> D4 {
-    return D4(dy_s4(q, cb0), dy_s4(q, cb0 + 1u), dy_s4(q, cb0 + 2u), dy_s4(q, cb0 + 3u));
+fn dy_s(q: u32, cb0: u32) -> D2 {
+    return D2(dy_s4(q, cb0), dy_s4(q, cb0 + 1u));
 }
 
-// Write rows (tap, 4cib..4cib+3) x output blocks cb0..cb0+3 of one chunk's partial sums
+// Write rows (tap, 4cib..4cib+3) x output blocks cb0, cb0 + 1 of one chunk's partial sums
 // [chunk][tap][ci_pad][cout4] (vec4).
-fn store_m16(chunk: u32, tap: u32, cib: u32, cb0: u32, a: M16) {
-    let taps = p.k * p.k;
-    let row0 = (chunk * taps + tap) * p.cin4 * 4u + cib * 4u;
-    store_d4((row0) * p.cout4 + cb0, cb0, a.e0);
-    store_d4((row0 + 1u) * p.cout4 + cb0, cb0, a.e1);
-    store_d4((row0 + 2u) * p.cout4 + cb0, cb0, a.e2);
-    store_d4((row0 + 3u) * p.cout4 + cb0, cb0, a.e3);
+fn store_m8(chunk: u32, tap: u32, cib: u32, cb0: u32, a: M8) {
+    let row0 = (chunk * p.k * p.k + tap) * p.cin4 * 4u + cib * 4u;
+    let two = cb0 + 1u < p.cout4;
+    let e = array<D2, 4>(a.e0, a.e1, a.e2, a.e3);
+    for (var j = 0u; j < 4u; j++) {
+        let i = (row0 + j) * p.cout4 + cb0;
+        part4[i] = e[j].d0;
+        if two { part4[i + 1u] = e[j].d1; }
+    }
 }
 
-fn store_d4(i: u32, cb0: u32, d: D4) {
-    part4[i] = d.d0;
-    if cb0 + 1u < p.cout4 { part4[i + 1u] = d.d1; }
-    if cb0 + 2u < p.cout4 { part4[i + 2u] = d.d2; }
-    if cb0 + 3u < p.cout4 { part4[i + 3u] = d.d3; }
-}
-
-fn m16_zero() -> M16 {
-    let z = D4(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-    return M16(z, z, z, z);
+fn m8_zero() -> M8 {
+    let z = D2(vec4<f32>(0.0), vec4<f32>(0.0));
+    return M8(z, z, z, z);
 }
 
 // ---------------------------------------------------------------------------------------
-// conv_dw3_*: 3x3 weight gradient. Invocation (cib, co group, chunk) owns input channels
-// 4cib..4cib+3, output blocks 4g..4g+3 and all 9 taps, over the image rows (n, oh) of its
+// conv_dw3_*: 3x3 weight gradient. Invocation (cib, co pair, chunk) owns input channels
+// 4cib..4cib+3, output blocks 2g, 2g + 1 and all 9 taps, over the image rows (n, oh) of its
 // chunk. Along a row it keeps the 3x3 input window (t<ky><kx> = input at row oh+ky-1,
 // column ow+kx-1) and loads only the next column.
 
 struct Taps {
-    t00: M16,
-    t01: M16,
-    t02: M16,
-    t10: M16,
-    t11: M16,
-    t12: M16,
-    t20: M16,
-    t21: M16,
-    t22: M16,
+    t00: M8,
+    t01: M8,
+    t02: M8,
+    t10: M8,
+    t11: M8,
+    t12: M8,
+    t20: M8,
+    t21: M8,
+    t22: M8,
 }
 
 // Three input rows at one column.
@@ -906,36 +897,36 @@ fn col3_s(rc: RowsT, iw: i32, c: u32) -> Col3 {
 }
 
 // One output pixel: left/mid/right are input columns ow-1, ow, ow+1; d its dy.
-fn dw3_pixel(a: Taps, l: Col3, m: Col3, r: Col3, d: D4) -> Taps {
+fn dw3_pixel(a: Taps, l: Col3, m: Col3, r: Col3, d: D2) -> Taps {
     return Taps(outer(a.t00, l.r0, d), outer(a.t01, m.r0, d), outer(a.t02, r.r0, d),
         outer(a.t10, l.r1, d), outer(a.t11, m.r1, d), outer(a.t12, r.r1, d),
         outer(a.t20, l.r2, d), outer(a.t21, m.r2, d), outer(a.t22, r.r2, d));
 }
 
 fn dw3_store(chunk: u32, cib: u32, cb0: u32, a: Taps) {
-    store_m16(chunk, 0u, cib, cb0, a.t00);
-    store_m16(chunk, 1u, cib, cb0, a.t01);
-    store_m16(chunk, 2u, cib, cb0, a.t02);
-    store_m16(chunk, 3u, cib, cb0, a.t10);
-    store_m16(chunk, 4u, cib, cb0, a.t11);
-    store_m16(chunk, 5u, cib, cb0, a.t12);
-    store_m16(chunk, 6u, cib, cb0, a.t20);
-    store_m16(chunk, 7u, cib, cb0, a.t21);
-    store_m16(chunk, 8u, cib, cb0, a.t22);
+    store_m8(chunk, 0u, cib, cb0, a.t00);
+    store_m8(chunk, 1u, cib, cb0, a.t01);
+    store_m8(chunk, 2u, cib, cb0, a.t02);
+    store_m8(chunk, 3u, cib, cb0, a.t10);
+    store_m8(chunk, 4u, cib, cb0, a.t11);
+    store_m8(chunk, 5u, cib, cb0, a.t12);
+    store_m8(chunk, 6u, cib, cb0, a.t20);
+    store_m8(chunk, 7u, cib, cb0, a.t21);
+    store_m8(chunk, 8u, cib, cb0, a.t22);
 }
 
 fn taps_zero() -> Taps {
-    let z = m16_zero();
+    let z = m8_zero();
     return Taps(z, z, z, z, z, z, z, z, z);
 }
 
-// Grid: x over input blocks (WG_DW per workgroup), y over groups of 4 output blocks, z over
+// Grid: x over input blocks (WG_DW per workgroup), y over pairs of output blocks, z over
 // chunks of p.chunk rows.
 @compute @workgroup_size(8)
 fn conv_dw3_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let cib = wg.x * WG_DW + lid.x;
     if cib >= p.cin4 { return; }
-    let cb0 = 4u * wg.y;
+    let cb0 = 2u * wg.y;
     let chunk = wg.z;
     let row_end = min((chunk + 1u) * p.chunk, p.n * p.h);
     var a = taps_zero();
@@ -957,7 +948,7 @@ fn conv_dw3_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
 fn conv_dw3_s(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let cib = wg.x * WG_DW + lid.x;
     if cib >= p.cin4 { return; }
-    let cb0 = 4u * wg.y;
+    let cb0 = 2u * wg.y;
     let chunk = wg.z;
     let row_end = min((chunk + 1u) * p.chunk, p.n * p.h);
     var a = taps_zero();
@@ -976,14 +967,14 @@ fn conv_dw3_s(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
 }
 
 // ---------------------------------------------------------------------------------------
-// conv_dw1_*: 1x1 weight gradient. Invocation (ci group, co group, chunk) owns input blocks
-// 4g'..4g'+3 (16 channels) x output blocks 4g..4g+3 over the pixels of its chunk.
+// conv_dw1_*: 1x1 weight gradient. Invocation (ci group, co pair, chunk) owns input blocks
+// 4g'..4g'+3 (16 channels) x output blocks 2g, 2g + 1 over the pixels of its chunk.
 
 struct Dw1 {
-    a0: M16,
-    a1: M16,
-    a2: M16,
-    a3: M16,
+    a0: M8,
+    a1: M8,
+    a2: M8,
+    a3: M8,
 }
 
 fn dw1_x_v4(q: u32, cib: u32) -> vec4<f32> {
@@ -995,22 +986,22 @@ fn dw1_x_s(q: u32, cib: u32) -> vec4<f32> {
 }
 
 fn dw1_store(chunk: u32, ci0: u32, cb0: u32, a: Dw1) {
-    store_m16(chunk, 0u, ci0, cb0, a.a0);
-    if ci0 + 1u < p.cin4 { store_m16(chunk, 0u, ci0 + 1u, cb0, a.a1); }
-    if ci0 + 2u < p.cin4 { store_m16(chunk, 0u, ci0 + 2u, cb0, a.a2); }
-    if ci0 + 3u < p.cin4 { store_m16(chunk, 0u, ci0 + 3u, cb0, a.a3); }
+    store_m8(chunk, 0u, ci0, cb0, a.a0);
+    if ci0 + 1u < p.cin4 { store_m8(chunk, 0u, ci0 + 1u, cb0, a.a1); }
+    if ci0 + 2u < p.cin4 { store_m8(chunk, 0u, ci0 + 2u, cb0, a.a2); }
+    if ci0 + 3u < p.cin4 { store_m8(chunk, 0u, ci0 + 3u, cb0, a.a3); }
 }
 
-// Grid: x over groups of 4 input blocks (WG_DW per workgroup), y over groups of 4 output
+// Grid: x over groups of 4 input blocks (WG_DW per workgroup), y over pairs of output
 // blocks, z over chunks of p.chunk pixels.
 @compute @workgroup_size(8)
 fn conv_dw1_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let ci0 = (wg.x * WG_DW + lid.x) * 4u;
     if ci0 >= p.cin4 { return; }
-    let cb0 = 4u * wg.y;
+    let cb0 = 2u * wg.y;
     let chunk = wg.z;
     let end = min((chunk + 1u) * p.chunk, p.m);
-    let z = m16_zero();
+    let z = m8_zero();
     var a = Dw1(z, z, z, z);
     for (var q = chunk * p.chunk; q < end; q++) {
         let d = dy_v4(q, cb0);
@@ -1026,10 +1017,10 @@ fn conv_dw1_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
 fn conv_dw1_s(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let ci0 = (wg.x * WG_DW + lid.x) * 4u;
     if ci0 >= p.cin4 { return; }
-    let cb0 = 4u * wg.y;
+    let cb0 = 2u * wg.y;
     let chunk = wg.z;
     let end = min((chunk + 1u) * p.chunk, p.m);
-    let z = m16_zero();
+    let z = m8_zero();
     var a = Dw1(z, z, z, z);
     for (var q = chunk * p.chunk; q < end; q++) {
         let d = dy_s(q, cb0);
@@ -1059,64 +1050,11 @@ fn col3_t(rc: RowsT, iw: i32, c: u32) -> Col3 {
         x_tex_at(rc.b2 + col, ok && rc.ok2, c));
 }
 
-// conv_dw3_t: a lane owns 4 input x 8 output channels (2 output blocks, not conv_dw3_v4's 4).
-// Each partial adds the same terms in the same order as with 4 blocks per lane, so results
-// do not change; the smaller body compiles 4x faster on lavapipe (0.6 s against 2.4 s).
-struct D2 {
-    d0: vec4<f32>,
-    d1: vec4<f32>,
-}
-
-struct M8 {
-    e0: D2,
-    e1: D2,
-    e2: D2,
-    e3: D2,
-}
-
-fn outer2(a: D2, s: f32, d: D2) -> D2 {
-    let v = vec4<f32>(s);
-    return D2(fma(v, d.d0, a.d0), fma(v, d.d1, a.d1));
-}
-
-fn outer8(a: M8, v: vec4<f32>, d: D2) -> M8 {
-    return M8(outer2(a.e0, v.x, d), outer2(a.e1, v.y, d), outer2(a.e2, v.z, d), outer2(a.e3, v.w, d));
-}
-
-struct Taps8 {
-    t00: M8,
-    t01: M8,
-    t02: M8,
-    t10: M8,
-    t11: M8,
-    t12: M8,
-    t20: M8,
-    t21: M8,
-    t22: M8,
-}
-
-fn dw3_pixel8(a: Taps8, l: Col3, m: Col3, r: Col3, d: D2) -> Taps8 {
-    return Taps8(outer8(a.t00, l.r0, d), outer8(a.t01, m.r0, d), outer8(a.t02, r.r0, d),
-        outer8(a.t10, l.r1, d), outer8(a.t11, m.r1, d), outer8(a.t12, r.r1, d),
-        outer8(a.t20, l.r2, d), outer8(a.t21, m.r2, d), outer8(a.t22, r.r2, d));
-}
-
 // dy of pixel q, output blocks cb0, cb0 + 1 (zero past cout).
-fn dy2_t(q: u32, cb0: u32) -> D2 {
+fn dy_t(q: u32, cb0: u32) -> D2 {
     let i = q * p.cout4 + cb0;
     let z = vec4<f32>(0.0);
     return D2(dy_tex_at(i), select(z, dy_tex_at(i + min(1u, p.cout4 - 1u - cb0)), cb0 + 1u < p.cout4));
-}
-
-fn store_m8(chunk: u32, tap: u32, cib: u32, cb0: u32, a: M8) {
-    let row0 = (chunk * p.k * p.k + tap) * p.cin4 * 4u + cib * 4u;
-    let two = cb0 + 1u < p.cout4;
-    let e = array<D2, 4>(a.e0, a.e1, a.e2, a.e3);
-    for (var j = 0u; j < 4u; j++) {
-        let i = (row0 + j) * p.cout4 + cb0;
-        part4[i] = e[j].d0;
-        if two { part4[i + 1u] = e[j].d1; }
-    }
 }
 
 // Grid: x over (input block, chunk) pairs, input block fastest (so that few input channels
@@ -1130,29 +1068,19 @@ fn conv_dw3_t(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     let chunk = lane / p.cin4;
     let cb0 = 2u * wg.y;
     let row_end = min((chunk + 1u) * p.chunk, p.n * p.h);
-    let z2 = D2(vec4<f32>(0.0), vec4<f32>(0.0));
-    let z = M8(z2, z2, z2, z2);
-    var a = Taps8(z, z, z, z, z, z, z, z, z);
+    var a = taps_zero();
     for (var row = chunk * p.chunk; row < row_end; row++) {
         let rc = rows_t(row);
         var l = Col3(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
         var m = col3_t(rc, 0, cib);
         for (var ow = 0; ow < i32(p.w); ow++) {
             let r = col3_t(rc, ow + 1, cib);
-            a = dw3_pixel8(a, l, m, r, dy2_t(row * p.w + u32(ow), cb0));
+            a = dw3_pixel(a, l, m, r, dy_t(row * p.w + u32(ow), cb0));
             l = m;
             m = r;
         }
     }
-    store_m8(chunk, 0u, cib, cb0, a.t00);
-    store_m8(chunk, 1u, cib, cb0, a.t01);
-    store_m8(chunk, 2u, cib, cb0, a.t02);
-    store_m8(chunk, 3u, cib, cb0, a.t10);
-    store_m8(chunk, 4u, cib, cb0, a.t11);
-    store_m8(chunk, 5u, cib, cb0, a.t12);
-    store_m8(chunk, 6u, cib, cb0, a.t20);
-    store_m8(chunk, 7u, cib, cb0, a.t21);
-    store_m8(chunk, 8u, cib, cb0, a.t22);
+    dw3_store(chunk, cib, cb0, a);
 }
 
 fn dw1_x_t(q: u32, cib: u32) -> vec4<f32> {
@@ -1171,23 +1099,16 @@ fn conv_dw1_t(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     let chunk = lane / groups;
     let cb0 = 2u * wg.y;
     let end = min((chunk + 1u) * p.chunk, p.m);
-    let z2 = D2(vec4<f32>(0.0), vec4<f32>(0.0));
-    let z = M8(z2, z2, z2, z2);
-    var a0 = z;
-    var a1 = z;
-    var a2 = z;
-    var a3 = z;
+    let z = m8_zero();
+    var a = Dw1(z, z, z, z);
     for (var q = chunk * p.chunk; q < end; q++) {
-        let d = dy2_t(q, cb0);
-        a0 = outer8(a0, dw1_x_t(q, ci0), d);
-        a1 = outer8(a1, dw1_x_t(q, ci0 + 1u), d);
-        a2 = outer8(a2, dw1_x_t(q, ci0 + 2u), d);
-        a3 = outer8(a3, dw1_x_t(q, ci0 + 3u), d);
+        let d = dy_t(q, cb0);
+        a.a0 = outer(a.a0, dw1_x_t(q, ci0), d);
+        a.a1 = outer(a.a1, dw1_x_t(q, ci0 + 1u), d);
+        a.a2 = outer(a.a2, dw1_x_t(q, ci0 + 2u), d);
+        a.a3 = outer(a.a3, dw1_x_t(q, ci0 + 3u), d);
     }
-    store_m8(chunk, 0u, ci0, cb0, a0);
-    if ci0 + 1u < p.cin4 { store_m8(chunk, 0u, ci0 + 1u, cb0, a1); }
-    if ci0 + 2u < p.cin4 { store_m8(chunk, 0u, ci0 + 2u, cb0, a2); }
-    if ci0 + 3u < p.cin4 { store_m8(chunk, 0u, ci0 + 3u, cb0, a3); }
+    dw1_store(chunk, ci0, cb0, a);
 }
 
 // ---------------------------------------------------------------------------------------

@@ -18,9 +18,8 @@
 //! read x, dy and the weight as textures (a texel fetch costs lavapipe about a tenth of a
 //! storage load) with small register tiles that compile in under a second: `conv3x3_t` (8
 //! pixels of a row x 8 output channels), `conv1x1_t` (8 pixels x 8 channels), `conv_dw3_t`
-//! (as `conv_dw3_v4` with 8 output channels per lane, not 16: same sums, 4x faster to
-//! compile) and `conv_dw1_t` (as `conv_dw1_v4`, 8 output channels per lane). Channel counts
-//! that are not multiples of 4 are padded with zeros first (`conv_pad`). With subgroups, 3x3 passes use `conv3x3_sg`
+//! and `conv_dw1_t` (as `conv_dw3_v4`/`conv_dw1_v4`). Channel counts that are not multiples
+//! of 4 are padded with zeros first (`conv_pad`). With subgroups, 3x3 passes use `conv3x3_sg`
 //! (16 output channels, weights shared by shuffles) or, with at most 8 output channels,
 //! `conv3x3_sg8` (the tile of `conv3x3_t`, weights shared by shuffles), and 1x1 passes other
 //! than the weight gradient are products of the pixel rows with the weight
@@ -654,6 +653,8 @@ fn backward_weight(
     let (cin4, cout4) = (quads(d.cin), quads(d.cout));
     let per_chunk = (taps * cin4 * 4 * cout4 * 4) as u64;
     let v4 = d.cin.is_multiple_of(4) && d.cout.is_multiple_of(4);
+    // Groups of 4 output blocks: what the chunk counts below are sized by (kernels with 4
+    // blocks per lane set them; kept, so the sums and their order stay as they were).
     let co_groups = cout4.div_ceil(4) as u64;
     // CPU adapters read x and dy as textures (the `_t` kernels), channels padded to vec4s.
     let cpu = texture_dw(rec, &d);
@@ -693,15 +694,12 @@ fn backward_weight(
         (entry, chunks, per, cin4.div_ceil(4) as u64)
     };
     // The `_t` kernels spread (channel block, chunk) pairs over the lanes.
+    // Every kernel takes a pair of output blocks per lane.
+    let pairs = cout4.div_ceil(2) as u64;
     let groups = if cpu {
-        // The `_t` kernels take 2 output blocks per lane, the others 4.
-        [
-            (lanes * chunks).div_ceil(WG_DW),
-            cout4.div_ceil(2) as u64,
-            1,
-        ]
+        [(lanes * chunks).div_ceil(WG_DW), pairs, 1]
     } else {
-        [lanes.div_ceil(WG_DW), co_groups, chunks]
+        [lanes.div_ceil(WG_DW), pairs, chunks]
     };
     ensure_shape!(
         groups.iter().all(|&g| g <= 65535),
