@@ -71,6 +71,8 @@ pub struct Context {
     subgroups: bool,
     /// Default of [`Recorder::set_cpu_kernels`](crate::kernel::Recorder::set_cpu_kernels).
     cpu_kernels: bool,
+    /// Default of [`Recorder::set_winograd`](crate::kernel::Recorder::set_winograd).
+    winograd: Option<bool>,
     pub(crate) profile: Profile,
     pub(crate) errors: Arc<ErrorSink>,
     /// Compile new kernels ahead on a second device (see `warm.rs`).
@@ -243,6 +245,14 @@ impl Context {
             Ok("gpu") => false,
             _ => description.device_type == "Cpu",
         };
+        let winograd = match std::env::var("FEWLABELS_WINOGRAD")
+            .as_deref()
+            .map(str::trim)
+        {
+            Ok("1") => Some(true),
+            Ok("0") => Some(false),
+            _ => None,
+        };
         let profile = Profile::default();
         if std::env::var("FEWLABELS_PROFILE").is_ok_and(|v| v.trim() == "1") {
             profile.on.store(true, std::sync::atomic::Ordering::Relaxed);
@@ -261,6 +271,7 @@ impl Context {
             derived: Default::default(),
             subgroups: false,
             cpu_kernels,
+            winograd,
             profile,
             errors,
             warm_on,
@@ -273,6 +284,12 @@ impl Context {
     /// adapter such as lavapipe; `FEWLABELS_KERNELS=cpu` or `gpu` overrides it.
     pub fn cpu_kernels(&self) -> bool {
         self.cpu_kernels
+    }
+
+    /// What recorders start with for [`Recorder::set_winograd`](crate::kernel::Recorder::set_winograd):
+    /// `None` (by shape) unless `FEWLABELS_WINOGRAD` is `1` (always) or `0` (never).
+    pub fn winograd(&self) -> Option<bool> {
+        self.winograd
     }
 
     /// Whether kernels may use subgroup operations: the device was opened by

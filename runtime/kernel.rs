@@ -41,6 +41,14 @@ pub const SHADERS: &[(&str, &str)] = &[
             include_str!("../shaders/conv_sg.wgsl")
         ),
     ),
+    // conv.wgsl plus the Winograd kernels of 3x3 convs on CPU adapters.
+    (
+        "conv_winograd",
+        concat!(
+            include_str!("../shaders/conv.wgsl"),
+            include_str!("../shaders/conv_winograd.wgsl")
+        ),
+    ),
     (
         "gemm_sg",
         concat!(
@@ -55,6 +63,14 @@ pub const SHADERS: &[(&str, &str)] = &[
             include_str!("../shaders/spectral_norm_sg.wgsl")
         ),
     ),
+];
+
+/// Shader files made of another one plus more kernels, with that other one's name.
+const APPENDED: &[(&str, &str)] = &[
+    ("conv_sg", "conv"),
+    ("conv_winograd", "conv"),
+    ("gemm_sg", "gemm"),
+    ("spectral_norm_sg", "spectral_norm"),
 ];
 
 /// Shader files that use subgroup operations: compiled only on devices with
@@ -354,9 +370,15 @@ impl PipelineCache {
                 continue;
             }
             let s = self.shader(ctx, name)?;
+            // A file appended to another repeats that one's kernels: only its own ones.
+            let base = match APPENDED.iter().find(|(n, _)| n == name) {
+                Some((_, b)) => Some(self.shader(ctx, b)?),
+                None => None,
+            };
             for e in &s.naga.entry_points {
-                // A subgroup file repeats conv.wgsl's kernels: only its own ones (`_sg`).
-                let own = !SUBGROUP_SHADERS.contains(name) || e.name.ends_with("_sg");
+                let own = base
+                    .as_ref()
+                    .is_none_or(|b| !b.naga.entry_points.iter().any(|be| be.name == e.name));
                 if e.stage == naga::ShaderStage::Compute && own {
                     out.push((*name, e.name.clone()));
                 }
@@ -575,6 +597,8 @@ pub struct Recorder<'a> {
     cpu_kernels: bool,
     /// Allow kernels that use subgroups (see [`Recorder::set_subgroups`]).
     subgroups: bool,
+    /// Force 3x3 convs onto or off the Winograd kernels (see [`Recorder::set_winograd`]).
+    winograd: Option<bool>,
     /// Called once the recorded work is submitted without a device error (see
     /// [`Recorder::on_submit`]).
     on_submit: Vec<Box<dyn FnOnce() + Send + 'a>>,
@@ -612,6 +636,7 @@ impl Context {
             textures: Vec::new(),
             cpu_kernels: self.cpu_kernels(),
             subgroups: self.subgroups(),
+            winograd: self.winograd(),
             on_submit: Vec::new(),
             derived: HashMap::new(),
             fresh: Vec::new(),
@@ -770,6 +795,18 @@ impl<'a> Recorder<'a> {
     /// See [`Recorder::set_subgroups`].
     pub fn subgroups(&self) -> bool {
         self.subgroups
+    }
+
+    /// Whether 3x3 convs on CPU adapters with subgroups take the Winograd kernels: `None`
+    /// (the start) lets `ops::conv` choose by shape, `Some(on)` forces the choice where the
+    /// kernels can run; tests force both to check each against the goldens.
+    pub fn set_winograd(&mut self, on: Option<bool>) {
+        self.winograd = on;
+    }
+
+    /// See [`Recorder::set_winograd`].
+    pub fn winograd(&self) -> Option<bool> {
+        self.winograd
     }
 
     /// Whether a tensor of `elems` floats fits in one texture of [`TEXTURE_WIDTH`] columns on

@@ -40,14 +40,22 @@ fn has_bias(case: &str) -> bool {
 }
 
 /// Every kernel set runs on whatever adapter the tests have: (CPU-adapter kernels, which
-/// read textures; with subgroups where the device has them): the CPU kernels with and without
-/// subgroups, and the others.
-const KERNEL_SETS: [(bool, bool); 3] = [(true, true), (true, false), (false, false)];
+/// read textures; with subgroups where the device has them; 3x3 convs as Winograd F(4x4,
+/// 3x3), where the CPU kernels with subgroups can take it: forced off, forced on, or chosen by
+/// shape): the CPU kernels with subgroups and each Winograd choice, without subgroups, and
+/// the others.
+const KERNEL_SETS: [(bool, bool, Option<bool>); 5] = [
+    (true, true, Some(false)),
+    (true, true, Some(true)),
+    (true, true, None),
+    (true, false, None),
+    (false, false, None),
+];
 
 #[test]
 fn conv2d_forward() {
     let g = Golden::load("conv");
-    for (cpu, sg) in KERNEL_SETS {
+    for (cpu, sg, wino) in KERNEL_SETS {
         for c in g.cases("conv_") {
             let x = g.tensor(&format!("{c}/x"));
             let w = g.tensor(&format!("{c}/w"));
@@ -56,10 +64,11 @@ fn conv2d_forward() {
                 .run(|r| {
                     r.set_cpu_kernels(cpu);
                     r.set_subgroups(sg);
+                    r.set_winograd(wino);
                     conv2d(r, &x, &w, b.as_ref())
                 })
                 .unwrap();
-            println!("cpu kernels {cpu}, subgroups {sg}:");
+            println!("cpu kernels {cpu}, subgroups {sg}, winograd {wino:?}:");
             check(&g, &format!("{c}/y"), &y, TOL_FWD);
         }
     }
@@ -67,12 +76,12 @@ fn conv2d_forward() {
 
 #[test]
 fn conv2d_backward_grads() {
-    for (cpu, sg) in KERNEL_SETS {
-        backward_grads(cpu, sg);
+    for (cpu, sg, wino) in KERNEL_SETS {
+        backward_grads(cpu, sg, wino);
     }
 }
 
-fn backward_grads(cpu: bool, sg: bool) {
+fn backward_grads(cpu: bool, sg: bool, wino: Option<bool>) {
     let g = Golden::load("conv");
     for c in g.cases("conv_") {
         let x = g.tensor(&format!("{c}/x"));
@@ -83,10 +92,11 @@ fn backward_grads(cpu: bool, sg: bool) {
             .run(|r| {
                 r.set_cpu_kernels(cpu);
                 r.set_subgroups(sg);
+                r.set_winograd(wino);
                 conv2d_backward(r, &x, &w, &dy, bias)
             })
             .unwrap();
-        println!("cpu kernels {cpu}, subgroups {sg}:");
+        println!("cpu kernels {cpu}, subgroups {sg}, winograd {wino:?}:");
         check(&g, &format!("{c}/dx"), &grads.dx, TOL_FWD);
         check(&g, &format!("{c}/dw"), &grads.dw, TOL_GRAD);
         match (&grads.db, bias) {
@@ -102,7 +112,7 @@ fn backward_grads(cpu: bool, sg: bool) {
 #[test]
 fn conv2d_load_matches_goldens() {
     let g = Golden::load("conv");
-    for (cpu, sg) in KERNEL_SETS {
+    for (cpu, sg, wino) in KERNEL_SETS {
         for c in g.cases("load_") {
             let load = Load {
                 relu: c.starts_with("load_relu"),
@@ -114,6 +124,7 @@ fn conv2d_load_matches_goldens() {
                 .run(|r| {
                     r.set_cpu_kernels(cpu);
                     r.set_subgroups(sg);
+                    r.set_winograd(wino);
                     Ok((
                         conv2d_load(r, &x, &w, Some(&b), load)?,
                         conv2d_load_backward(r, &x, &w, &dy, true, load)?,
@@ -121,7 +132,7 @@ fn conv2d_load_matches_goldens() {
                     ))
                 })
                 .unwrap();
-            println!("cpu kernels {cpu}, subgroups {sg}, {load:?}:");
+            println!("cpu kernels {cpu}, subgroups {sg}, winograd {wino:?}, {load:?}:");
             check(&g, &format!("{c}/y"), &y, TOL_FWD);
             check(&g, &format!("{c}/dx"), &grads.dx, TOL_FWD);
             check(&g, &format!("{c}/dx"), &dx_alone, TOL_FWD);
@@ -244,12 +255,12 @@ fn cpu_conv(
 
 #[test]
 fn conv2d_matches_cpu_reference() {
-    for (cpu, sg) in KERNEL_SETS {
-        matches_cpu_reference(cpu, sg);
+    for (cpu, sg, wino) in KERNEL_SETS {
+        matches_cpu_reference(cpu, sg, wino);
     }
 }
 
-fn matches_cpu_reference(cpu: bool, sg: bool) {
+fn matches_cpu_reference(cpu: bool, sg: bool, wino: Option<bool>) {
     let c = ctx();
     // (n, h, w, cin, cout, k): input channels beyond one weight-gradient workgroup, a
     // non-square image, partial blocks everywhere.
@@ -282,6 +293,7 @@ fn matches_cpu_reference(cpu: bool, sg: bool) {
             .run(|r| {
                 r.set_cpu_kernels(cpu);
                 r.set_subgroups(sg);
+                r.set_winograd(wino);
                 Ok((
                     conv2d(r, &x, &wt, Some(&b))?,
                     conv2d_backward(r, &x, &wt, &dy, true)?,

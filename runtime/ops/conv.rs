@@ -25,6 +25,13 @@
 //! than the weight gradient are products of the pixel rows with the weight
 //! (`ops::gemm`'s `_sg` kernels).
 //!
+//! On CPU adapters with subgroups, 3x3 passes with at least [`WINOGRAD_MIN_CHANNELS`] input
+//! and output channels (forward, input gradient and weight gradient) are Winograd F(4x4,
+//! 3x3) instead (`shaders/conv_winograd.wgsl`): transforms of the 6x6 input patches and of the
+//! weight (or of dy's 4x4 tiles), 36 products as one batched GEMM (`ops::gemm`'s `_sg`
+//! kernels), and the transform back: 4x fewer multiply-adds than the direct kernels, in a
+//! GEMM that lavapipe runs about as fast as them.
+//!
 //! The `_v4` kernels load channels as vec4 and need the channel counts they read to be
 //! multiples of 4 (Cin for the forward pass, Cout for the input gradient, both for the weight
 //! gradient); other counts take the `_s` kernels, which load scalars with bounds checks.
@@ -50,6 +57,11 @@ const MIN_LANES: u64 = 512;
 const MAX_CHUNKS: u64 = 16;
 /// Pixels per chunk of the bias-gradient reduction.
 const DB_CHUNK_PIXELS: u64 = 256;
+/// Fewest input and output channels for which 3x3 passes on CPU adapters take the Winograd
+/// kernels by default.
+const WINOGRAD_MIN_CHANNELS: usize = 32;
+/// Tiles per chunk of the Winograd weight gradient's sum over tiles (one GEMM each).
+const WINOGRAD_DW_TILES: usize = 256;
 /// Most floats of weight-gradient partial sums (64 MiB).
 const MAX_PARTIAL_FLOATS: u64 = 1 << 24;
 
@@ -287,9 +299,10 @@ fn pad4(rec: &mut Recorder, x: &Tensor, d: &Dims, c: usize) -> Result<Tensor> {
     Ok(out)
 }
 
-/// The forward GEMM on `x` `[N, H, W, gin]` with repacked weight `wt`, giving
-/// `[N, H, W, gout]`. `bias` is added when given; `dummy` is any other read-only tensor bound
-/// in its place otherwise (the entry point always declares the binding).
+/// The forward GEMM on `x` `[N, H, W, gin]` with `wt`, the weight `w` repacked by
+/// [`repack`] with `transposed`, giving `[N, H, W, gout]` (gin, gout = Cin, Cout, or with
+/// `transposed` Cout, Cin). `bias` is added when given; `w` is bound in its place otherwise
+/// (the entry point always declares the binding).
 #[allow(clippy::too_many_arguments)]
 fn gemm(
     rec: &mut Recorder,
@@ -297,12 +310,17 @@ fn gemm(
     x: &Tensor,
     wt: &Tensor,
     bias: Option<&Tensor>,
-    dummy: &Tensor,
+    w: &Tensor,
+    transposed: bool,
     d: &Dims,
-    gin: usize,
-    gout: usize,
     load: Load,
 ) -> Result<Tensor> {
+    let (gin, gout) = if transposed {
+        (d.cout, d.cin)
+    } else {
+        (d.cin, d.cout)
+    };
+    let dummy = w;
     let y = Tensor::empty(rec.ctx, &[d.n, d.h, d.w, gout], DType::F32)?;
     let p = params(d, gin, gout, bias.is_some() as u32 | load.flags(), 0);
     let v4 = gin.is_multiple_of(4);
@@ -318,6 +336,9 @@ fn gemm(
     } else {
         x
     };
+    if cpu && d.k == 3 && rec.subgroups() && winograd_pays(rec, d, gin, gout, false) {
+        return winograd(rec, x, wt, bias, w, transposed, d, load);
+    }
     let (entry, groups) = if cpu && d.k == 1 {
         // CPU adapters: 8 pixels x 8 output channels per lane, read as textures.
         let lanes = (d.m() as u64).div_ceil(8);
@@ -393,6 +414,108 @@ fn gemm(
     Ok(y)
 }
 
+/// Whether a 3x3 pass over `d` (`gin` -> `gout` channels; the weight gradient with `dw`)
+/// takes the Winograd kernels ([`winograd`], [`winograd_dw`]): where [`Recorder::winograd`]
+/// says so, else where both channel counts are at least [`WINOGRAD_MIN_CHANNELS`]
+/// (docs/PERFORMANCE.md). The transformed tensors must fit in textures.
+fn winograd_pays(rec: &Recorder, d: &Dims, gin: usize, gout: usize, dw: bool) -> bool {
+    let tiles = d.n * d.h.div_ceil(4) * d.w.div_ceil(4);
+    let (ci, co) = (quads(gin) * 4, quads(gout) * 4);
+    let sizes = if dw {
+        let (chunks, per) = dw_chunks(tiles);
+        [
+            36 * chunks * per * ci,
+            36 * chunks * per * co,
+            36 * chunks * ci * co,
+        ]
+    } else {
+        [36 * tiles * ci, 36 * ci * co, 36 * tiles * co]
+    };
+    let fits = sizes
+        .iter()
+        .all(|&e| u32::try_from(e).is_ok() && rec.texture_fits(e));
+    fits && rec
+        .winograd()
+        .unwrap_or(gin >= WINOGRAD_MIN_CHANNELS && gout >= WINOGRAD_MIN_CHANNELS)
+}
+
+/// Chunks of the Winograd weight gradient's sum over `tiles` tiles, and tiles per chunk (a
+/// multiple of 4, at most [`WINOGRAD_DW_TILES`] rounded up).
+fn dw_chunks(tiles: usize) -> (usize, usize) {
+    let chunks = tiles.div_ceil(WINOGRAD_DW_TILES);
+    (chunks, tiles.div_ceil(chunks).div_ceil(4) * 4)
+}
+
+/// The 3x3 forward GEMM of [`gemm`] (same arguments) as Winograd F(4x4, 3x3)
+/// (`shaders/conv_winograd.wgsl`): the weight transform (kept, as [`repack`] keeps `wt`,
+/// for later calls on the unchanged `w`), the input transform (with `load` applied), 36
+/// GEMMs in one batched product, the output transform with the bias. `x` has its channels
+/// padded to a multiple of 4.
+#[allow(clippy::too_many_arguments)]
+fn winograd(
+    rec: &mut Recorder,
+    x: &Tensor,
+    wt: &Tensor,
+    bias: Option<&Tensor>,
+    w: &Tensor,
+    transposed: bool,
+    d: &Dims,
+    load: Load,
+) -> Result<Tensor> {
+    const SHADER_WINO: &str = "conv_winograd";
+    let (gin, gout) = if transposed {
+        (d.cout, d.cin)
+    } else {
+        (d.cin, d.cout)
+    };
+    let kind = if transposed {
+        "conv_winograd_weight_transposed"
+    } else {
+        "conv_winograd_weight"
+    };
+    let (ci, co) = (quads(gin) * 4, quads(gout) * 4);
+    let tiles = d.n * d.h.div_ceil(4) * d.w.div_ceil(4);
+    let p = params(d, gin, gout, bias.is_some() as u32 | load.flags(), 0);
+    let u = match rec.derived(kind, w) {
+        Some(u) => u,
+        None => {
+            let u = Tensor::empty(rec.ctx, &[36, ci, co], DType::F32)?;
+            rec.dispatch(
+                SHADER_WINO,
+                "wino_weight",
+                &p,
+                &[(3, wt), (6, &u)],
+                grid_1d((ci * quads(gout)) as u64, 64),
+            )?;
+            rec.keep_derived(kind, w, &u);
+            u
+        }
+    };
+    let v = Tensor::empty(rec.ctx, &[36, tiles, ci], DType::F32)?;
+    rec.dispatch(
+        SHADER_WINO,
+        "wino_input",
+        &p,
+        &[(10, x), (6, &v)],
+        grid_1d((tiles * quads(gin)) as u64, 64),
+    )?;
+    let m = gemm::bmm(rec, &v, &u, false, false)?;
+    let y = Tensor::empty(rec.ctx, &[d.n, d.h, d.w, gout], DType::F32)?;
+    let (entry, yb) = if gout.is_multiple_of(4) {
+        ("wino_output_v4", 6)
+    } else {
+        ("wino_output", 5)
+    };
+    rec.dispatch(
+        SHADER_WINO,
+        entry,
+        &p,
+        &[(10, &m), (4, bias.unwrap_or(w)), (yb, &y)],
+        grid_1d((tiles * quads(gout)) as u64, 64),
+    )?;
+    Ok(y)
+}
+
 /// `y = conv2d(x, w) + b`: x `[N, H, W, Cin]`, w `[Cout, Cin, k, k]` with k in {1, 3},
 /// b `[Cout]`; stride 1 and zero padding k / 2, so y is `[N, H, W, Cout]`.
 pub fn conv2d(rec: &mut Recorder, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
@@ -404,7 +527,7 @@ pub fn conv2d(rec: &mut Recorder, x: &Tensor, w: &Tensor, b: Option<&Tensor>) ->
         return gemm::linear(rec, &x2, &w2, b)?.reshape(&[d.n, d.h, d.w, d.cout]);
     }
     let wt = repack(rec, w, &d, false)?;
-    gemm(rec, op, x, &wt, b, w, &d, d.cin, d.cout, Load::NONE)
+    gemm(rec, op, x, &wt, b, w, false, &d, Load::NONE)
 }
 
 /// `y = conv2d(load(x), w) + b` with the transform `load` applied as the kernels read x
@@ -425,7 +548,7 @@ pub fn conv2d_load(
     }
     check_bias(op, b, &d)?;
     let wt = repack(rec, w, &d, false)?;
-    gemm(rec, op, x, &wt, b, w, &d, d.cin, d.cout, load)
+    gemm(rec, op, x, &wt, b, w, false, &d, load)
 }
 
 /// Backward pass of [`conv2d_load`]: `dx` is the gradient with respect to x itself (through
@@ -618,7 +741,7 @@ fn backward_input(
     }
     // Correlate dy with the flipped, transposed kernel.
     let wt = repack(rec, w, &d, true)?;
-    gemm(rec, op, dy, &wt, None, w, &d, d.cout, d.cin, Load::NONE)
+    gemm(rec, op, dy, &wt, None, w, true, &d, Load::NONE)
 }
 
 /// The weight gradient `[Cout, Cin, k, k]` and, with `has_bias`, the bias gradient `[Cout]`
@@ -670,6 +793,15 @@ fn backward_weight(
     } else {
         (x, dy)
     };
+    if cpu && d.k == 3 && rec.subgroups() && winograd_pays(rec, &d, d.cin, d.cout, true) {
+        let dw = winograd_dw(rec, xk, dyk, &d, load)?;
+        let db = if has_bias {
+            Some(bias_grad(rec, dyk, &d, true)?)
+        } else {
+            None
+        };
+        return Ok((dw, db));
+    }
     let pick = |t: &'static str, v: &'static str, s: &'static str| {
         if cpu {
             t
@@ -724,13 +856,25 @@ fn backward_weight(
     reduce(rec, &parts, &dw, d.cin, taps, cin4 * 4, cout4 * 4, chunks)?;
     drop(parts);
 
-    // db: chunked sums of dy over pixels.
     let db = if has_bias {
+        Some(bias_grad(rec, dyk, &d, cpu)?)
+    } else {
+        None
+    };
+    Ok((dw, db))
+}
+
+/// db: chunked sums of `dyk` (`dy`, with its channels padded to vec4s on CPU adapters) over
+/// the pixels, then added in chunk order.
+fn bias_grad(rec: &mut Recorder, dyk: &Tensor, d: &Dims, cpu: bool) -> Result<Tensor> {
+    let m = d.m() as u64;
+    let cout4 = quads(d.cout);
+    {
         let chunks = m.div_ceil(DB_CHUNK_PIXELS).clamp(1, 65535);
         let per = m.div_ceil(chunks);
         let chunks = m.div_ceil(per);
         let parts = Tensor::empty(rec.ctx, &[chunks as usize * cout4 * 4], DType::F32)?;
-        let p = params(&d, d.cin, d.cout, 0, per);
+        let p = params(d, d.cin, d.cout, 0, per);
         let (entry, dyb, wg) = if cpu {
             ("conv_db_t", 12, 8)
         } else if d.cout.is_multiple_of(4) {
@@ -747,9 +891,55 @@ fn backward_weight(
         )?;
         let db = Tensor::empty(rec.ctx, &[d.cout], DType::F32)?;
         reduce(rec, &parts, &db, 1, 1, 1, cout4 * 4, chunks)?;
-        Some(db)
-    } else {
-        None
-    };
-    Ok((dw, db))
+        Ok(db)
+    }
+}
+
+/// The 3x3 weight gradient as Winograd F(4x4, 3x3) transposed (`shaders/conv_winograd.wgsl`):
+/// the input and output-gradient transforms over the tiles padded to whole chunks of
+/// [`WINOGRAD_DW_TILES`], one batched product per (transform point, chunk), then the chunks
+/// added in order and transformed back to `[Cout, Cin, 3, 3]`. `xk` and `dyk` have their
+/// channels padded to multiples of 4.
+fn winograd_dw(
+    rec: &mut Recorder,
+    xk: &Tensor,
+    dyk: &Tensor,
+    d: &Dims,
+    load: Load,
+) -> Result<Tensor> {
+    const SHADER_WINO: &str = "conv_winograd";
+    let (ci, co) = (quads(d.cin) * 4, quads(d.cout) * 4);
+    let tiles = d.n * d.h.div_ceil(4) * d.w.div_ceil(4);
+    let (chunks, per) = dw_chunks(tiles);
+    let total = chunks * per;
+    let mut p = params(d, d.cin, d.cout, load.flags(), 0);
+    p[11] = total as u32;
+    let v = Tensor::empty(rec.ctx, &[36 * chunks, per, ci], DType::F32)?;
+    rec.dispatch(
+        SHADER_WINO,
+        "wino_input",
+        &p,
+        &[(10, xk), (6, &v)],
+        grid_1d((total * quads(d.cin)) as u64, 64),
+    )?;
+    let g = Tensor::empty(rec.ctx, &[36 * chunks, per, co], DType::F32)?;
+    rec.dispatch(
+        SHADER_WINO,
+        "wino_dy",
+        &p,
+        &[(10, dyk), (6, &g)],
+        grid_1d((total * quads(d.cout)) as u64, 64),
+    )?;
+    let parts = gemm::bmm(rec, &v, &g, true, false)?;
+    drop((v, g));
+    let dw = Tensor::empty(rec.ctx, &[d.cout, d.cin, 3, 3], DType::F32)?;
+    p[11] = chunks as u32;
+    rec.dispatch(
+        SHADER_WINO,
+        "wino_dw_out",
+        &p,
+        &[(10, &parts), (5, &dw)],
+        grid_1d((d.cin * quads(d.cout)) as u64, 64),
+    )?;
+    Ok(dw)
 }

@@ -1,0 +1,403 @@
+// Winograd F(4x4, 3x3) for 3x3 convs on CPU adapters. Not a WGSL file of its own: the
+// runtime appends it to conv.wgsl (shader "conv_winograd").
+//
+// A 4x4 block of output pixels ("tile") is A^T [(G g G^T) * (B^T d B)] A, with d the 6x6
+// input patch around the tile and g a 3x3 kernel (Lavin and Gray, 2016). Summed over input
+// channels, the elementwise products become 36 independent GEMMs, so the conv is:
+// 1. wino_weight: U[t, ci, co] = (G g[ci, co] G^T)[t], t = 6 a + b (from the repacked weight);
+// 2. wino_input: V[t, tile, ci] = (B^T d[tile, ci] B)[t], with the ReLU / upsampling of the
+//    conv's load flags and zero padding applied as the patch is loaded;
+// 3. a batched GEMM M[t] = V[t] U[t] (ops::gemm, outside this file);
+// 4. wino_output: y[tile pixels, co] = (A^T M[., tile, co] A) + bias, cropped to the image.
+// The GEMM does 36 multiply-adds per 16 outputs and channel pair where the direct conv does
+// 144; the transforms cost little next to it for the channel counts that take this path.
+// Tiles: ceil(h / 4) x ceil(w / 4) per image, in (image, tile row, tile column) order.
+
+struct V6 {
+    v0: vec4<f32>,
+    v1: vec4<f32>,
+    v2: vec4<f32>,
+    v3: vec4<f32>,
+    v4: vec4<f32>,
+    v5: vec4<f32>,
+}
+
+struct V4 {
+    v0: vec4<f32>,
+    v1: vec4<f32>,
+    v2: vec4<f32>,
+    v3: vec4<f32>,
+}
+
+fn v6_at(v: V6, i: u32) -> vec4<f32> {
+    switch i {
+        case 0u: { return v.v0; }
+        case 1u: { return v.v1; }
+        case 2u: { return v.v2; }
+        case 3u: { return v.v3; }
+        case 4u: { return v.v4; }
+        default: { return v.v5; }
+    }
+}
+
+fn v4_at(v: V4, i: u32) -> vec4<f32> {
+    switch i {
+        case 0u: { return v.v0; }
+        case 1u: { return v.v1; }
+        case 2u: { return v.v2; }
+        default: { return v.v3; }
+    }
+}
+
+// G (6x3) times a 3-vector of kernel taps.
+fn wino_g(g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>) -> V6 {
+    let s = (g0 + g2) * (-1.0 / 6.0);
+    let t = g1 * (1.0 / 6.0);
+    let u = g0 * (1.0 / 24.0) + g2 * (1.0 / 6.0);
+    let v = g1 * (1.0 / 12.0);
+    return V6(g0 * 0.25, s - t, s + t, u + v, u - v, g2);
+}
+
+// B^T (6x6) times a 6-vector of input values.
+fn wino_bt(d: V6) -> V6 {
+    let a = d.v4 - 4.0 * d.v2;
+    let b = d.v3 - 4.0 * d.v1;
+    let c = d.v4 - d.v2;
+    let e = 2.0 * (d.v3 - d.v1);
+    return V6(4.0 * d.v0 - 5.0 * d.v2 + d.v4, a + b, a - b, c + e, c - e,
+        4.0 * d.v1 - 5.0 * d.v3 + d.v5);
+}
+
+// A^T (4x6) times a 6-vector of products.
+fn wino_at(m: V6) -> V4 {
+    let a = m.v1 + m.v2;
+    let b = m.v1 - m.v2;
+    let c = m.v3 + m.v4;
+    let e = m.v3 - m.v4;
+    return V4(m.v0 + a + c, b + 2.0 * e, a + 4.0 * c, b + 8.0 * e + m.v5);
+}
+
+// Lane index of a 1-D grid of 64-lane workgroups (grid_1d splits it over x and y).
+fn wino_lane(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return gid.x + gid.y * nwg.x * 64u;
+}
+
+fn wino_tiles() -> vec2<u32> {
+    return vec2<u32>((p.h + 3u) / 4u, (p.w + 3u) / 4u);
+}
+
+// U (36 x cin4*4 x cout4*4, vec4 over output channels, in part4) from the repacked weight wt4
+// [9, cin4*4, cout4*4]. A lane per (input channel, output block).
+@compute @workgroup_size(64)
+fn wino_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = wino_lane(gid, nwg);
+    let ci_pad = p.cin4 * 4u;
+    if i >= ci_pad * p.cout4 { return; }
+    let tap = ci_pad * p.cout4;
+    // Columns of g (one kernel column kx, 3 rows), then G along the rows: gg[kx] = G g[., kx].
+    let c0 = wino_g(wt4[i], wt4[i + 3u * tap], wt4[i + 6u * tap]);
+    let c1 = wino_g(wt4[i + tap], wt4[i + 4u * tap], wt4[i + 7u * tap]);
+    let c2 = wino_g(wt4[i + 2u * tap], wt4[i + 5u * tap], wt4[i + 8u * tap]);
+    for (var a = 0u; a < 6u; a++) {
+        let r = wino_g(v6_at(c0, a), v6_at(c1, a), v6_at(c2, a));
+        let o = 6u * a * tap + i;
+        part4[o] = r.v0;
+        part4[o + tap] = r.v1;
+        part4[o + 2u * tap] = r.v2;
+        part4[o + 3u * tap] = r.v3;
+        part4[o + 4u * tap] = r.v4;
+        part4[o + 5u * tap] = r.v5;
+    }
+}
+
+// Input row ih (of the output-sized image, before the upsampling shift) of image img,
+// columns 4 tx - 1 .. 4 tx + 4, channels 4c..4c+3, zero outside the image.
+fn wino_row(img: u32, ih: i32, tx: u32, c: u32) -> V6 {
+    let s = up_shift();
+    let w = i32(p.w);
+    let rok = ih >= 0 && ih < i32(p.h);
+    let rb = (i32(img * (p.h >> s)) + (clamp(ih, 0, i32(p.h) - 1) >> s)) * i32(p.w >> s);
+    let c0 = i32(tx) * 4 - 1;
+    return V6(x_tex_at(rb + (clamp(c0, 0, w - 1) >> s), rok && c0 >= 0, c),
+        x_tex_at(rb + (clamp(c0 + 1, 0, w - 1) >> s), rok && c0 + 1 < w, c),
+        x_tex_at(rb + (clamp(c0 + 2, 0, w - 1) >> s), rok && c0 + 2 < w, c),
+        x_tex_at(rb + (clamp(c0 + 3, 0, w - 1) >> s), rok && c0 + 3 < w, c),
+        x_tex_at(rb + (clamp(c0 + 4, 0, w - 1) >> s), rok && c0 + 4 < w, c),
+        x_tex_at(rb + (clamp(c0 + 5, 0, w - 1) >> s), rok && c0 + 5 < w, c));
+}
+
+// V (36 x tiles x cin4*4, vec4 over input channels, in part4) from x (x_tex, cin4 texels a
+// pixel). A lane per (tile, input block).
+@compute @workgroup_size(64)
+fn wino_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = wino_lane(gid, nwg);
+    let tl = wino_tiles();
+    let tiles = p.n * tl.x * tl.y;
+    // The weight gradient pads the tiles to p.extra with zeros.
+    let total = max(tiles, p.extra);
+    if i >= total * p.cin4 { return; }
+    let c = i % p.cin4;
+    let tile = i / p.cin4;
+    let step = total * p.cin4;
+    if tile >= tiles {
+        for (var t = 0u; t < 36u; t++) {
+            part4[t * step + i] = vec4<f32>(0.0);
+        }
+        return;
+    }
+    let tx = tile % tl.y;
+    let ty = (tile / tl.y) % tl.x;
+    let img = tile / (tl.x * tl.y);
+    let h0 = i32(ty) * 4 - 1;
+    // B^T along each row, then along the columns.
+    let r0 = wino_bt(wino_row(img, h0, tx, c));
+    let r1 = wino_bt(wino_row(img, h0 + 1, tx, c));
+    let r2 = wino_bt(wino_row(img, h0 + 2, tx, c));
+    let r3 = wino_bt(wino_row(img, h0 + 3, tx, c));
+    let r4 = wino_bt(wino_row(img, h0 + 4, tx, c));
+    let r5 = wino_bt(wino_row(img, h0 + 5, tx, c));
+    for (var b = 0u; b < 6u; b++) {
+        let v = wino_bt(V6(v6_at(r0, b), v6_at(r1, b), v6_at(r2, b), v6_at(r3, b), v6_at(r4, b),
+            v6_at(r5, b)));
+        let o = b * step + i;
+        part4[o] = v.v0;
+        part4[o + 6u * step] = v.v1;
+        part4[o + 12u * step] = v.v2;
+        part4[o + 18u * step] = v.v3;
+        part4[o + 24u * step] = v.v4;
+        part4[o + 30u * step] = v.v5;
+    }
+}
+
+// Row a (6 products) of tile `tile`, output block cb, from M (x_tex: 36 x tiles x cout4
+// texels).
+fn wino_m_row(a: u32, tile: u32, tiles: u32, cb: u32) -> V6 {
+    let s = tiles * p.cout4;
+    let i = 6u * a * s + tile * p.cout4 + cb;
+    return V6(textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u), 0),
+        textureLoad(x_tex, vec2<u32>((i + s) % 4096u, (i + s) / 4096u), 0),
+        textureLoad(x_tex, vec2<u32>((i + 2u * s) % 4096u, (i + 2u * s) / 4096u), 0),
+        textureLoad(x_tex, vec2<u32>((i + 3u * s) % 4096u, (i + 3u * s) / 4096u), 0),
+        textureLoad(x_tex, vec2<u32>((i + 4u * s) % 4096u, (i + 4u * s) / 4096u), 0),
+        textureLoad(x_tex, vec2<u32>((i + 5u * s) % 4096u, (i + 5u * s) / 4096u), 0));
+}
+
+// Where a lane of wino_output writes: tile (img, ty, tx), output block cb; live false past
+// the end.
+struct WTile {
+    live: bool,
+    img: u32,
+    ty: u32,
+    tx: u32,
+    cb: u32,
+    tile: u32,
+    tiles: u32,
+}
+
+fn wino_out_tile(gid: vec3<u32>, nwg: vec3<u32>) -> WTile {
+    let i = wino_lane(gid, nwg);
+    let tl = wino_tiles();
+    let tiles = p.n * tl.x * tl.y;
+    let tile = i / p.cout4;
+    return WTile(i < tiles * p.cout4, tile / (tl.x * tl.y), (tile / tl.y) % tl.x, tile % tl.y,
+        i % p.cout4, tile, tiles);
+}
+
+// A^T along each row of M (rows r<a>), then column j of the 4x4 result plus the bias.
+struct WRows {
+    r0: V4,
+    r1: V4,
+    r2: V4,
+    r3: V4,
+    r4: V4,
+    r5: V4,
+}
+
+fn wino_out_rows(t: WTile) -> WRows {
+    return WRows(wino_at(wino_m_row(0u, t.tile, t.tiles, t.cb)), wino_at(wino_m_row(1u, t.tile, t.tiles, t.cb)),
+        wino_at(wino_m_row(2u, t.tile, t.tiles, t.cb)), wino_at(wino_m_row(3u, t.tile, t.tiles, t.cb)),
+        wino_at(wino_m_row(4u, t.tile, t.tiles, t.cb)), wino_at(wino_m_row(5u, t.tile, t.tiles, t.cb)));
+}
+
+fn wino_out_col(r: WRows, j: u32, bias: vec4<f32>) -> V4 {
+    let o = wino_at(V6(v4_at(r.r0, j), v4_at(r.r1, j), v4_at(r.r2, j), v4_at(r.r3, j), v4_at(r.r4, j),
+        v4_at(r.r5, j)));
+    return V4(o.v0 + bias, o.v1 + bias, o.v2 + bias, o.v3 + bias);
+}
+
+// y [n, h, w, cout] from M, plus the bias (flags bit 0), any cout: y in `out`. A lane per
+// (tile, output block).
+@compute @workgroup_size(64)
+fn wino_output(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = wino_out_tile(gid, nwg);
+    if !t.live { return; }
+    let r = wino_out_rows(t);
+    let bias = bias4(t.cb);
+    let oh = t.ty * 4u;
+    for (var j = 0u; j < 4u; j++) {
+        let o = wino_out_col(r, j, bias);
+        let ow = t.tx * 4u + j;
+        let q = (t.img * p.h + oh) * p.w + ow;
+        let ok = ow < p.w;
+        store4(q, ok && oh < p.h, t.cb, o.v0);
+        store4(q + p.w, ok && oh + 1u < p.h, t.cb, o.v1);
+        store4(q + 2u * p.w, ok && oh + 2u < p.h, t.cb, o.v2);
+        store4(q + 3u * p.w, ok && oh + 3u < p.h, t.cb, o.v3);
+    }
+}
+
+// The same for cout a multiple of 4: y in `part4`, one vec4 store per pixel.
+@compute @workgroup_size(64)
+fn wino_output_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let t = wino_out_tile(gid, nwg);
+    if !t.live { return; }
+    let r = wino_out_rows(t);
+    let bias = bias4(t.cb);
+    let oh = t.ty * 4u;
+    for (var j = 0u; j < 4u; j++) {
+        let o = wino_out_col(r, j, bias);
+        let ow = t.tx * 4u + j;
+        if ow >= p.w { continue; }
+        let q = ((t.img * p.h + oh) * p.w + ow) * p.cout4 + t.cb;
+        let s = p.w * p.cout4;
+        part4[q] = o.v0;
+        if oh + 1u < p.h { part4[q + s] = o.v1; }
+        if oh + 2u < p.h { part4[q + 2u * s] = o.v2; }
+        if oh + 3u < p.h { part4[q + 3u * s] = o.v3; }
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Weight gradient. Per tile, dw = G^T [(B^T d B) * (A dy A^T)] G, with d the 6x6 input patch
+// (as wino_input) and dy the tile's 4x4 output gradient: the transposition of the forward
+// algorithm. Summed over tiles in the transform domain, that is 36 products V[t]^T DY[t], done
+// as a batched GEMM split over chunks of tiles (ops::conv), then wino_dw_out adds the chunks
+// in order and applies G^T . G.
+
+// A (6x4) times 4 values.
+fn wino_a(v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>) -> V6 {
+    let e = v0 + v2;
+    let o = v1 + v3;
+    let e4 = v0 + 4.0 * v2;
+    let o8 = 2.0 * v1 + 8.0 * v3;
+    return V6(v0, e + o, e - o, e4 + o8, e4 - o8, v3);
+}
+
+fn wino_dy_at(img: u32, oh: u32, ow: u32, cb: u32) -> vec4<f32> {
+    let i = ((img * p.h + min(oh, p.h - 1u)) * p.w + min(ow, p.w - 1u)) * p.cout4 + cb;
+    let v = textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+    return select(vec4<f32>(0.0), v, oh < p.h && ow < p.w);
+}
+
+fn wino_dy_row(img: u32, oh: u32, tx: u32, cb: u32) -> V6 {
+    let w0 = tx * 4u;
+    return wino_a(wino_dy_at(img, oh, w0, cb), wino_dy_at(img, oh, w0 + 1u, cb),
+        wino_dy_at(img, oh, w0 + 2u, cb), wino_dy_at(img, oh, w0 + 3u, cb));
+}
+
+// DY (36 x p.extra tiles x cout4*4, vec4 over output channels, in part4) from dy (x_tex,
+// cout4 texels a pixel); tiles past the image's are zeros. A lane per (tile, output block).
+@compute @workgroup_size(64)
+fn wino_dy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = wino_lane(gid, nwg);
+    let tl = wino_tiles();
+    let tiles = p.n * tl.x * tl.y;
+    let total = max(tiles, p.extra);
+    if i >= total * p.cout4 { return; }
+    let cb = i % p.cout4;
+    let tile = i / p.cout4;
+    let step = total * p.cout4;
+    if tile >= tiles {
+        for (var t = 0u; t < 36u; t++) {
+            part4[t * step + i] = vec4<f32>(0.0);
+        }
+        return;
+    }
+    let tx = tile % tl.y;
+    let ty = (tile / tl.y) % tl.x;
+    let img = tile / (tl.x * tl.y);
+    // A along each row (4 rows of the tile), then along the columns.
+    let r0 = wino_dy_row(img, ty * 4u, tx, cb);
+    let r1 = wino_dy_row(img, ty * 4u + 1u, tx, cb);
+    let r2 = wino_dy_row(img, ty * 4u + 2u, tx, cb);
+    let r3 = wino_dy_row(img, ty * 4u + 3u, tx, cb);
+    for (var b = 0u; b < 6u; b++) {
+        let v = wino_a(v6_at(r0, b), v6_at(r1, b), v6_at(r2, b), v6_at(r3, b));
+        let o = b * step + i;
+        part4[o] = v.v0;
+        part4[o + 6u * step] = v.v1;
+        part4[o + 12u * step] = v.v2;
+        part4[o + 18u * step] = v.v3;
+        part4[o + 24u * step] = v.v4;
+        part4[o + 30u * step] = v.v5;
+    }
+}
+
+// G^T (3x6) times 6 values.
+fn wino_gt(u: V6) -> V3 {
+    let a = (u.v1 + u.v2) * (-1.0 / 6.0);
+    let b = (u.v2 - u.v1) * (1.0 / 6.0);
+    let c = (u.v3 + u.v4) * (1.0 / 24.0);
+    let e = (u.v3 - u.v4) * (1.0 / 12.0);
+    return V3(u.v0 * 0.25 + a + c, b + e, a + 4.0 * c + u.v5);
+}
+
+struct V3 {
+    v0: vec4<f32>,
+    v1: vec4<f32>,
+    v2: vec4<f32>,
+}
+
+fn v3_at(v: V3, i: u32) -> vec4<f32> {
+    switch i {
+        case 0u: { return v.v0; }
+        case 1u: { return v.v1; }
+        default: { return v.v2; }
+    }
+}
+
+// Product t of input channel ci, output block cb: the p.extra chunks of the batched GEMM
+// (x_tex: [36 * chunks, cin4 * 4, cout4] texels) added in chunk order.
+fn wino_dw_sum(t: u32, ci: u32, cb: u32) -> vec4<f32> {
+    let ci_pad = p.cin4 * 4u;
+    var s = vec4<f32>(0.0);
+    for (var c = 0u; c < p.extra; c++) {
+        let i = ((t * p.extra + c) * ci_pad + ci) * p.cout4 + cb;
+        s += textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+    }
+    return s;
+}
+
+fn wino_dw_row(a: u32, ci: u32, cb: u32) -> V6 {
+    return V6(wino_dw_sum(6u * a, ci, cb), wino_dw_sum(6u * a + 1u, ci, cb), wino_dw_sum(6u * a + 2u, ci, cb),
+        wino_dw_sum(6u * a + 3u, ci, cb), wino_dw_sum(6u * a + 4u, ci, cb), wino_dw_sum(6u * a + 5u, ci, cb));
+}
+
+// dw in PyTorch's layout [cout, cin, 3, 3] (`out`). A lane per (input channel, output block).
+@compute @workgroup_size(64)
+fn wino_dw_out(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = wino_lane(gid, nwg);
+    if i >= p.cin * p.cout4 { return; }
+    let cb = i % p.cout4;
+    let ci = i / p.cout4;
+    // G^T . along each row a (over b), then along the columns.
+    let r0 = wino_gt(wino_dw_row(0u, ci, cb));
+    let r1 = wino_gt(wino_dw_row(1u, ci, cb));
+    let r2 = wino_gt(wino_dw_row(2u, ci, cb));
+    let r3 = wino_gt(wino_dw_row(3u, ci, cb));
+    let r4 = wino_gt(wino_dw_row(4u, ci, cb));
+    let r5 = wino_gt(wino_dw_row(5u, ci, cb));
+    for (var kx = 0u; kx < 3u; kx++) {
+        let g = wino_gt(V6(v3_at(r0, kx), v3_at(r1, kx), v3_at(r2, kx), v3_at(r3, kx), v3_at(r4, kx),
+            v3_at(r5, kx)));
+        for (var j = 0u; j < 4u; j++) {
+            let co = cb * 4u + j;
+            if co < p.cout {
+                let o = (co * p.cin + ci) * 9u + kx;
+                out[o] = g.v0[j];
+                out[o + 3u] = g.v1[j];
+                out[o + 6u] = g.v2[j];
+            }
+        }
+    }
+}
