@@ -9,6 +9,8 @@
 //    conv's load flags and zero padding applied as the patch is loaded;
 // 3. a batched GEMM M[t] = V[t] U[t] (ops::gemm, outside this file);
 // 4. wino_output: y[tile pixels, co] = (A^T M[., tile, co] A) + bias, cropped to the image.
+// V and M may have more rows than tiles (p.extra, zeros past the tiles): the forward pass
+// pads them as the weight gradient's chunks need, so that it can reuse V.
 // The GEMM does 36 multiply-adds per 16 outputs and channel pair where the direct conv does
 // 144; the transforms cost little next to it for the channel counts that take this path.
 // Tiles: ceil(h / 4) x ceil(w / 4) per image, in (image, tile row, tile column) order.
@@ -199,8 +201,9 @@ fn wino_out_tile(gid: vec3<u32>, nwg: vec3<u32>) -> WTile {
     let tl = wino_tiles();
     let tiles = p.n * tl.x * tl.y;
     let tile = i / p.cout4;
+    // M has max(tiles, p.extra) rows per product (the input transform's padding).
     return WTile(i < tiles * p.cout4, tile / (tl.x * tl.y), (tile / tl.y) % tl.x, tile % tl.y,
-        i % p.cout4, tile, tiles);
+        i % p.cout4, tile, max(tiles, p.extra));
 }
 
 // A^T along each row of M (rows r<a>), then column j of the 4x4 result plus the bias.

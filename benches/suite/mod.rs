@@ -399,7 +399,11 @@ fn run_in(opts: &Options, sz: &Sizes, iters: usize, dir: &Path) -> Result<Report
     let ctx = Context::new()?;
     let adapter = ctx.description.to_string();
     let gblock_file = dir.join("gblock.safetensors");
-    m.rows.push(gblock_row(&ctx, sz, iters, &gblock_file)?);
+    let (row, profile) = gblock_row(&ctx, sz, iters, &gblock_file, opts.profile)?;
+    if let Some(rows) = profile {
+        m.profiles.push((row.item.clone(), rows));
+    }
+    m.rows.push(row);
     let Measured {
         mut rows,
         notes,
@@ -493,7 +497,14 @@ fn gblock_pass(
 }
 
 /// The G block item; writes the model file the PyTorch side reads.
-fn gblock_row(ctx: &Context, sz: &Sizes, iters: usize, file: &Path) -> Result<Row> {
+/// The G block's row, and with `profile` the per-kernel profile of one more pass.
+fn gblock_row(
+    ctx: &Context,
+    sz: &Sizes,
+    iters: usize,
+    file: &Path,
+    profile: bool,
+) -> Result<(Row, Option<Vec<ProfileRow>>)> {
     let [n, cin, cout] = sz.gblock;
     let cfg = gblock_config(cin, cout)?;
     let model = Model::init(ctx, &cfg, 1)?;
@@ -506,14 +517,27 @@ fn gblock_row(ctx: &Context, sz: &Sizes, iters: usize, file: &Path) -> Result<Ro
         ctx.run(|rec| gblock_pass(rec, &cfg, &model.g, &x, &c, &dy))?;
         ctx.wait()
     })?;
-    Ok(Row {
+    let rows = if profile {
+        ctx.take_profile();
+        ctx.set_profiling(true);
+        let done = ctx
+            .run(|rec| gblock_pass(rec, &cfg, &model.g, &x, &c, &dy))
+            .and_then(|_| ctx.wait());
+        ctx.set_profiling(false);
+        done?;
+        Some(ctx.take_profile())
+    } else {
+        None
+    };
+    let row = Row {
         item: format!("G block fwd+bwd, N={n}, {cin}->{cout}, 8x8->16x16"),
         unit: "ms",
         ours: t.wall * 1e3,
         ours_cpu_s: t.cpu,
         torch: None,
         higher_is_better: false,
-    })
+    };
+    Ok((row, rows))
 }
 
 fn run_torch(

@@ -329,6 +329,7 @@ fn gemm(
         load == Load::NONE || d.k == 3,
         "{op}: the 1x1 kernels cannot transform x as they load it"
     );
+    let stored = x;
     let padded;
     let x = if cpu {
         padded = pad4(rec, x, &source(d, load), gin)?;
@@ -337,7 +338,7 @@ fn gemm(
         x
     };
     if cpu && d.k == 3 && rec.subgroups() && winograd_pays(rec, d, gin, gout, false) {
-        return winograd(rec, x, wt, bias, w, transposed, d, load);
+        return winograd(rec, stored, x, wt, bias, w, transposed, d, load);
     }
     let (entry, groups) = if cpu && d.k == 1 {
         // CPU adapters: 8 pixels x 8 output channels per lane, read as textures.
@@ -446,14 +447,27 @@ fn dw_chunks(tiles: usize) -> (usize, usize) {
     (chunks, tiles.div_ceil(chunks).div_ceil(4) * 4)
 }
 
+/// The kind under which the Winograd input transform of a stored x with `load` is kept
+/// ([`Recorder::keep_derived`]).
+fn input_kind(load: Load) -> &'static str {
+    match (load.relu, load.upsample) {
+        (false, false) => "conv_winograd_input",
+        (true, false) => "conv_winograd_input_relu",
+        (false, true) => "conv_winograd_input_up",
+        (true, true) => "conv_winograd_input_relu_up",
+    }
+}
+
 /// The 3x3 forward GEMM of [`gemm`] (same arguments) as Winograd F(4x4, 3x3)
 /// (`shaders/conv_winograd.wgsl`): the weight transform (kept, as [`repack`] keeps `wt`,
 /// for later calls on the unchanged `w`), the input transform (with `load` applied), 36
-/// GEMMs in one batched product, the output transform with the bias. `x` has its channels
-/// padded to a multiple of 4.
+/// GEMMs in one batched product, the output transform with the bias. `x` is `stored` with its
+/// channels padded to a multiple of 4. The forward pass keeps its input transform, laid out
+/// as [`winograd_dw`] needs it, for the weight gradient of the same `stored` x.
 #[allow(clippy::too_many_arguments)]
 fn winograd(
     rec: &mut Recorder,
+    stored: &Tensor,
     x: &Tensor,
     wt: &Tensor,
     bias: Option<&Tensor>,
@@ -491,14 +505,22 @@ fn winograd(
             u
         }
     };
-    let v = Tensor::empty(rec.ctx, &[36, tiles, ci], DType::F32)?;
+    // Rows padded to the weight gradient's chunks (zeros past the tiles).
+    let (chunks, per) = dw_chunks(tiles);
+    let total = chunks * per;
+    let mut p = p;
+    p[11] = total as u32;
+    let v = Tensor::empty(rec.ctx, &[36, total, ci], DType::F32)?;
     rec.dispatch(
         SHADER_WINO,
         "wino_input",
         &p,
         &[(10, x), (6, &v)],
-        grid_1d((tiles * quads(gin)) as u64, 64),
+        grid_1d((total * quads(gin)) as u64, 64),
     )?;
+    if !transposed {
+        rec.keep_derived(input_kind(load), stored, &v);
+    }
     let m = gemm::bmm(rec, &v, &u, false, false)?;
     let y = Tensor::empty(rec.ctx, &[d.n, d.h, d.w, gout], DType::F32)?;
     let (entry, yb) = if gout.is_multiple_of(4) {
@@ -794,7 +816,7 @@ fn backward_weight(
         (x, dy)
     };
     if cpu && d.k == 3 && rec.subgroups() && winograd_pays(rec, &d, d.cin, d.cout, true) {
-        let dw = winograd_dw(rec, xk, dyk, &d, load)?;
+        let dw = winograd_dw(rec, x, xk, dyk, &d, load)?;
         let db = if has_bias {
             Some(bias_grad(rec, dyk, &d, true)?)
         } else {
@@ -898,10 +920,12 @@ fn bias_grad(rec: &mut Recorder, dyk: &Tensor, d: &Dims, cpu: bool) -> Result<Te
 /// The 3x3 weight gradient as Winograd F(4x4, 3x3) transposed (`shaders/conv_winograd.wgsl`):
 /// the input and output-gradient transforms over the tiles padded to whole chunks of
 /// [`WINOGRAD_DW_TILES`], one batched product per (transform point, chunk), then the chunks
-/// added in order and transformed back to `[Cout, Cin, 3, 3]`. `xk` and `dyk` have their
-/// channels padded to multiples of 4.
+/// added in order and transformed back to `[Cout, Cin, 3, 3]`. `xk` and `dyk` are `x` and dy
+/// with their channels padded to multiples of 4; the input transform is the one the forward
+/// pass kept for `x`, where it did.
 fn winograd_dw(
     rec: &mut Recorder,
+    x: &Tensor,
     xk: &Tensor,
     dyk: &Tensor,
     d: &Dims,
@@ -914,14 +938,21 @@ fn winograd_dw(
     let total = chunks * per;
     let mut p = params(d, d.cin, d.cout, load.flags(), 0);
     p[11] = total as u32;
-    let v = Tensor::empty(rec.ctx, &[36 * chunks, per, ci], DType::F32)?;
-    rec.dispatch(
-        SHADER_WINO,
-        "wino_input",
-        &p,
-        &[(10, xk), (6, &v)],
-        grid_1d((total * quads(d.cin)) as u64, 64),
-    )?;
+    let v = match rec.derived(input_kind(load), x) {
+        // The forward pass's transform of the same x (rows padded the same way).
+        Some(v) if v.shape() == [36, total, ci] => v.reshape(&[36 * chunks, per, ci])?,
+        _ => {
+            let v = Tensor::empty(rec.ctx, &[36 * chunks, per, ci], DType::F32)?;
+            rec.dispatch(
+                SHADER_WINO,
+                "wino_input",
+                &p,
+                &[(10, xk), (6, &v)],
+                grid_1d((total * quads(d.cin)) as u64, 64),
+            )?;
+            v
+        }
+    };
     let g = Tensor::empty(rec.ctx, &[36 * chunks, per, co], DType::F32)?;
     rec.dispatch(
         SHADER_WINO,
