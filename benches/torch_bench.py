@@ -55,17 +55,17 @@ def main():
         a, b = torch.randn(m, m), torch.randn(m, m)
         t = timed(lambda: torch.mm(a, b), warmup, iters)
         res[f"matmul_{m}"] = 2 * m ** 3 / t / 1e9
-    cn, cin, cout, hw = spec["conv"]
-    x = torch.randn(cn, cin, hw, hw)
-    w = torch.randn(cout, cin, 3, 3)
-    dy = torch.randn(cn, cout, hw, hw)
-    flops = 2 * cn * hw * hw * cin * cout * 9
-    t = timed(lambda: F.conv2d(x, w, padding=1), warmup, iters)
-    res["conv_fwd"] = flops / t / 1e9
-    t = timed(lambda: torch.nn.grad.conv2d_input(x.shape, w, dy, padding=1), warmup, iters)
-    res["conv_dx"] = flops / t / 1e9
-    t = timed(lambda: torch.nn.grad.conv2d_weight(x, w.shape, dy, padding=1), warmup, iters)
-    res["conv_dw"] = flops / t / 1e9
+    for i, (cn, cin, cout, hw) in enumerate(spec["convs"]):
+        x = torch.randn(cn, cin, hw, hw)
+        w = torch.randn(cout, cin, 3, 3)
+        dy = torch.randn(cn, cout, hw, hw)
+        flops = 2 * cn * hw * hw * cin * cout * 9
+        t = timed(lambda: F.conv2d(x, w, padding=1), warmup, iters)
+        res[f"conv_fwd_{i}"] = flops / t / 1e9
+        t = timed(lambda: torch.nn.grad.conv2d_input(x.shape, w, dy, padding=1), warmup, iters)
+        res[f"conv_dx_{i}"] = flops / t / 1e9
+        t = timed(lambda: torch.nn.grad.conv2d_weight(x, w.shape, dy, padding=1), warmup, iters)
+        res[f"conv_dw_{i}"] = flops / t / 1e9
 
     # One G block, forward and backward (block 1 of the model file the Rust side wrote), in
     # training mode: batch statistics, a power iteration, every gradient.

@@ -31,25 +31,7 @@ struct V4 {
     v3: vec4<f32>,
 }
 
-fn v6_at(v: V6, i: u32) -> vec4<f32> {
-    switch i {
-        case 0u: { return v.v0; }
-        case 1u: { return v.v1; }
-        case 2u: { return v.v2; }
-        case 3u: { return v.v3; }
-        case 4u: { return v.v4; }
-        default: { return v.v5; }
-    }
-}
 
-fn v4_at(v: V4, i: u32) -> vec4<f32> {
-    switch i {
-        case 0u: { return v.v0; }
-        case 1u: { return v.v1; }
-        case 2u: { return v.v2; }
-        default: { return v.v3; }
-    }
-}
 
 // G (6x3) times a 3-vector of kernel taps.
 fn wino_g(g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>) -> V6 {
@@ -100,16 +82,24 @@ fn wino_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let c0 = wino_g(wt4[i], wt4[i + 3u * tap], wt4[i + 6u * tap]);
     let c1 = wino_g(wt4[i + tap], wt4[i + 4u * tap], wt4[i + 7u * tap]);
     let c2 = wino_g(wt4[i + 2u * tap], wt4[i + 5u * tap], wt4[i + 8u * tap]);
-    for (var a = 0u; a < 6u; a++) {
-        let r = wino_g(v6_at(c0, a), v6_at(c1, a), v6_at(c2, a));
-        let o = 6u * a * tap + i;
-        part4[o] = r.v0;
-        part4[o + tap] = r.v1;
-        part4[o + 2u * tap] = r.v2;
-        part4[o + 3u * tap] = r.v3;
-        part4[o + 4u * tap] = r.v4;
-        part4[o + 5u * tap] = r.v5;
-    }
+    // Row a of U: products 6 a .. 6 a + 5, `tap` vec4s apart.
+    wino_store_row(i, tap, wino_g(c0.v0, c1.v0, c2.v0));
+    wino_store_row(i + 6u * tap, tap, wino_g(c0.v1, c1.v1, c2.v1));
+    wino_store_row(i + 12u * tap, tap, wino_g(c0.v2, c1.v2, c2.v2));
+    wino_store_row(i + 18u * tap, tap, wino_g(c0.v3, c1.v3, c2.v3));
+    wino_store_row(i + 24u * tap, tap, wino_g(c0.v4, c1.v4, c2.v4));
+    wino_store_row(i + 30u * tap, tap, wino_g(c0.v5, c1.v5, c2.v5));
+}
+
+// Six vec4s `step` apart from part4 index o. (The transforms are written out element by
+// element: a loop over a struct's fields through a switch runs 1.7x slower on lavapipe.)
+fn wino_store_row(o: u32, step: u32, v: V6) {
+    part4[o] = v.v0;
+    part4[o + step] = v.v1;
+    part4[o + 2u * step] = v.v2;
+    part4[o + 3u * step] = v.v3;
+    part4[o + 4u * step] = v.v4;
+    part4[o + 5u * step] = v.v5;
 }
 
 // Input row ih (of the output-sized image, before the upsampling shift) of image img,
@@ -158,17 +148,18 @@ fn wino_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     let r3 = wino_bt(wino_row(img, h0 + 3, tx, c));
     let r4 = wino_bt(wino_row(img, h0 + 4, tx, c));
     let r5 = wino_bt(wino_row(img, h0 + 5, tx, c));
-    for (var b = 0u; b < 6u; b++) {
-        let v = wino_bt(V6(v6_at(r0, b), v6_at(r1, b), v6_at(r2, b), v6_at(r3, b), v6_at(r4, b),
-            v6_at(r5, b)));
-        let o = b * step + i;
-        part4[o] = v.v0;
-        part4[o + 6u * step] = v.v1;
-        part4[o + 12u * step] = v.v2;
-        part4[o + 18u * step] = v.v3;
-        part4[o + 24u * step] = v.v4;
-        part4[o + 30u * step] = v.v5;
-    }
+    wino_store_col(i, step, wino_bt(V6(r0.v0, r1.v0, r2.v0, r3.v0, r4.v0, r5.v0)));
+    wino_store_col(i + step, step, wino_bt(V6(r0.v1, r1.v1, r2.v1, r3.v1, r4.v1, r5.v1)));
+    wino_store_col(i + 2u * step, step, wino_bt(V6(r0.v2, r1.v2, r2.v2, r3.v2, r4.v2, r5.v2)));
+    wino_store_col(i + 3u * step, step, wino_bt(V6(r0.v3, r1.v3, r2.v3, r3.v3, r4.v3, r5.v3)));
+    wino_store_col(i + 4u * step, step, wino_bt(V6(r0.v4, r1.v4, r2.v4, r3.v4, r4.v4, r5.v4)));
+    wino_store_col(i + 5u * step, step, wino_bt(V6(r0.v5, r1.v5, r2.v5, r3.v5, r4.v5, r5.v5)));
+}
+
+// Column b of a transformed 6x6 block (products t = 6 a + b, a = 0..5) at part4 index o (the
+// a = 0 one; products are `step` vec4s apart).
+fn wino_store_col(o: u32, step: u32, v: V6) {
+    wino_store_row(o, 6u * step, v);
 }
 
 // Row a (6 products) of tile `tile`, output block cb, from M (x_tex: 36 x tiles x cout4
@@ -222,10 +213,26 @@ fn wino_out_rows(t: WTile) -> WRows {
         wino_at(wino_m_row(4u, t.tile, t.tiles, t.cb)), wino_at(wino_m_row(5u, t.tile, t.tiles, t.cb)));
 }
 
-fn wino_out_col(r: WRows, j: u32, bias: vec4<f32>) -> V4 {
-    let o = wino_at(V6(v4_at(r.r0, j), v4_at(r.r1, j), v4_at(r.r2, j), v4_at(r.r3, j), v4_at(r.r4, j),
-        v4_at(r.r5, j)));
+fn wino_out_col(c: V6, bias: vec4<f32>) -> V4 {
+    let o = wino_at(c);
     return V4(o.v0 + bias, o.v1 + bias, o.v2 + bias, o.v3 + bias);
+}
+
+// Column j of the rows, for wino_out_col.
+fn wino_col0(r: WRows) -> V6 {
+    return V6(r.r0.v0, r.r1.v0, r.r2.v0, r.r3.v0, r.r4.v0, r.r5.v0);
+}
+
+fn wino_col1(r: WRows) -> V6 {
+    return V6(r.r0.v1, r.r1.v1, r.r2.v1, r.r3.v1, r.r4.v1, r.r5.v1);
+}
+
+fn wino_col2(r: WRows) -> V6 {
+    return V6(r.r0.v2, r.r1.v2, r.r2.v2, r.r3.v2, r.r4.v2, r.r5.v2);
+}
+
+fn wino_col3(r: WRows) -> V6 {
+    return V6(r.r0.v3, r.r1.v3, r.r2.v3, r.r3.v3, r.r4.v3, r.r5.v3);
 }
 
 // y [n, h, w, cout] from M, plus the bias (flags bit 0), any cout: y in `out`. A lane per
@@ -236,17 +243,22 @@ fn wino_output(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     if !t.live { return; }
     let r = wino_out_rows(t);
     let bias = bias4(t.cb);
+    wino_out_s(t, 0u, wino_out_col(wino_col0(r), bias));
+    wino_out_s(t, 1u, wino_out_col(wino_col1(r), bias));
+    wino_out_s(t, 2u, wino_out_col(wino_col2(r), bias));
+    wino_out_s(t, 3u, wino_out_col(wino_col3(r), bias));
+}
+
+// Column j (4 pixels down) of tile t's output, into `out`.
+fn wino_out_s(t: WTile, j: u32, o: V4) {
     let oh = t.ty * 4u;
-    for (var j = 0u; j < 4u; j++) {
-        let o = wino_out_col(r, j, bias);
-        let ow = t.tx * 4u + j;
-        let q = (t.img * p.h + oh) * p.w + ow;
-        let ok = ow < p.w;
-        store4(q, ok && oh < p.h, t.cb, o.v0);
-        store4(q + p.w, ok && oh + 1u < p.h, t.cb, o.v1);
-        store4(q + 2u * p.w, ok && oh + 2u < p.h, t.cb, o.v2);
-        store4(q + 3u * p.w, ok && oh + 3u < p.h, t.cb, o.v3);
-    }
+    let ow = t.tx * 4u + j;
+    let q = (t.img * p.h + oh) * p.w + ow;
+    let ok = ow < p.w;
+    store4(q, ok && oh < p.h, t.cb, o.v0);
+    store4(q + p.w, ok && oh + 1u < p.h, t.cb, o.v1);
+    store4(q + 2u * p.w, ok && oh + 2u < p.h, t.cb, o.v2);
+    store4(q + 3u * p.w, ok && oh + 3u < p.h, t.cb, o.v3);
 }
 
 // The same for cout a multiple of 4: y in `part4`, one vec4 store per pixel.
@@ -256,18 +268,23 @@ fn wino_output_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wo
     if !t.live { return; }
     let r = wino_out_rows(t);
     let bias = bias4(t.cb);
+    wino_out_v4(t, 0u, wino_out_col(wino_col0(r), bias));
+    wino_out_v4(t, 1u, wino_out_col(wino_col1(r), bias));
+    wino_out_v4(t, 2u, wino_out_col(wino_col2(r), bias));
+    wino_out_v4(t, 3u, wino_out_col(wino_col3(r), bias));
+}
+
+// Column j of tile t's output, into `part4`.
+fn wino_out_v4(t: WTile, j: u32, o: V4) {
     let oh = t.ty * 4u;
-    for (var j = 0u; j < 4u; j++) {
-        let o = wino_out_col(r, j, bias);
-        let ow = t.tx * 4u + j;
-        if ow >= p.w { continue; }
-        let q = ((t.img * p.h + oh) * p.w + ow) * p.cout4 + t.cb;
-        let s = p.w * p.cout4;
-        part4[q] = o.v0;
-        if oh + 1u < p.h { part4[q + s] = o.v1; }
-        if oh + 2u < p.h { part4[q + 2u * s] = o.v2; }
-        if oh + 3u < p.h { part4[q + 3u * s] = o.v3; }
-    }
+    let ow = t.tx * 4u + j;
+    if ow >= p.w { return; }
+    let q = ((t.img * p.h + oh) * p.w + ow) * p.cout4 + t.cb;
+    let s = p.w * p.cout4;
+    part4[q] = o.v0;
+    if oh + 1u < p.h { part4[q + s] = o.v1; }
+    if oh + 2u < p.h { part4[q + 2u * s] = o.v2; }
+    if oh + 3u < p.h { part4[q + 3u * s] = o.v3; }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -324,16 +341,12 @@ fn wino_dy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
     let r1 = wino_dy_row(img, ty * 4u + 1u, tx, cb);
     let r2 = wino_dy_row(img, ty * 4u + 2u, tx, cb);
     let r3 = wino_dy_row(img, ty * 4u + 3u, tx, cb);
-    for (var b = 0u; b < 6u; b++) {
-        let v = wino_a(v6_at(r0, b), v6_at(r1, b), v6_at(r2, b), v6_at(r3, b));
-        let o = b * step + i;
-        part4[o] = v.v0;
-        part4[o + 6u * step] = v.v1;
-        part4[o + 12u * step] = v.v2;
-        part4[o + 18u * step] = v.v3;
-        part4[o + 24u * step] = v.v4;
-        part4[o + 30u * step] = v.v5;
-    }
+    wino_store_col(i, step, wino_a(r0.v0, r1.v0, r2.v0, r3.v0));
+    wino_store_col(i + step, step, wino_a(r0.v1, r1.v1, r2.v1, r3.v1));
+    wino_store_col(i + 2u * step, step, wino_a(r0.v2, r1.v2, r2.v2, r3.v2));
+    wino_store_col(i + 3u * step, step, wino_a(r0.v3, r1.v3, r2.v3, r3.v3));
+    wino_store_col(i + 4u * step, step, wino_a(r0.v4, r1.v4, r2.v4, r3.v4));
+    wino_store_col(i + 5u * step, step, wino_a(r0.v5, r1.v5, r2.v5, r3.v5));
 }
 
 // G^T (3x6) times 6 values.
@@ -351,13 +364,6 @@ struct V3 {
     v2: vec4<f32>,
 }
 
-fn v3_at(v: V3, i: u32) -> vec4<f32> {
-    switch i {
-        case 0u: { return v.v0; }
-        case 1u: { return v.v1; }
-        default: { return v.v2; }
-    }
-}
 
 // Product t of input channel ci, output block cb: the p.extra chunks of the batched GEMM
 // (x_tex: [36 * chunks, cin4 * 4, cout4] texels) added in chunk order.
@@ -390,17 +396,20 @@ fn wino_dw_out(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let r3 = wino_gt(wino_dw_row(3u, ci, cb));
     let r4 = wino_gt(wino_dw_row(4u, ci, cb));
     let r5 = wino_gt(wino_dw_row(5u, ci, cb));
-    for (var kx = 0u; kx < 3u; kx++) {
-        let g = wino_gt(V6(v3_at(r0, kx), v3_at(r1, kx), v3_at(r2, kx), v3_at(r3, kx), v3_at(r4, kx),
-            v3_at(r5, kx)));
-        for (var j = 0u; j < 4u; j++) {
-            let co = cb * 4u + j;
-            if co < p.cout {
-                let o = (co * p.cin + ci) * 9u + kx;
-                out[o] = g.v0[j];
-                out[o + 3u] = g.v1[j];
-                out[o + 6u] = g.v2[j];
-            }
+    wino_dw_store(ci, cb, 0u, wino_gt(V6(r0.v0, r1.v0, r2.v0, r3.v0, r4.v0, r5.v0)));
+    wino_dw_store(ci, cb, 1u, wino_gt(V6(r0.v1, r1.v1, r2.v1, r3.v1, r4.v1, r5.v1)));
+    wino_dw_store(ci, cb, 2u, wino_gt(V6(r0.v2, r1.v2, r2.v2, r3.v2, r4.v2, r5.v2)));
+}
+
+// Kernel column kx (rows ky = 0..2 in g) of output channels 4 cb.. and input channel ci.
+fn wino_dw_store(ci: u32, cb: u32, kx: u32, g: V3) {
+    for (var j = 0u; j < 4u; j++) {
+        let co = cb * 4u + j;
+        if co < p.cout {
+            let o = (co * p.cin + ci) * 9u + kx;
+            out[o] = g.v0[j];
+            out[o + 3u] = g.v1[j];
+            out[o + 6u] = g.v2[j];
         }
     }
 }
