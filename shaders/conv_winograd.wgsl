@@ -70,8 +70,15 @@ fn wino_tiles() -> vec2<u32> {
     return vec2<u32>((p.h + 3u) / 4u, (p.w + 3u) / 4u);
 }
 
-// U (36 x cin4*4 x cout4*4, vec4 over output channels, in part4) from the repacked weight wt4
-// [9, cin4*4, cout4*4]. A lane per (input channel, output block).
+// Repacked weight vec4 i, from its texture copy (fetches compile to less code than storage
+// loads on lavapipe).
+fn wino_wt(i: u32) -> vec4<f32> {
+    return textureLoad(wt_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+}
+
+// U (36 x cin4*4 x cout4*4, vec4 over output channels, in part4) from the repacked weight
+// (wt_tex: [9, cin4*4, cout4*4] as vec4 over output channels). A lane per (input channel,
+// output block).
 @compute @workgroup_size(64)
 fn wino_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = wino_lane(gid, nwg);
@@ -79,9 +86,9 @@ fn wino_weight(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     if i >= ci_pad * p.cout4 { return; }
     let tap = ci_pad * p.cout4;
     // Columns of g (one kernel column kx, 3 rows), then G along the rows: gg[kx] = G g[., kx].
-    let c0 = wino_g(wt4[i], wt4[i + 3u * tap], wt4[i + 6u * tap]);
-    let c1 = wino_g(wt4[i + tap], wt4[i + 4u * tap], wt4[i + 7u * tap]);
-    let c2 = wino_g(wt4[i + 2u * tap], wt4[i + 5u * tap], wt4[i + 8u * tap]);
+    let c0 = wino_g(wino_wt(i), wino_wt(i + 3u * tap), wino_wt(i + 6u * tap));
+    let c1 = wino_g(wino_wt(i + tap), wino_wt(i + 4u * tap), wino_wt(i + 7u * tap));
+    let c2 = wino_g(wino_wt(i + 2u * tap), wino_wt(i + 5u * tap), wino_wt(i + 8u * tap));
     // Row a of U: products 6 a .. 6 a + 5, `tap` vec4s apart.
     wino_store_row(i, tap, wino_g(c0.v0, c1.v0, c2.v0));
     wino_store_row(i + 6u * tap, tap, wino_g(c0.v1, c1.v1, c2.v1));
@@ -365,37 +372,56 @@ struct V3 {
 }
 
 
-// Product t of input channel ci, output block cb: the p.extra chunks of the batched GEMM
-// (x_tex: [36 * chunks, cin4 * 4, cout4] texels) added in chunk order.
-fn wino_dw_sum(t: u32, ci: u32, cb: u32) -> vec4<f32> {
-    let ci_pad = p.cin4 * 4u;
-    var s = vec4<f32>(0.0);
-    for (var c = 0u; c < p.extra; c++) {
-        let i = ((t * p.extra + c) * ci_pad + ci) * p.cout4 + cb;
-        s += textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
-    }
-    return s;
+// Row a (products 6 a .. 6 a + 5) of chunk c's partial sums for input channel ci, output
+// block cb (x_tex: [36 * chunks, cin4 * 4, cout4] texels).
+fn wino_dw_part(a: u32, c: u32, chunks: u32, ci: u32, cb: u32) -> V6 {
+    let s = chunks * p.cin4 * 4u * p.cout4;
+    let i = ((6u * a * chunks + c) * p.cin4 * 4u + ci) * p.cout4 + cb;
+    return V6(textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u), 0),
+        textureLoad(x_tex, vec2<u32>((i + s) % 4096u, (i + s) / 4096u), 0),
+        textureLoad(x_tex, vec2<u32>((i + 2u * s) % 4096u, (i + 2u * s) / 4096u), 0),
+        textureLoad(x_tex, vec2<u32>((i + 3u * s) % 4096u, (i + 3u * s) / 4096u), 0),
+        textureLoad(x_tex, vec2<u32>((i + 4u * s) % 4096u, (i + 4u * s) / 4096u), 0),
+        textureLoad(x_tex, vec2<u32>((i + 5u * s) % 4096u, (i + 5u * s) / 4096u), 0));
 }
 
-fn wino_dw_row(a: u32, ci: u32, cb: u32) -> V6 {
-    return V6(wino_dw_sum(6u * a, ci, cb), wino_dw_sum(6u * a + 1u, ci, cb), wino_dw_sum(6u * a + 2u, ci, cb),
-        wino_dw_sum(6u * a + 3u, ci, cb), wino_dw_sum(6u * a + 4u, ci, cb), wino_dw_sum(6u * a + 5u, ci, cb));
+fn v6_add(x: V6, y: V6) -> V6 {
+    return V6(x.v0 + y.v0, x.v1 + y.v1, x.v2 + y.v2, x.v3 + y.v3, x.v4 + y.v4, x.v5 + y.v5);
 }
 
-// dw in PyTorch's layout [cout, cin, 3, 3] (`out`). A lane per (input channel, output block).
+// dw in PyTorch's layout [cout, cin, 3, 3] (`out`). A lane per (input channel, output block):
+// the p.extra chunks added in order, then G^T . G.
 @compute @workgroup_size(64)
 fn wino_dw_out(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = wino_lane(gid, nwg);
     if i >= p.cin * p.cout4 { return; }
     let cb = i % p.cout4;
     let ci = i / p.cout4;
+    // The chunk count through num_workgroups (never 0 where this runs), so that lavapipe
+    // cannot inline it: inlined, the loop was unrolled and each count compiled for seconds.
+    let chunks = select(p.extra, 0u, nwg.x == 0u);
+    let z = vec4<f32>(0.0);
+    var m0 = V6(z, z, z, z, z, z);
+    var m1 = m0;
+    var m2 = m0;
+    var m3 = m0;
+    var m4 = m0;
+    var m5 = m0;
+    for (var c = 0u; c < chunks; c++) {
+        m0 = v6_add(m0, wino_dw_part(0u, c, chunks, ci, cb));
+        m1 = v6_add(m1, wino_dw_part(1u, c, chunks, ci, cb));
+        m2 = v6_add(m2, wino_dw_part(2u, c, chunks, ci, cb));
+        m3 = v6_add(m3, wino_dw_part(3u, c, chunks, ci, cb));
+        m4 = v6_add(m4, wino_dw_part(4u, c, chunks, ci, cb));
+        m5 = v6_add(m5, wino_dw_part(5u, c, chunks, ci, cb));
+    }
     // G^T . along each row a (over b), then along the columns.
-    let r0 = wino_gt(wino_dw_row(0u, ci, cb));
-    let r1 = wino_gt(wino_dw_row(1u, ci, cb));
-    let r2 = wino_gt(wino_dw_row(2u, ci, cb));
-    let r3 = wino_gt(wino_dw_row(3u, ci, cb));
-    let r4 = wino_gt(wino_dw_row(4u, ci, cb));
-    let r5 = wino_gt(wino_dw_row(5u, ci, cb));
+    let r0 = wino_gt(m0);
+    let r1 = wino_gt(m1);
+    let r2 = wino_gt(m2);
+    let r3 = wino_gt(m3);
+    let r4 = wino_gt(m4);
+    let r5 = wino_gt(m5);
     wino_dw_store(ci, cb, 0u, wino_gt(V6(r0.v0, r1.v0, r2.v0, r3.v0, r4.v0, r5.v0)));
     wino_dw_store(ci, cb, 1u, wino_gt(V6(r0.v1, r1.v1, r2.v1, r3.v1, r4.v1, r5.v1)));
     wino_dw_store(ci, cb, 2u, wino_gt(V6(r0.v2, r1.v2, r2.v2, r3.v2, r4.v2, r5.v2)));

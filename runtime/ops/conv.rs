@@ -498,7 +498,7 @@ fn winograd(
                 SHADER_WINO,
                 "wino_weight",
                 &p,
-                &[(3, wt), (6, &u)],
+                &[(11, wt), (6, &u)],
                 grid_1d((ci * quads(gout)) as u64, 64),
             )?;
             rec.keep_derived(kind, w, &u);
