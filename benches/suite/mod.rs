@@ -124,6 +124,9 @@ struct Sizes {
     peak_n: usize,
     dispatches: usize,
     warmup: usize,
+    /// Fewest timed runs of a kernel row (matmul, conv): they take milliseconds, and the
+    /// median of a few varies by 2x on a shared machine.
+    kernel_iters: usize,
 }
 
 fn sizes(quick: bool) -> Sizes {
@@ -138,6 +141,7 @@ fn sizes(quick: bool) -> Sizes {
             peak_n: 64,
             dispatches: 50,
             warmup: 1,
+            kernel_iters: 1,
         }
     } else {
         Sizes {
@@ -159,6 +163,7 @@ fn sizes(quick: bool) -> Sizes {
             peak_n: 2048,
             dispatches: 2000,
             warmup: 1,
+            kernel_iters: 15,
         }
     }
 }
@@ -313,7 +318,7 @@ fn networks_and_kernels(
     for &k in &sz.matmul {
         let a = fill(&ctx, &[k, k], 1)?;
         let b = fill(&ctx, &[k, k], 2)?;
-        let t = measure(sz.warmup, iters, &mut || {
+        let t = measure(sz.warmup, iters.max(sz.kernel_iters), &mut || {
             ctx.run(|rec| gemm::matmul(rec, &a, &b, false, false, None))?;
             ctx.wait()
         })?;
@@ -348,7 +353,7 @@ fn networks_and_kernels(
             ),
         ];
         for (what, f) in &convs {
-            let t = measure(sz.warmup, iters, &mut || {
+            let t = measure(sz.warmup, iters.max(sz.kernel_iters), &mut || {
                 ctx.run(|rec| f(rec))?;
                 ctx.wait()
             })?;
@@ -568,6 +573,7 @@ fn run_torch(
         "ema_start": 1000,
         "matmul": sz.matmul,
         "convs": sz.convs,
+        "kernel_iters": iters.max(sz.kernel_iters),
         "peak_n": sz.peak_n,
         "gblock": sz.gblock,
         "gblock_file": gblock_file.display().to_string(),
