@@ -26,11 +26,11 @@
 //! (`ops::gemm`'s `_sg` kernels).
 //!
 //! On CPU adapters with subgroups, 3x3 passes with at least [`WINOGRAD_MIN_CHANNELS`] input
-//! and output channels (forward, input gradient and weight gradient) are Winograd F(4x4,
-//! 3x3) instead (`shaders/conv_winograd.wgsl`): transforms of the 6x6 input patches and of the
-//! weight (or of dy's 4x4 tiles), 36 products as one batched GEMM (`ops::gemm`'s `_sg`
-//! kernels), and the transform back: 4x fewer multiply-adds than the direct kernels, in a
-//! GEMM that lavapipe runs about as fast as them.
+//! and output channels and [`WINOGRAD_MIN_TILES`] 4x4 output tiles (forward, input gradient
+//! and weight gradient) are Winograd F(4x4, 3x3) instead (`shaders/conv_winograd.wgsl`):
+//! transforms of the 6x6 input patches and of the weight (or of dy's 4x4 tiles), 36 products
+//! as one batched GEMM (`ops::gemm`'s `_sg` kernels), and the transform back: 4x fewer
+//! multiply-adds than the direct kernels, in a GEMM that lavapipe runs about as fast as them.
 //!
 //! The `_v4` kernels load channels as vec4 and need the channel counts they read to be
 //! multiples of 4 (Cin for the forward pass, Cout for the input gradient, both for the weight
@@ -60,6 +60,10 @@ const DB_CHUNK_PIXELS: u64 = 256;
 /// Fewest input and output channels for which 3x3 passes on CPU adapters take the Winograd
 /// kernels by default.
 const WINOGRAD_MIN_CHANNELS: usize = 32;
+/// Fewest 4x4 output tiles (over the batch) for which 3x3 passes take the Winograd kernels by
+/// default: below it their three dispatches cost more than they save (batch-1 sampling of
+/// `fashion` ran at half the speed).
+const WINOGRAD_MIN_TILES: usize = 128;
 /// Tiles per chunk of the Winograd weight gradient's sum over tiles (one GEMM each).
 const WINOGRAD_DW_TILES: usize = 256;
 /// Most floats of weight-gradient partial sums (64 MiB).
@@ -417,8 +421,9 @@ fn gemm(
 
 /// Whether a 3x3 pass over `d` (`gin` -> `gout` channels; the weight gradient with `dw`)
 /// takes the Winograd kernels ([`winograd`], [`winograd_dw`]): where [`Recorder::winograd`]
-/// says so, else where both channel counts are at least [`WINOGRAD_MIN_CHANNELS`]
-/// (docs/PERFORMANCE.md). The transformed tensors must fit in textures.
+/// says so, else where both channel counts are at least [`WINOGRAD_MIN_CHANNELS`] and the
+/// images hold at least [`WINOGRAD_MIN_TILES`] 4x4 tiles (docs/PERFORMANCE.md). The
+/// transformed tensors must fit in textures.
 fn winograd_pays(rec: &Recorder, d: &Dims, gin: usize, gout: usize, dw: bool) -> bool {
     let tiles = d.n * d.h.div_ceil(4) * d.w.div_ceil(4);
     let (ci, co) = (quads(gin) * 4, quads(gout) * 4);
@@ -435,9 +440,11 @@ fn winograd_pays(rec: &Recorder, d: &Dims, gin: usize, gout: usize, dw: bool) ->
     let fits = sizes
         .iter()
         .all(|&e| u32::try_from(e).is_ok() && rec.texture_fits(e));
-    fits && rec
-        .winograd()
-        .unwrap_or(gin >= WINOGRAD_MIN_CHANNELS && gout >= WINOGRAD_MIN_CHANNELS)
+    fits && rec.winograd().unwrap_or(
+        gin >= WINOGRAD_MIN_CHANNELS
+            && gout >= WINOGRAD_MIN_CHANNELS
+            && tiles >= WINOGRAD_MIN_TILES,
+    )
 }
 
 /// Chunks of the Winograd weight gradient's sum over `tiles` tiles, and tiles per chunk (a
