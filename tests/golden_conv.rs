@@ -17,7 +17,7 @@ mod common;
 use common::{ctx, Golden};
 use fewlabels::ops::conv::{
     conv2d, conv2d_backward, conv2d_backward_input, conv2d_backward_weight, conv2d_load,
-    conv2d_load_backward, conv2d_load_backward_input, Load,
+    conv2d_load_backward, conv2d_load_backward_input, conv2d_load_backward_weight, Load,
 };
 use fewlabels::{Error, Tensor};
 
@@ -563,4 +563,58 @@ fn kept_repacked_weight_follows_writes() {
     w.write_f32(c, &rnd(co * ci * 9, 13)).unwrap();
     let back = c.run(|r| conv2d(r, &x, &w, None)).unwrap();
     assert_eq!(vals(&back), vals(&y1));
+}
+
+/// The Winograd forward pass keeps its input transform for the weight gradient of the same x:
+/// reused, the weight gradient is bit for bit the one computed afresh; after a write into x,
+/// or with another load transform, it is not reused (the results follow the new input).
+#[test]
+fn kept_winograd_input_follows_writes() {
+    let c = ctx();
+    if !c.subgroups() {
+        return; // the Winograd kernels need the `_sg` GEMMs
+    }
+    let (n, h, ci, co) = (2, 7, 8, 12);
+    let x1 = rnd(n * h * h * ci, 21);
+    let x2 = rnd(n * h * h * ci, 22);
+    let x = Tensor::from_f32(c, &[n, h, h, ci], &x1).unwrap();
+    let x2t = Tensor::from_f32(c, &[n, h, h, ci], &x2).unwrap();
+    let w = Tensor::from_f32(c, &[co, ci, 3, 3], &rnd(co * ci * 9, 23)).unwrap();
+    let dy = Tensor::from_f32(c, &[n, h, h, co], &rnd(n * h * h * co, 24)).unwrap();
+    let relu = Load {
+        relu: true,
+        upsample: false,
+    };
+    let vals = |t: &Tensor| t.to_f32(c).unwrap();
+    // Each weight gradient alone, in a recorder of its own (no forward pass before it).
+    let fresh = |data: &[f32], load: Load| {
+        let xf = Tensor::from_f32(c, &[n, h, h, ci], data).unwrap();
+        let dw = c
+            .run(|r| {
+                r.set_winograd(Some(true));
+                Ok(conv2d_load_backward_weight(r, &xf, &w, &dy, false, load)?.0)
+            })
+            .unwrap();
+        vals(&dw)
+    };
+    let (dw1, dw2, dw2_relu) = c
+        .run(|r| {
+            r.set_winograd(Some(true));
+            let _y = conv2d(r, &x, &w, None)?;
+            let dw1 = conv2d_backward_weight(r, &x, &w, &dy, false)?.0;
+            r.copy(&x2t, &x)?;
+            let dw2 = conv2d_backward_weight(r, &x, &w, &dy, false)?.0;
+            let _y = conv2d(r, &x, &w, None)?;
+            let dw2_relu = conv2d_load_backward_weight(r, &x, &w, &dy, false, relu)?.0;
+            Ok((dw1, dw2, dw2_relu))
+        })
+        .unwrap();
+    assert_eq!(vals(&dw1), fresh(&x1, Load::NONE));
+    assert_eq!(vals(&dw2), fresh(&x2, Load::NONE));
+    assert_eq!(vals(&dw2_relu), fresh(&x2, relu));
+    assert_ne!(
+        vals(&dw2_relu),
+        vals(&dw2),
+        "the ReLU must change this case"
+    );
 }
