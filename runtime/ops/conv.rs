@@ -437,9 +437,12 @@ fn winograd_pays(rec: &Recorder, d: &Dims, gin: usize, gout: usize, dw: bool) ->
     } else {
         [36 * tiles * ci, 36 * ci * co, 36 * tiles * co]
     };
-    let fits = sizes
-        .iter()
-        .all(|&e| u32::try_from(e).is_ok() && rec.texture_fits(e));
+    // The batched product's grid: one z per (product, chunk), at most 65535.
+    let batch = if dw { 36 * dw_chunks(tiles).0 } else { 36 };
+    let fits = batch <= 65535
+        && sizes
+            .iter()
+            .all(|&e| u32::try_from(e).is_ok() && rec.texture_fits(e));
     fits && rec.winograd().unwrap_or(
         gin >= WINOGRAD_MIN_CHANNELS
             && gout >= WINOGRAD_MIN_CHANNELS
