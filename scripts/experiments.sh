@@ -22,10 +22,11 @@ bin="${FEWLABELS:-target/release/fewlabels}"
 parallel="${PARALLEL:-1}"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 
-# name: variant and labels.
+# name: variant, labels and (pre-trained-label runs) the labeller's steps, default 2000.
 declare -A variant=(
     [conditional-100]="conditional all"
     [s3gan-10]="s3gan 10%"
+    [s3gan-10-l6000]="s3gan 10% 6000"
     [s3gan-20]="s3gan 20%"
     [s3gan-co-10]="s3gan-co 10%"
     [s3gan-co-20]="s3gan-co 20%"
@@ -33,10 +34,11 @@ declare -A variant=(
     [ssgan]="ssgan none"
     [unconditional]="unconditional none"
 )
-order=(conditional-100 s3gan-10 s3gan-20 s3gan-co-10 s3gan-co-20 s2gan-co-10 ssgan unconditional)
+order=(conditional-100 s3gan-10 s3gan-20 s3gan-co-10 s3gan-co-20 s2gan-co-10 ssgan unconditional
+    s3gan-10-l6000)
 # The recipe of the default model (docs/MODEL_CARD.md).
 common=(--data fashion-mnist --preset fashion_small --batch 32 --d-steps 1 --lr-g 2e-4
-    --lr-d 4e-4 --ema-decay 0.999 --ema-start 500 --seed 1 --labeller-steps 2000)
+    --lr-d 4e-4 --ema-decay 0.999 --ema-start 500 --seed 1)
 # How often to save and report (not stored in the checkpoint: a resume passes them again).
 cadence=(--checkpoint-every 250 --sample-every 250 --eval-every 500)
 
@@ -48,13 +50,14 @@ done
 
 train_one() {
     local name=$1 out="$runs_dir/$1"
-    read -r v labels <<<"${variant[$name]}"
+    read -r v labels lsteps <<<"${variant[$name]}"
     mkdir -p "$runs_dir"
     if [ -f "$out/checkpoint.safetensors" ]; then
         "$bin" train --resume "${cadence[@]}" --steps "$steps" --out "$out"
     else
-        "$bin" train "${common[@]}" "${cadence[@]}" --variant "$v" --labels "$labels" --steps "$steps" --out "$out"
-    fi >"$out.train.log" 2>&1
+        "$bin" train "${common[@]}" "${cadence[@]}" --variant "$v" --labels "$labels" \
+            --labeller-steps "${lsteps:-2000}" --steps "$steps" --out "$out"
+    fi >>"$out.train.log" 2>&1
     "$bin" eval "$out/model.safetensors" >"$out/eval.txt"
     echo "experiments: $name done ($(grep -m1 '^FID' "$out/eval.txt"))"
 }
@@ -77,7 +80,7 @@ table="$runs_dir/results_${steps}.md"
     echo "|---|---|---|---|---|---|---|---|"
     for name in "${order[@]}"; do
         out="$runs_dir/$name"
-        read -r v labels <<<"${variant[$name]}"
+        read -r v labels _ <<<"${variant[$name]}"
         fid=$(awk '/^FID/ {print $2}' "$out/eval.txt")
         is=$(awk '/^IS/ {print $2}' "$out/eval.txt")
         cons=$(awk '/^consistency/ {print $2}' "$out/eval.txt")
