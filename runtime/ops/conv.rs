@@ -324,7 +324,6 @@ fn gemm(
     } else {
         (d.cin, d.cout)
     };
-    let dummy = w;
     let y = Tensor::empty(rec.ctx, &[d.n, d.h, d.w, gout], DType::F32)?;
     let p = params(d, gin, gout, bias.is_some() as u32 | load.flags(), 0);
     let v4 = gin.is_multiple_of(4);
@@ -403,7 +402,7 @@ fn gemm(
         d.m()
     );
     let xb = if v4 { 2 } else { 1 };
-    let aux = bias.unwrap_or(dummy);
+    let aux = bias.unwrap_or(w);
     let shader = if entry.starts_with("conv3x3_sg") {
         "conv_sg"
     } else {
