@@ -125,29 +125,57 @@ fn wino_row(img: u32, ih: i32, tx: u32, c: u32) -> V6 {
         x_tex_at(rb + (clamp(c0 + 5, 0, w - 1) >> s), rok && c0 + 5 < w, c));
 }
 
+// A lane of the transforms: (tile, channel block) with `blocks` blocks per tile. The tiles
+// run to `total` = max(tiles, p.extra) (the weight gradient's padding; `pad` past the
+// image's tiles); products are `step` = total * blocks vec4s apart in V, DY and M.
+struct WTile {
+    lane: u32,
+    live: bool,
+    pad: bool,
+    img: u32,
+    ty: u32,
+    tx: u32,
+    cb: u32,
+    tile: u32,
+    total: u32,
+    step: u32,
+}
+
+fn wino_tile(gid: vec3<u32>, nwg: vec3<u32>, blocks: u32) -> WTile {
+    let i = wino_lane(gid, nwg);
+    let tl = wino_tiles();
+    let tiles = p.n * tl.x * tl.y;
+    let total = max(tiles, p.extra);
+    let tile = i / blocks;
+    let live = i < total * blocks;
+    let pad = tile >= tiles;
+    return WTile(i, live, pad, tile / (tl.x * tl.y), (tile / tl.y) % tl.x, tile % tl.y, i % blocks,
+        tile, total, total * blocks);
+}
+
+// The 36 products of a padding tile: zeros.
+fn wino_zero(t: WTile) {
+    for (var k = 0u; k < 36u; k++) {
+        part4[k * t.step + t.lane] = vec4<f32>(0.0);
+    }
+}
+
 // V (36 x tiles x cin4*4, vec4 over input channels, in part4) from x (x_tex, cin4 texels a
 // pixel). A lane per (tile, input block).
 @compute @workgroup_size(64)
 fn wino_input(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = wino_lane(gid, nwg);
-    let tl = wino_tiles();
-    let tiles = p.n * tl.x * tl.y;
-    // The weight gradient pads the tiles to p.extra with zeros.
-    let total = max(tiles, p.extra);
-    if i >= total * p.cin4 { return; }
-    let c = i % p.cin4;
-    let tile = i / p.cin4;
-    let step = total * p.cin4;
-    if tile >= tiles {
-        for (var t = 0u; t < 36u; t++) {
-            part4[t * step + i] = vec4<f32>(0.0);
-        }
+    let t = wino_tile(gid, nwg, p.cin4);
+    if !t.live { return; }
+    if t.pad {
+        wino_zero(t);
         return;
     }
-    let tx = tile % tl.y;
-    let ty = (tile / tl.y) % tl.x;
-    let img = tile / (tl.x * tl.y);
-    let h0 = i32(ty) * 4 - 1;
+    let i = t.lane;
+    let step = t.step;
+    let img = t.img;
+    let tx = t.tx;
+    let c = t.cb;
+    let h0 = i32(t.ty) * 4 - 1;
     // B^T along each row, then along the columns.
     let r0 = wino_bt(wino_row(img, h0, tx, c));
     let r1 = wino_bt(wino_row(img, h0 + 1, tx, c));
@@ -182,28 +210,6 @@ fn wino_m_row(a: u32, tile: u32, tiles: u32, cb: u32) -> V6 {
         textureLoad(x_tex, vec2<u32>((i + 5u * s) % 4096u, (i + 5u * s) / 4096u), 0));
 }
 
-// Where a lane of wino_output writes: tile (img, ty, tx), output block cb; live false past
-// the end.
-struct WTile {
-    live: bool,
-    img: u32,
-    ty: u32,
-    tx: u32,
-    cb: u32,
-    tile: u32,
-    tiles: u32,
-}
-
-fn wino_out_tile(gid: vec3<u32>, nwg: vec3<u32>) -> WTile {
-    let i = wino_lane(gid, nwg);
-    let tl = wino_tiles();
-    let tiles = p.n * tl.x * tl.y;
-    let tile = i / p.cout4;
-    // M has max(tiles, p.extra) rows per product (the input transform's padding).
-    return WTile(i < tiles * p.cout4, tile / (tl.x * tl.y), (tile / tl.y) % tl.x, tile % tl.y,
-        i % p.cout4, tile, max(tiles, p.extra));
-}
-
 // A^T along each row of M (rows r<a>), then column j of the 4x4 result plus the bias.
 struct WRows {
     r0: V4,
@@ -215,9 +221,9 @@ struct WRows {
 }
 
 fn wino_out_rows(t: WTile) -> WRows {
-    return WRows(wino_at(wino_m_row(0u, t.tile, t.tiles, t.cb)), wino_at(wino_m_row(1u, t.tile, t.tiles, t.cb)),
-        wino_at(wino_m_row(2u, t.tile, t.tiles, t.cb)), wino_at(wino_m_row(3u, t.tile, t.tiles, t.cb)),
-        wino_at(wino_m_row(4u, t.tile, t.tiles, t.cb)), wino_at(wino_m_row(5u, t.tile, t.tiles, t.cb)));
+    return WRows(wino_at(wino_m_row(0u, t.tile, t.total, t.cb)), wino_at(wino_m_row(1u, t.tile, t.total, t.cb)),
+        wino_at(wino_m_row(2u, t.tile, t.total, t.cb)), wino_at(wino_m_row(3u, t.tile, t.total, t.cb)),
+        wino_at(wino_m_row(4u, t.tile, t.total, t.cb)), wino_at(wino_m_row(5u, t.tile, t.total, t.cb)));
 }
 
 fn wino_out_col(c: V6, bias: vec4<f32>) -> V4 {
@@ -246,8 +252,8 @@ fn wino_col3(r: WRows) -> V6 {
 // (tile, output block).
 @compute @workgroup_size(64)
 fn wino_output(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = wino_out_tile(gid, nwg);
-    if !t.live { return; }
+    let t = wino_tile(gid, nwg, p.cout4);
+    if !t.live || t.pad { return; }
     let r = wino_out_rows(t);
     let bias = bias4(t.cb);
     wino_out_s(t, 0u, wino_out_col(wino_col0(r), bias));
@@ -271,8 +277,8 @@ fn wino_out_s(t: WTile, j: u32, o: V4) {
 // The same for cout a multiple of 4: y in `part4`, one vec4 store per pixel.
 @compute @workgroup_size(64)
 fn wino_output_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = wino_out_tile(gid, nwg);
-    if !t.live { return; }
+    let t = wino_tile(gid, nwg, p.cout4);
+    if !t.live || t.pad { return; }
     let r = wino_out_rows(t);
     let bias = bias4(t.cb);
     wino_out_v4(t, 0u, wino_out_col(wino_col0(r), bias));
@@ -326,23 +332,18 @@ fn wino_dy_row(img: u32, oh: u32, tx: u32, cb: u32) -> V6 {
 // cout4 texels a pixel); tiles past the image's are zeros. A lane per (tile, output block).
 @compute @workgroup_size(64)
 fn wino_dy(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = wino_lane(gid, nwg);
-    let tl = wino_tiles();
-    let tiles = p.n * tl.x * tl.y;
-    let total = max(tiles, p.extra);
-    if i >= total * p.cout4 { return; }
-    let cb = i % p.cout4;
-    let tile = i / p.cout4;
-    let step = total * p.cout4;
-    if tile >= tiles {
-        for (var t = 0u; t < 36u; t++) {
-            part4[t * step + i] = vec4<f32>(0.0);
-        }
+    let t = wino_tile(gid, nwg, p.cout4);
+    if !t.live { return; }
+    if t.pad {
+        wino_zero(t);
         return;
     }
-    let tx = tile % tl.y;
-    let ty = (tile / tl.y) % tl.x;
-    let img = tile / (tl.x * tl.y);
+    let i = t.lane;
+    let step = t.step;
+    let img = t.img;
+    let tx = t.tx;
+    let ty = t.ty;
+    let cb = t.cb;
     // A along each row (4 rows of the tile), then along the columns.
     let r0 = wino_dy_row(img, ty * 4u, tx, cb);
     let r1 = wino_dy_row(img, ty * 4u + 1u, tx, cb);

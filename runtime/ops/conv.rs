@@ -145,6 +145,16 @@ impl Dims {
     fn m(&self) -> usize {
         self.n * self.h * self.w
     }
+
+    /// The GEMM's input and output channels of a pass: (Cin, Cout), or for the input
+    /// gradient (`transposed`) (Cout, Cin).
+    fn gemm_channels(&self, transposed: bool) -> (usize, usize) {
+        if transposed {
+            (self.cout, self.cin)
+        } else {
+            (self.cin, self.cout)
+        }
+    }
 }
 
 fn check(op: &str, x: &Tensor, w: &Tensor) -> Result<Dims> {
@@ -264,11 +274,7 @@ fn repack(rec: &mut Recorder, w: &Tensor, d: &Dims, transposed: bool) -> Result<
     if let Some(wt) = rec.derived(kind, w) {
         return Ok(wt);
     }
-    let (gin, gout) = if transposed {
-        (d.cout, d.cin)
-    } else {
-        (d.cin, d.cout)
-    };
+    let (gin, gout) = d.gemm_channels(transposed);
     let kk = d.k * d.k;
     let len = kk * quads(gin) * 4 * quads(gout) * 4;
     let wt = Tensor::empty(rec.ctx, &[len], DType::F32)?;
@@ -319,11 +325,7 @@ fn gemm(
     d: &Dims,
     load: Load,
 ) -> Result<Tensor> {
-    let (gin, gout) = if transposed {
-        (d.cout, d.cin)
-    } else {
-        (d.cin, d.cout)
-    };
+    let (gin, gout) = d.gemm_channels(transposed);
     let y = Tensor::empty(rec.ctx, &[d.n, d.h, d.w, gout], DType::F32)?;
     let p = params(d, gin, gout, bias.is_some() as u32 | load.flags(), 0);
     let v4 = gin.is_multiple_of(4);
@@ -486,11 +488,7 @@ fn winograd(
     load: Load,
 ) -> Result<Tensor> {
     const SHADER_WINO: &str = "conv_winograd";
-    let (gin, gout) = if transposed {
-        (d.cout, d.cin)
-    } else {
-        (d.cin, d.cout)
-    };
+    let (gin, gout) = d.gemm_channels(transposed);
     let kind = if transposed {
         "conv_winograd_weight_transposed"
     } else {
