@@ -22,7 +22,8 @@ bin="${FEWLABELS:-target/release/fewlabels}"
 parallel="${PARALLEL:-1}"
 export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
 
-# name: variant, labels and (pre-trained-label runs) the labeller's steps, default 2000.
+# name: variant, labels and (pre-trained-label runs) the labeller's steps (default 2000) and
+# self-training rounds (default 1).
 declare -A variant=(
     [conditional-100]="conditional all"
     [s3gan-10]="s3gan 10%"
@@ -50,13 +51,14 @@ done
 
 train_one() {
     local name=$1 out="$runs_dir/$1"
-    read -r v labels lsteps <<<"${variant[$name]}"
+    read -r v labels lsteps lrounds <<<"${variant[$name]}"
     mkdir -p "$runs_dir"
     if [ -f "$out/checkpoint.safetensors" ]; then
         "$bin" train --resume "${cadence[@]}" --steps "$steps" --out "$out"
     else
         "$bin" train "${common[@]}" "${cadence[@]}" --variant "$v" --labels "$labels" \
-            --labeller-steps "${lsteps:-2000}" --steps "$steps" --out "$out"
+            --labeller-steps "${lsteps:-2000}" --labeller-rounds "${lrounds:-1}" \
+            --steps "$steps" --out "$out"
     fi >>"$out.train.log" 2>&1
     "$bin" eval "$out/model.safetensors" >"$out/eval.txt"
     echo "experiments: $name done ($(grep -m1 '^FID' "$out/eval.txt"))"

@@ -14,6 +14,9 @@
 //! - pseudo_label on a data set whose classes differ in brightness, one image in five
 //!   labelled: the unlabelled images get clearly better than chance labels, the labelled
 //!   ones keep theirs, and the same seed gives the same labels.
+//! - Self-training (two rounds): its first round is the one-round labeller, report for
+//!   report; the result keeps the known labels, beats chance as clearly and is
+//!   deterministic; the per-class choice of the surest guesses on a hand-made case.
 //! - Bad configs and data are errors that leave the data alone.
 //! - Variant::S2gan / S3gan: every label known, no class head, rotation loss for S3GAN only;
 //!   names and the checkpoint's config JSON round-trip.
@@ -24,7 +27,8 @@ use fewlabels::data::Dataset;
 use fewlabels::model::layers::Weights;
 use fewlabels::model::{spec, Config, Model};
 use fewlabels::train::labeller::{
-    pseudo_label, Labeller, LabellerConfig, LabellerReport, LABELLER_BETAS, LABELLER_EPS,
+    confident_per_class, pseudo_label, Labeller, LabellerConfig, LabellerReport, LABELLER_BETAS,
+    LABELLER_EPS,
 };
 use fewlabels::train::{TrainConfig, Trainer, Variant};
 use fewlabels::{Error, Tensor};
@@ -255,6 +259,87 @@ fn pseudo_label_is_deterministic_for_a_seed() {
     assert!(a.iter().all(|&c| (0..3).contains(&c)));
 }
 
+#[test]
+fn self_training_rounds() {
+    let cfg = tiny();
+    let one = LabellerConfig {
+        steps: 40,
+        batch: 12,
+        lr: 2e-3,
+        seed: 5,
+        ..LabellerConfig::new()
+    };
+    let two = LabellerConfig {
+        rounds: 2,
+        keep: 0.5,
+        ..one.clone()
+    };
+    let run = |lc: &LabellerConfig| {
+        let (mut data, truth) = brightness_data(20, 3);
+        let before = data.labels.clone();
+        let mut reports: Vec<LabellerReport> = Vec::new();
+        pseudo_label(ctx(), &cfg, &mut data, lc, &mut |r| reports.push(*r)).unwrap();
+        (data.labels, before, truth, reports)
+    };
+    let (_, _, _, single) = run(&one);
+    let (labels, before, truth, reports) = run(&two);
+    assert_eq!(reports.len(), 80);
+    for (i, r) in reports.iter().enumerate() {
+        assert_eq!((r.round, r.step), (i / 40 + 1, i % 40 + 1), "report {i}");
+    }
+    // Round 1 is the one-round labeller; round 2 a fresh one on more labels.
+    assert_eq!(&reports[..40], &single[..]);
+    assert_ne!(reports[40].rotation_loss, reports[0].rotation_loss);
+    let mut right = 0;
+    let mut unlabelled = 0;
+    for i in 0..labels.len() {
+        if before[i] >= 0 {
+            assert_eq!(labels[i], before[i], "labelled image {i} changed");
+        } else {
+            unlabelled += 1;
+            assert!((0..3).contains(&labels[i]), "image {i}: {}", labels[i]);
+            right += (labels[i] == truth[i]) as usize;
+        }
+    }
+    let acc = right as f32 / unlabelled as f32;
+    eprintln!("two rounds: accuracy on the {unlabelled} unlabelled images: {acc}");
+    assert!(acc >= 0.7, "accuracy {acc} on the unlabelled images");
+    let (again, _, _, reports_again) = run(&two);
+    assert_eq!(again, labels);
+    assert_eq!(reports_again, reports);
+}
+
+#[test]
+fn surest_guesses_per_class() {
+    let scored = [(0, 0.9), (1, 0.5), (0, 0.2), (0, 0.9), (1, 0.7), (2, 0.1)];
+    // Class 0: ceil(1.5) = 2 of 3, the tie at 0.9 both; class 1: the 0.7; class 2: its one.
+    let t = true;
+    let f = false;
+    assert_eq!(confident_per_class(&scored, 3, 0.5), [t, f, f, t, t, t]);
+    // ceil(0.9) = 1 of class 0: the earlier of the tie.
+    assert_eq!(confident_per_class(&scored, 3, 0.3), [t, f, f, f, t, t]);
+    assert_eq!(confident_per_class(&scored, 3, 1.0), [t; 6]);
+    // A class nobody is predicted as, and one beyond `classes`, keep nothing.
+    assert_eq!(confident_per_class(&scored, 2, 1.0), [t, t, t, t, t, f]);
+    assert_eq!(confident_per_class(&[], 3, 0.5), Vec::<bool>::new());
+
+    // predict_confidence: predict's argmax, with its softmax probability.
+    let lc = LabellerConfig {
+        steps: 1,
+        batch: 4,
+        ..LabellerConfig::new()
+    };
+    let lab = Labeller::new(ctx(), &tiny(), &lc).unwrap();
+    let x = real_batch(5);
+    let arg = lab.predict(ctx(), &x).unwrap();
+    let scored = lab.predict_confidence(ctx(), &x).unwrap();
+    assert_eq!(scored.iter().map(|s| s.0).collect::<Vec<_>>(), arg);
+    assert!(
+        scored.iter().all(|s| s.1 >= 1.0 / 3.0 && s.1 <= 1.0),
+        "{scored:?}"
+    );
+}
+
 fn is_invalid(r: Result<LabellerReport, Error>, what: &str) {
     match r {
         Err(Error::InvalidArgument(m)) => eprintln!("{what}: {m}"),
@@ -322,6 +407,23 @@ fn bad_configs_and_data_are_errors() {
         },
         "class_weight inf",
     );
+    try_cfg(
+        &LabellerConfig {
+            rounds: 0,
+            ..good.clone()
+        },
+        "rounds 0",
+    );
+    for keep in [0.0, 1.5, f64::NAN] {
+        try_cfg(
+            &LabellerConfig {
+                rounds: 2,
+                keep,
+                ..good.clone()
+            },
+            &format!("keep {keep}"),
+        );
+    }
     let mut try_data = |d: Dataset, what: &str| {
         let mut d2 = d.clone();
         is_invalid(

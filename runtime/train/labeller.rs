@@ -31,6 +31,13 @@
 //! rate however few there are; the rotated rows are the last ones, from all images). Then
 //! every unlabelled image gets the argmax of the class head (spectral norms with their
 //! stored u, no update). Labelled images keep their label.
+//!
+//! With [`LabellerConfig::rounds`] > 1 this is self-training: after each round but the last,
+//! the [`LabellerConfig::keep`] share of each class's unlabelled images that the labeller is
+//! surest of (softmax probability of its argmax, per predicted class, so the class mix of
+//! the added labels follows the predictions) count as labelled in the next round, which
+//! trains a fresh labeller (its own seed) on them and the known labels. The last round's
+//! argmax labels every unlabelled image.
 
 use super::{
     adam_all, bump, check_all, restore_u, rotated_rows, rotation_targets, snapshot_u, stack,
@@ -74,6 +81,12 @@ pub struct LabellerConfig {
     pub class_weight: f32,
     /// Seed of the initial weights and of the batch order.
     pub seed: u64,
+    /// Self-training rounds, at least 1 (see the module docs): each trains a fresh labeller
+    /// for `steps` steps.
+    pub rounds: usize,
+    /// Share of each predicted class's unlabelled images that a round hands to the next as
+    /// labels (its most confident ones), in (0, 1]. Unused with one round.
+    pub keep: f64,
 }
 
 impl Default for LabellerConfig {
@@ -84,7 +97,8 @@ impl Default for LabellerConfig {
 
 impl LabellerConfig {
     /// 2000 steps of 64 images, Adam lr 4e-4 (BigGAN's D rate; betas [`LABELLER_BETAS`]), a
-    /// quarter of each batch rotated (as the GAN's rotation loss), class weight 1.0, seed 0.
+    /// quarter of each batch rotated (as the GAN's rotation loss), class weight 1.0, seed 0,
+    /// one round (keep 0.5 if more are asked for).
     pub fn new() -> Self {
         LabellerConfig {
             steps: 2000,
@@ -93,6 +107,8 @@ impl LabellerConfig {
             rot_fraction: 0.25,
             class_weight: 1.0,
             seed: 0,
+            rounds: 1,
+            keep: 0.5,
         }
     }
 
@@ -125,6 +141,12 @@ impl LabellerConfig {
                 self.class_weight
             ));
         }
+        if self.rounds == 0 {
+            return bad("rounds must be at least 1".into());
+        }
+        if !(self.keep > 0.0 && self.keep <= 1.0) {
+            return bad(format!("keep = {} must be in (0, 1]", self.keep));
+        }
         Ok(())
     }
 
@@ -142,7 +164,9 @@ impl LabellerConfig {
 /// Figures of one labeller step.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct LabellerReport {
-    /// Steps taken, this one included (from 1).
+    /// Self-training round (from 1; see [`LabellerConfig::rounds`]).
+    pub round: usize,
+    /// Steps taken in this round, this one included (from 1).
     pub step: usize,
     /// CE of the rotation head on the rotation set.
     pub rotation_loss: f32,
@@ -330,6 +354,7 @@ impl Labeller {
             right as f32 / labelled as f32
         };
         Ok(LabellerReport {
+            round: 1,
             step: self.steps_done,
             rotation_loss: l[1],
             class_loss: l[2],
@@ -356,6 +381,61 @@ impl Labeller {
         })?;
         pred.to_i32(ctx)
     }
+
+    /// The class head's argmax for each of the images `x`, as [`Labeller::predict`], with
+    /// its softmax probability (computed here from the downloaded logits).
+    pub fn predict_confidence(&self, ctx: &Context, x: &Tensor) -> Result<Vec<(i32, f32)>> {
+        let n = x.shape().first().copied().unwrap_or(0);
+        if n == 0 {
+            return Err(Error::Shape(format!(
+                "labeller predict: images {x:?} hold no image"
+            )));
+        }
+        self.check_images("labeller predict", x, n)?;
+        let proj = Tensor::from_i32(ctx, &[n], &vec![0; n])?;
+        let disc = Discriminator { cfg: &self.cfg };
+        let logits = ctx.run(|rec| {
+            let (out, _) = disc.forward(rec, &self.weights, x, &proj, Mode::EVAL)?;
+            Ok(out.class.expect("labeller config has the head"))
+        })?;
+        let l = logits.to_f32(ctx)?;
+        let k = self.cfg.num_classes;
+        Ok(l.chunks(k).map(softmax_top).collect())
+    }
+}
+
+/// The first largest entry of `logits` and its softmax probability.
+fn softmax_top(logits: &[f32]) -> (i32, f32) {
+    let mut best = 0;
+    for (i, &v) in logits.iter().enumerate() {
+        if v > logits[best] {
+            best = i;
+        }
+    }
+    let top = logits[best];
+    let sum: f64 = logits.iter().map(|&v| ((v - top) as f64).exp()).sum();
+    (best as i32, (1.0 / sum) as f32)
+}
+
+/// Which of the `scored` images (a class and its probability each) a self-training round
+/// keeps as labels: per class, the ceil(`keep` x count) most probable ones (ties: the
+/// earlier image). `keep` in (0, 1].
+pub fn confident_per_class(scored: &[(i32, f32)], classes: usize, keep: f64) -> Vec<bool> {
+    let mut kept = vec![false; scored.len()];
+    for c in 0..classes as i32 {
+        let mut idx: Vec<usize> = (0..scored.len()).filter(|&i| scored[i].0 == c).collect();
+        idx.sort_by(|&a, &b| scored[b].1.total_cmp(&scored[a].1).then(a.cmp(&b)));
+        let n = ((idx.len() as f64 * keep).ceil() as usize).min(idx.len());
+        for &i in &idx[..n] {
+            kept[i] = true;
+        }
+    }
+    kept
+}
+
+/// The seed of self-training round `round` (from 0): round 0 keeps `seed`.
+fn round_seed(seed: u64, round: usize) -> u64 {
+    seed.wrapping_add(0xD1B5_4A32_D192_ED03u64.wrapping_mul(round as u64))
 }
 
 /// A seed for a second, independent use of `seed` (the order over all images).
@@ -409,9 +489,10 @@ fn check_data(model_cfg: &Config, data: &Dataset) -> Result<()> {
 }
 
 /// Train a labeller on `data` (rotation CE on all images, class CE on labelled ones), then set
-/// every unlabelled label (-1) of `data` to its argmax. Returns the last report; `progress`
-/// sees every report. Deterministic for `cfg.seed` (weights and batch order). On an error
-/// (a bad config or data set, a non-finite loss, a device error) `data` is unchanged.
+/// every unlabelled label (-1) of `data` to its argmax; with `cfg.rounds` > 1, self-training
+/// rounds first (see the module docs). Returns the last report; `progress` sees every report.
+/// Deterministic for `cfg.seed` (weights and batch order). On an error (a bad config or data
+/// set, a non-finite loss, a device error) `data` is unchanged.
 pub fn pseudo_label(
     ctx: &Context,
     model_cfg: &Config,
@@ -422,13 +503,69 @@ pub fn pseudo_label(
     cfg.validate()?;
     model_cfg.validate()?;
     check_data(model_cfg, data)?;
-    let mut labeller = Labeller::new(ctx, model_cfg, cfg)?;
-    let labelled: Vec<usize> = (0..data.len()).filter(|&i| data.labels[i] >= 0).collect();
-    let mut lab_order = Order::new(cfg.seed, labelled.len())?;
-    let mut all_order = Order::new(second_seed(cfg.seed), data.len())?;
+    let unlabelled: Vec<usize> = (0..data.len()).filter(|&i| data.labels[i] < 0).collect();
+    // The labels a round trains on: the known ones, and from round 2 on the previous round's
+    // surest guesses.
+    let mut labels = data.labels.clone();
+    let mut last = None;
+    for round in 0..cfg.rounds {
+        let labeller = train_round(ctx, model_cfg, data, &labels, cfg, round, &mut |r| {
+            progress(r);
+            last = Some(*r);
+        })?;
+        let (r, c) = (model_cfg.resolution, model_cfg.channels);
+        let images = |chunk: &[usize]| {
+            let (xs, _) = data.batch(chunk);
+            Tensor::from_f32(ctx, &[chunk.len(), r, r, c], &xs)
+        };
+        if round + 1 == cfg.rounds {
+            let mut found = Vec::with_capacity(unlabelled.len());
+            for chunk in unlabelled.chunks(cfg.batch) {
+                found.extend(labeller.predict(ctx, &images(chunk)?)?);
+            }
+            for (&i, &p) in unlabelled.iter().zip(&found) {
+                data.labels[i] = p;
+            }
+        } else {
+            let mut scored = Vec::with_capacity(unlabelled.len());
+            for chunk in unlabelled.chunks(cfg.batch) {
+                scored.extend(labeller.predict_confidence(ctx, &images(chunk)?)?);
+            }
+            let kept = confident_per_class(&scored, model_cfg.num_classes, cfg.keep);
+            labels = data.labels.clone();
+            for ((&i, &(p, _)), keep) in unlabelled.iter().zip(&scored).zip(kept) {
+                if keep {
+                    labels[i] = p;
+                }
+            }
+        }
+    }
+    Ok(last.expect("rounds >= 1 and steps >= 1"))
+}
+
+/// One round of [`pseudo_label`]: a fresh labeller (seed [`round_seed`]) trained on `data`'s
+/// images with `labels`.
+#[allow(clippy::too_many_arguments)]
+fn train_round(
+    ctx: &Context,
+    model_cfg: &Config,
+    data: &Dataset,
+    labels: &[i32],
+    cfg: &LabellerConfig,
+    round: usize,
+    progress: &mut dyn FnMut(&LabellerReport),
+) -> Result<Labeller> {
+    let seed = round_seed(cfg.seed, round);
+    let lcfg = LabellerConfig {
+        seed,
+        ..cfg.clone()
+    };
+    let mut labeller = Labeller::new(ctx, model_cfg, &lcfg)?;
+    let labelled: Vec<usize> = (0..data.len()).filter(|&i| labels[i] >= 0).collect();
+    let mut lab_order = Order::new(seed, labelled.len())?;
+    let mut all_order = Order::new(second_seed(seed), data.len())?;
     let n_lab = cfg.batch.div_ceil(2);
     let (r, c) = (model_cfg.resolution, model_cfg.channels);
-    let mut last = None;
     for _ in 0..cfg.steps {
         let mut idx: Vec<usize> = lab_order
             .next_batch(n_lab)
@@ -436,28 +573,19 @@ pub fn pseudo_label(
             .map(|i| labelled[i])
             .collect();
         idx.extend(all_order.next_batch(cfg.batch - n_lab));
-        let (xs, ys) = data.batch(&idx);
+        let (xs, _) = data.batch(&idx);
+        let ys: Vec<i32> = idx.iter().map(|&i| labels[i]).collect();
         let x = Tensor::from_f32(ctx, &[idx.len(), r, r, c], &xs)?;
-        let rep = labeller.step(ctx, &x, &ys)?;
+        let mut rep = labeller.step(ctx, &x, &ys)?;
+        rep.round = round + 1;
         progress(&rep);
         if !(rep.rotation_loss.is_finite() && rep.class_loss.is_finite()) {
             return Err(Error::InvalidArgument(format!(
-                "labeller step {}: the loss is not finite (rotation {}, class {}); try a \
-                 smaller lr",
-                rep.step, rep.rotation_loss, rep.class_loss
+                "labeller round {} step {}: the loss is not finite (rotation {}, class {}); \
+                 try a smaller lr",
+                rep.round, rep.step, rep.rotation_loss, rep.class_loss
             )));
         }
-        last = Some(rep);
     }
-    let unlabelled: Vec<usize> = (0..data.len()).filter(|&i| data.labels[i] < 0).collect();
-    let mut found = Vec::with_capacity(unlabelled.len());
-    for chunk in unlabelled.chunks(cfg.batch) {
-        let (xs, _) = data.batch(chunk);
-        let x = Tensor::from_f32(ctx, &[chunk.len(), r, r, c], &xs)?;
-        found.extend(labeller.predict(ctx, &x)?);
-    }
-    for (&i, &p) in unlabelled.iter().zip(&found) {
-        data.labels[i] = p;
-    }
-    Ok(last.expect("steps >= 1"))
+    Ok(labeller)
 }

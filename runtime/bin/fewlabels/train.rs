@@ -74,6 +74,11 @@ pub struct Args {
     /// rotation loss on all images plus class loss on the labelled ones) [default: 2000]
     #[arg(long, value_name = "N")]
     labeller_steps: Option<usize>,
+    /// Self-training rounds of the labeller (s2gan and s3gan): each round but the last hands
+    /// the half of each class's unlabelled images it is surest of to the next as labels; each
+    /// trains a fresh labeller for --labeller-steps steps [default: 1]
+    #[arg(long, value_name = "N")]
+    labeller_rounds: Option<usize>,
     /// Fresh weights of this architecture: tiny, tiny_rgb, fashion, fashion_small, rgb64, imagenet64,
     /// imagenet128 [default: fashion]
     #[arg(long, value_name = "NAME", conflicts_with = "init")]
@@ -152,6 +157,13 @@ struct Settings {
     /// Labeller steps (s2gan and s3gan only).
     #[serde(default)]
     labeller_steps: usize,
+    /// Labeller rounds (s2gan and s3gan only; 1 in runs from before the option).
+    #[serde(default = "one")]
+    labeller_rounds: usize,
+}
+
+fn one() -> usize {
+    1
 }
 
 /// The figures of one step (one CSV row).
@@ -380,14 +392,26 @@ fn pre_trained_labels(ctx: &Context, tr: &mut Trainer, ds: &mut Dataset, s: &Set
     lc.steps = s.labeller_steps;
     lc.batch = s.batch;
     lc.seed = tr.cfg.seed;
+    lc.rounds = s.labeller_rounds;
+    lc.validate()?;
     let unlabelled: Vec<usize> = (0..ds.len()).filter(|&i| ds.labels[i] < 0).collect();
+    let rounds = if lc.rounds > 1 {
+        format!(
+            " in each of {} rounds (each hands its surest {:.0}% per class to the next)",
+            lc.rounds,
+            100.0 * lc.keep
+        )
+    } else {
+        String::new()
+    };
     println!(
-        "labeller: {} steps of {} images; then it labels {} unlabelled images",
+        "labeller: {} steps of {} images{rounds}; then it labels {} unlabelled images",
         lc.steps,
         lc.batch,
         unlabelled.len()
     );
-    let bar = ProgressBar::new(lc.steps as u64);
+    let total = (lc.steps * lc.rounds) as u64;
+    let bar = ProgressBar::new(total);
     bar.set_style(
         ProgressStyle::with_template(
             "labeller {pos}/{len} [{elapsed_precise}<{eta_precise}] {msg}",
@@ -404,14 +428,19 @@ fn pre_trained_labels(ctx: &Context, tr: &mut Trainer, ds: &mut Dataset, s: &Set
             r.rotation_loss, r.class_loss, r.labelled_accuracy
         );
         if !tty && (r.step % 100 == 0 || r.step == lc.steps) {
+            let round = if lc.rounds > 1 {
+                format!("round {}/{} ", r.round, lc.rounds)
+            } else {
+                String::new()
+            };
             eprintln!(
-                "labeller step {}/{}: {msg} | {:.0} s",
+                "labeller {round}step {}/{}: {msg} | {:.0} s",
                 r.step,
                 lc.steps,
                 t0.elapsed().as_secs_f64()
             );
         }
-        bar.set_position(r.step as u64);
+        bar.set_position(((r.round - 1) * lc.steps + r.step) as u64);
         bar.set_message(msg);
     })?;
     bar.finish();
@@ -624,6 +653,7 @@ fn new_settings(a: &Args) -> Res<Settings> {
         eval_labels_csv: abs(&a.eval_labels_csv),
         eval_size: opt_or(&a.eval_size, 1000),
         labeller_steps: opt_or(&a.labeller_steps, LabellerConfig::new().steps),
+        labeller_rounds: opt_or(&a.labeller_rounds, LabellerConfig::new().rounds),
     })
 }
 
@@ -663,6 +693,11 @@ fn check_resume_args(a: &Args, s: &Settings, tc: &TrainConfig) -> Res<()> {
         "labeller-steps",
         a.labeller_steps.map(|v| v.to_string()),
         s.labeller_steps.to_string(),
+    );
+    check(
+        "labeller-rounds",
+        a.labeller_rounds.map(|v| v.to_string()),
+        s.labeller_rounds.to_string(),
     );
     check(
         "eval-size",
