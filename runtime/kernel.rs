@@ -1135,6 +1135,13 @@ impl<'a> Recorder<'a> {
         self.live.clear();
     }
 
+    /// Compile ahead what was recorded (see `warm.rs`) and drop the work unsubmitted:
+    /// nothing recorded runs, and no derived tensor is kept.
+    pub(crate) fn compile_ahead(mut self) {
+        self.pass = None;
+        self.ctx.warm(&std::mem::take(&mut self.fresh));
+    }
+
     /// Submit everything recorded, in one `queue.submit`, and report device errors.
     pub fn submit(mut self) -> Result<()> {
         let ctx = self.ctx;

@@ -9,7 +9,10 @@
 //!   alternately to one path and is killed with SIGKILL at random moments (every other time
 //!   while a save is writing its temporary file); the path always holds one of them whole,
 //!   and loads;
-//! - a truncated or altered copy is refused with a clear message.
+//! - a truncated or altered copy is refused with a clear message;
+//! - `Trainer::prepare_step` (a D and a G step recorded and never submitted, to compile
+//!   their kernels ahead on CPU adapters) leaves no trace: a run that prepared another batch
+//!   size first ends bit-identical to one that did not.
 //!
 //! An iteration is `d_steps` D steps (each on the next real batch and the next fakes) and one
 //! G step. Real batches come from a fixed seed by position; the position is the caller's
@@ -208,6 +211,29 @@ fn resume_is_bit_exact_and_runs_are_deterministic() {
     eprintln!(
         "{} tensors bit-identical ({n_adam} Adam moments) after {k} + {m} iterations",
         end_a.tensors.len()
+    );
+}
+
+#[test]
+fn prepare_step_leaves_no_trace() {
+    let ctx = ctx();
+    let mut a = tiny_trainer(ctx);
+    let before = a.to_checkpoint_file(ctx).unwrap();
+    a.prepare_step(ctx, BATCH + 2).unwrap();
+    a.prepare_step(ctx, BATCH).unwrap();
+    assert_eq!((a.d_steps_done(), a.g_steps_done()), (0, 0));
+    assert_same(
+        &a.to_checkpoint_file(ctx).unwrap(),
+        &before,
+        "after prepare_step",
+    );
+    iterate(ctx, &mut a, 2);
+    let mut b = tiny_trainer(ctx);
+    iterate(ctx, &mut b, 2);
+    assert_same(
+        &a.to_checkpoint_file(ctx).unwrap(),
+        &b.to_checkpoint_file(ctx).unwrap(),
+        "prepared run vs. plain run",
     );
 }
 

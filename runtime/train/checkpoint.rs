@@ -417,6 +417,7 @@ impl Trainer {
             g_steps_done: c.g_steps,
             fakes_drawn: c.fakes,
             extra,
+            prepared: Vec::new(),
         })
     }
 

@@ -329,6 +329,8 @@ pub struct Trainer {
     /// Caller's state saved in checkpoints and restored by [`Trainer::load_checkpoint`]
     /// untouched (e.g. a data loader's `data.epoch`, `data.pos`).
     pub extra: BTreeMap<String, String>,
+    /// Batch sizes [`Trainer::prepare_step`] has compiled for.
+    prepared: Vec<usize>,
 }
 
 /// Rows of a batch of `n` that are also fed rotated: round(n * fraction) clamped to [1, n]
@@ -490,6 +492,7 @@ impl Trainer {
             g_steps_done: 0,
             fakes_drawn: 0,
             extra: BTreeMap::new(),
+            prepared: Vec::new(),
         })
     }
 
@@ -526,6 +529,34 @@ impl Trainer {
             .filter(|(_, e)| e.kind.trained())
             .map(|(name, e)| (name, e.shape))
             .collect()
+    }
+
+    /// Compile what a D step and a G step with batches of `n` use, all at once, before the
+    /// first of them runs. Only where kernels compile at their first dispatch (CPU adapters,
+    /// see `warm.rs`); elsewhere, and for a batch size prepared before, it does nothing. Both
+    /// steps are recorded with placeholder inputs and not submitted: nothing on the device
+    /// or in the trainer changes. [`Trainer::d_step`] and [`Trainer::g_step`] call it; a
+    /// program that has other work to do before its first step (loading data) can call it
+    /// on another thread first.
+    pub fn prepare_step(&mut self, ctx: &Context, n: usize) -> Result<()> {
+        if !ctx.warm_on || n == 0 || self.prepared.contains(&n) {
+            return Ok(());
+        }
+        let mc = &self.model.cfg;
+        let x = Tensor::zeros(ctx, &[n, mc.resolution, mc.resolution, mc.channels])?;
+        let z = Tensor::zeros(ctx, &[n, mc.z_dim])?;
+        // Labelled and unlabelled rows where the variant takes both.
+        let y: Vec<i32> = match self.cfg.variant.labels() {
+            LabelUse::Semi => (0..n).map(|i| if i % 2 == 0 { 0 } else { -1 }).collect(),
+            LabelUse::All | LabelUse::One => vec![0; n],
+        };
+        let y_fake = vec![0; n];
+        let mut rec = ctx.recorder();
+        self.record_d(&mut rec, &x, &y, &z, &y_fake)?;
+        self.record_g(&mut rec, &z, &y_fake)?;
+        rec.compile_ahead();
+        self.prepared.push(n);
+        Ok(())
     }
 
     /// D steps taken.
@@ -627,6 +658,37 @@ impl Trainer {
         let variant = self.cfg.variant;
         self.check_labels("d_step real", y, variant.labels() != LabelUse::All)?;
         self.check_labels("d_step fake", y_fake, false)?;
+        self.prepare_step(ctx, n)?;
+        let (losses, y_used, stepped) = ctx.run(|rec| self.record_d(rec, x, y, z, y_fake))?;
+        let l = losses.to_f32(ctx)?;
+        let rejected = l[4] != 0.0;
+        if !rejected {
+            bump(&mut self.adam, &stepped);
+            self.d_steps_done += 1;
+        }
+        Ok(DStepReport {
+            total: l[0],
+            hinge: l[1],
+            rotation: l[2],
+            class: l[3],
+            y_used,
+            rejected,
+        })
+    }
+
+    /// Record the D step of [`Trainer::d_step`] (inputs checked there): returns the stacked
+    /// losses and flag, the projection labels used, and the names Adam stepped.
+    fn record_d(
+        &self,
+        rec: &mut Recorder,
+        x: &Tensor,
+        y: &[i32],
+        z: &Tensor,
+        y_fake: &[i32],
+    ) -> Result<(Tensor, Tensor, Vec<String>)> {
+        let ctx = rec.ctx;
+        let n = y.len();
+        let variant = self.cfg.variant;
         let k = self.cfg.rot_rows(n);
         let (y_real, y_f) = (self.used(y), self.used(y_fake));
         let mut y_all = tile_rotated(&y_real, k);
@@ -646,8 +708,8 @@ impl Trainer {
         } else {
             None
         };
-        let cfg = self.cfg.clone();
-        let Trainer { model, adam, .. } = self;
+        let cfg = &self.cfg;
+        let (model, adam) = (&self.model, &self.adam);
         let gen = Generator {
             cfg: &model.cfg,
             prefix: "G",
@@ -655,7 +717,7 @@ impl Trainer {
         let disc = Discriminator { cfg: &model.cfg };
         let d_ws = model.d.as_ref().expect("checked in new");
         let flag = StepFlag::new(ctx)?;
-        let (losses, y_used, stepped) = ctx.run(|rec| {
+        {
             let snaps = snapshot_u(rec, &[&model.g, d_ws])?;
             let (fake, _) = gen.forward(rec, &model.g, z, &yf_t, Mode::TRAIN)?;
             let xr = with_rotations(rec, x, k)?;
@@ -710,21 +772,7 @@ impl Trainer {
             restore_u(rec, &snaps, &flag)?;
             let losses = stack(rec, &[&total, &h.loss, rot_loss, cls_loss, &flag.flag])?;
             Ok((losses, out.y_used, stepped))
-        })?;
-        let l = losses.to_f32(ctx)?;
-        let rejected = l[4] != 0.0;
-        if !rejected {
-            bump(&mut self.adam, &stepped);
-            self.d_steps_done += 1;
         }
-        Ok(DStepReport {
-            total: l[0],
-            hinge: l[1],
-            rotation: l[2],
-            class: l[3],
-            y_used,
-            rejected,
-        })
     }
 
     /// One generator step on fakes from `z` (`[N, z_dim]`) and `y_fake` (`N` classes), then
@@ -736,6 +784,33 @@ impl Trainer {
         }
         self.check_z("g_step", z, n)?;
         self.check_labels("g_step fake", y_fake, false)?;
+        self.prepare_step(ctx, n)?;
+        let t = self.g_steps_done + 1;
+        let (losses, stepped) = ctx.run(|rec| self.record_g(rec, z, y_fake))?;
+        let l = losses.to_f32(ctx)?;
+        let rejected = l[3] != 0.0;
+        if !rejected {
+            bump(&mut self.adam, &stepped);
+            self.g_steps_done = t;
+        }
+        Ok(GStepReport {
+            total: l[0],
+            adversarial: l[1],
+            rotation: l[2],
+            rejected,
+        })
+    }
+
+    /// Record the G step of [`Trainer::g_step`] (inputs checked there): returns the stacked
+    /// losses and flag, and the names Adam stepped.
+    fn record_g(
+        &self,
+        rec: &mut Recorder,
+        z: &Tensor,
+        y_fake: &[i32],
+    ) -> Result<(Tensor, Vec<String>)> {
+        let ctx = rec.ctx;
+        let n = y_fake.len();
         let k = self.cfg.rot_rows(n);
         let y_f = self.used(y_fake);
         let half = n + 3 * k;
@@ -748,9 +823,9 @@ impl Trainer {
         } else {
             None
         };
-        let cfg = self.cfg.clone();
+        let cfg = &self.cfg;
         let t = self.g_steps_done + 1;
-        let Trainer { model, adam, .. } = self;
+        let (model, adam) = (&self.model, &self.adam);
         let gen = Generator {
             cfg: &model.cfg,
             prefix: "G",
@@ -760,7 +835,7 @@ impl Trainer {
         let g_ws = &model.g;
         let ema = model.g_ema.as_ref().expect("made in new");
         let flag = StepFlag::new(ctx)?;
-        let (losses, stepped) = ctx.run(|rec| {
+        {
             let snaps = snapshot_u(rec, &[g_ws, d_ws])?;
             let (fake, gctx) = gen.forward(rec, g_ws, z, &yf_t, Mode::TRAIN)?;
             let xf = with_rotations(rec, &fake, k)?;
@@ -811,18 +886,6 @@ impl Trainer {
             }
             let losses = stack(rec, &[&total, &h.loss, rot_loss, &flag.flag])?;
             Ok((losses, stepped))
-        })?;
-        let l = losses.to_f32(ctx)?;
-        let rejected = l[3] != 0.0;
-        if !rejected {
-            bump(&mut self.adam, &stepped);
-            self.g_steps_done = t;
         }
-        Ok(GStepReport {
-            total: l[0],
-            adversarial: l[1],
-            rotation: l[2],
-            rejected,
-        })
     }
 }

@@ -779,7 +779,19 @@ pub fn run(ctx: &Context, a: Args) -> Res<()> {
     let tc = tr.cfg.clone();
     let seed = tc.seed;
 
-    let mut ds = load_data(&cfg, &settings, seed)?;
+    // Compile what the first step needs (CPU adapters) while the data loads.
+    let todo = tr.g_steps_done() < a.steps;
+    let batch = settings.batch;
+    let (ds, prepared) = std::thread::scope(|scope| {
+        let prep = scope.spawn(|| match todo {
+            true => tr.prepare_step(ctx, batch),
+            false => Ok(()),
+        });
+        let ds = load_data(&cfg, &settings, seed);
+        (ds, prep.join())
+    });
+    prepared.map_err(|_| "compiling the first step's kernels failed")??;
+    let mut ds = ds?;
     // s2gan and s3gan train no class head on D: their model file gets one fitted on the true
     // labels (before the labeller fills the rest in).
     let true_labels = (matches!(tc.variant, Variant::S2gan | Variant::S3gan) && cfg.class_head)
