@@ -39,7 +39,7 @@
 use crate::ensure_shape;
 use crate::error::Result;
 use crate::kernel::{grid_1d, Recorder};
-use crate::ops::{elementwise as ew, gemm, resample};
+use crate::ops::{elementwise as ew, gemm, rearrange, resample};
 use crate::tensor::{DType, Tensor};
 
 const SHADER: &str = "conv";
@@ -555,6 +555,12 @@ pub fn conv2d(rec: &mut Recorder, x: &Tensor, w: &Tensor, b: Option<&Tensor>) ->
         let (x2, w2) = (x.reshape(&[d.m(), d.cin])?, w.reshape(&[d.cout, d.cin])?);
         return gemm::linear(rec, &x2, &w2, b)?.reshape(&[d.n, d.h, d.w, d.cout]);
     }
+    if padded_1x1(rec, &d) {
+        let cin4 = quads(d.cin) * 4;
+        let x4 = pad4(rec, x, &d, d.cin)?.reshape(&[d.m(), cin4])?;
+        let w4 = weight_1x1_padded(rec, w, &d)?;
+        return gemm::linear(rec, &x4, &w4, b)?.reshape(&[d.n, d.h, d.w, d.cout]);
+    }
     let wt = repack(rec, w, &d, false)?;
     gemm(rec, op, x, &wt, b, w, false, &d, Load::NONE)
 }
@@ -637,6 +643,26 @@ fn gemm_1x1(rec: &Recorder, d: &Dims) -> bool {
         && rec.subgroups()
         && d.cin.is_multiple_of(4)
         && d.cout.is_multiple_of(4)
+}
+
+/// On CPU adapters with subgroups, a 1x1 conv whose output channels are whole vec4s and whose
+/// input channels are not (D's first shortcut, 1 -> ch): x padded to vec4 channels (as the
+/// 1x1 kernels read it) times the weight padded with zero columns, on `gemm_sg`'s kernels,
+/// so that `conv1x1_t` does not compile for it (0.2-0.3 s on lavapipe); the input gradient
+/// is the same product cropped back to Cin.
+fn padded_1x1(rec: &Recorder, d: &Dims) -> bool {
+    d.k == 1
+        && rec.cpu_kernels()
+        && rec.subgroups()
+        && d.cout.is_multiple_of(4)
+        && !d.cin.is_multiple_of(4)
+}
+
+/// The weight `[Cout, Cin, 1, 1]` of a [`padded_1x1`] conv as `[Cout, Cin4]`, zeros after Cin.
+fn weight_1x1_padded(rec: &mut Recorder, w: &Tensor, d: &Dims) -> Result<Tensor> {
+    let cin4 = quads(d.cin) * 4;
+    let w2 = w.reshape(&[d.cout, d.cin])?;
+    rearrange::resize_2d(rec, &w2, 1, (d.cout, d.cin), (d.cout, cin4))?.reshape(&[d.cout, cin4])
 }
 
 /// Split `units` (image rows or pixels, `unit_px` pixels each) into chunks for the weight
@@ -767,6 +793,14 @@ fn backward_input(
     if gemm_1x1(rec, &d) {
         let (dy2, w2) = (dy.reshape(&[d.m(), d.cout])?, w.reshape(&[d.cout, d.cin])?);
         return gemm::matmul(rec, &dy2, &w2, false, false, None)?.reshape(&[d.n, d.h, d.w, d.cin]);
+    }
+    if padded_1x1(rec, &d) {
+        let cin4 = quads(d.cin) * 4;
+        let dy2 = dy.reshape(&[d.m(), d.cout])?;
+        let w4 = weight_1x1_padded(rec, w, &d)?;
+        let dx4 = gemm::matmul(rec, &dy2, &w4, false, false, None)?;
+        let dx = rearrange::resize_2d(rec, &dx4, 1, (d.m(), cin4), (d.m(), d.cin))?;
+        return dx.reshape(&[d.n, d.h, d.w, d.cin]);
     }
     // Correlate dy with the flipped, transposed kernel.
     let wt = repack(rec, w, &d, true)?;

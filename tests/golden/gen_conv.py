@@ -76,6 +76,14 @@ MULTI_CHUNK = [
 ]
 
 
+# 1x1 convs whose output channels are whole vec4s and whose input channels are not (the
+# discriminator's first shortcut, 1 -> ch): on CPU adapters they run as padded GEMMs.
+PADDED_1X1 = [
+    ("k1_n3_ci1_co8_h6", 3, 1, 8, 6, 1),
+    ("k1_n2_ci3_co12_h7", 2, 3, 12, 7, 1),
+]
+
+
 def generate():
     c = Cases()
     seed = 10
@@ -84,6 +92,7 @@ def generate():
     seed += 10 * (2 * len(SHAPES) + len(CROSSING))
     generate_load(c, seed)
     add_cases(c, 900, [(s, True) for s in MULTI_CHUNK])
+    add_cases(c, 950, [(s, bias) for s in PADDED_1X1 for bias in (True, False)])
     return c
 
 
