@@ -28,6 +28,7 @@ declare -A variant=(
     [conditional-100]="conditional all"
     [s3gan-10]="s3gan 10%"
     [s3gan-10-l6000]="s3gan 10% 6000"
+    [s3gan-10-l12000]="s3gan 10% 12000"
     [s3gan-20]="s3gan 20%"
     [s3gan-co-10]="s3gan-co 10%"
     [s3gan-co-20]="s3gan-co 20%"
@@ -36,7 +37,7 @@ declare -A variant=(
     [unconditional]="unconditional none"
 )
 order=(conditional-100 s3gan-10 s3gan-20 s3gan-co-10 s3gan-co-20 s2gan-co-10 ssgan unconditional
-    s3gan-10-l6000)
+    s3gan-10-l6000 s3gan-10-l12000)
 # The recipe of the default model (docs/MODEL_CARD.md).
 common=(--data fashion-mnist --preset fashion_small --batch 32 --d-steps 1 --lr-g 2e-4
     --lr-d 4e-4 --ema-decay 0.999 --ema-start 500 --seed 1)
