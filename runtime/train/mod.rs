@@ -717,62 +717,60 @@ impl Trainer {
         let disc = Discriminator { cfg: &model.cfg };
         let d_ws = model.d.as_ref().expect("checked in new");
         let flag = StepFlag::new(ctx)?;
-        {
-            let snaps = snapshot_u(rec, &[&model.g, d_ws])?;
-            let (fake, _) = gen.forward(rec, &model.g, z, &yf_t, Mode::TRAIN)?;
-            let xr = with_rotations(rec, x, k)?;
-            let xf = with_rotations(rec, &fake, k)?;
-            let x_all = rearrange::concat_batch(rec, &[&xr, &xf])?;
-            let (out, dctx) = if variant.class_head() {
-                disc.forward_fill(rec, d_ws, &x_all, &y_all_t, Mode::TRAIN)?
-            } else {
-                disc.forward(rec, d_ws, &x_all, &y_all_t, Mode::TRAIN)?
-            };
-            let sizes: &[usize] = if k > 0 {
-                &[n, 3 * k, n, 3 * k]
-            } else {
-                &[n, n]
-            };
-            let parts = rearrange::split_batch(rec, &out.logit, sizes)?;
-            let (real, fake_logit) = (&parts[0], &parts[sizes.len() / 2]);
-            let h = loss::hinge_d(rec, real, fake_logit)?;
-            let dlogit = match &pad {
-                Some(p) => rearrange::concat_batch(rec, &[&h.d_real, p, &h.d_fake, p])?,
-                None => rearrange::concat_batch(rec, &[&h.d_real, &h.d_fake])?,
-            };
-            let rot = if k > 0 {
-                let logits = out.rotation.as_ref().expect("checked in new");
-                Some(loss::cross_entropy(rec, logits, &rot_t, cfg.d_rot_weight)?)
-            } else {
-                None
-            };
-            let cls = if variant.class_head() {
-                let logits = out.class.as_ref().expect("checked in new");
-                Some(loss::cross_entropy(rec, logits, &cls_t, cfg.class_weight)?)
-            } else {
-                None
-            };
-            let rot_loss = rot.as_ref().map_or(&zero, |c| &c.loss);
-            let cls_loss = cls.as_ref().map_or(&zero, |c| &c.loss);
-            let total = ew::add(rec, &h.loss, rot_loss)?;
-            let total = ew::add(rec, &total, cls_loss)?;
-            let mut grads = Grads::default();
-            disc.backward(
-                rec,
-                &dctx,
-                DGrads {
-                    logit: &dlogit,
-                    rotation: rot.as_ref().map(|c| &c.dlogits),
-                    class: cls.as_ref().map(|c| &c.dlogits),
-                },
-                &mut grads,
-            )?;
-            check_all(rec, &flag, &total, &grads)?;
-            let stepped = adam_all(rec, adam, d_ws, &grads, cfg.adam(cfg.lr_d), &flag)?;
-            restore_u(rec, &snaps, &flag)?;
-            let losses = stack(rec, &[&total, &h.loss, rot_loss, cls_loss, &flag.flag])?;
-            Ok((losses, out.y_used, stepped))
-        }
+        let snaps = snapshot_u(rec, &[&model.g, d_ws])?;
+        let (fake, _) = gen.forward(rec, &model.g, z, &yf_t, Mode::TRAIN)?;
+        let xr = with_rotations(rec, x, k)?;
+        let xf = with_rotations(rec, &fake, k)?;
+        let x_all = rearrange::concat_batch(rec, &[&xr, &xf])?;
+        let (out, dctx) = if variant.class_head() {
+            disc.forward_fill(rec, d_ws, &x_all, &y_all_t, Mode::TRAIN)?
+        } else {
+            disc.forward(rec, d_ws, &x_all, &y_all_t, Mode::TRAIN)?
+        };
+        let sizes: &[usize] = if k > 0 {
+            &[n, 3 * k, n, 3 * k]
+        } else {
+            &[n, n]
+        };
+        let parts = rearrange::split_batch(rec, &out.logit, sizes)?;
+        let (real, fake_logit) = (&parts[0], &parts[sizes.len() / 2]);
+        let h = loss::hinge_d(rec, real, fake_logit)?;
+        let dlogit = match &pad {
+            Some(p) => rearrange::concat_batch(rec, &[&h.d_real, p, &h.d_fake, p])?,
+            None => rearrange::concat_batch(rec, &[&h.d_real, &h.d_fake])?,
+        };
+        let rot = if k > 0 {
+            let logits = out.rotation.as_ref().expect("checked in new");
+            Some(loss::cross_entropy(rec, logits, &rot_t, cfg.d_rot_weight)?)
+        } else {
+            None
+        };
+        let cls = if variant.class_head() {
+            let logits = out.class.as_ref().expect("checked in new");
+            Some(loss::cross_entropy(rec, logits, &cls_t, cfg.class_weight)?)
+        } else {
+            None
+        };
+        let rot_loss = rot.as_ref().map_or(&zero, |c| &c.loss);
+        let cls_loss = cls.as_ref().map_or(&zero, |c| &c.loss);
+        let total = ew::add(rec, &h.loss, rot_loss)?;
+        let total = ew::add(rec, &total, cls_loss)?;
+        let mut grads = Grads::default();
+        disc.backward(
+            rec,
+            &dctx,
+            DGrads {
+                logit: &dlogit,
+                rotation: rot.as_ref().map(|c| &c.dlogits),
+                class: cls.as_ref().map(|c| &c.dlogits),
+            },
+            &mut grads,
+        )?;
+        check_all(rec, &flag, &total, &grads)?;
+        let stepped = adam_all(rec, adam, d_ws, &grads, cfg.adam(cfg.lr_d), &flag)?;
+        restore_u(rec, &snaps, &flag)?;
+        let losses = stack(rec, &[&total, &h.loss, rot_loss, cls_loss, &flag.flag])?;
+        Ok((losses, out.y_used, stepped))
     }
 
     /// One generator step on fakes from `z` (`[N, z_dim]`) and `y_fake` (`N` classes), then
@@ -835,57 +833,55 @@ impl Trainer {
         let g_ws = &model.g;
         let ema = model.g_ema.as_ref().expect("made in new");
         let flag = StepFlag::new(ctx)?;
-        {
-            let snaps = snapshot_u(rec, &[g_ws, d_ws])?;
-            let (fake, gctx) = gen.forward(rec, g_ws, z, &yf_t, Mode::TRAIN)?;
-            let xf = with_rotations(rec, &fake, k)?;
-            let (out, dctx) = disc.forward(rec, d_ws, &xf, &y_all_t, Mode::TRAIN)?;
-            let logit_fake = match k {
-                0 => out.logit.clone(),
-                _ => rearrange::split_batch(rec, &out.logit, &[n, 3 * k])?.remove(0),
-            };
-            let h = loss::hinge_g(rec, &logit_fake)?;
-            let dlogit = match &pad {
-                Some(p) => rearrange::concat_batch(rec, &[&h.d_fake, p])?,
-                None => h.d_fake.clone(),
-            };
-            let rot = if k > 0 {
-                let logits = out.rotation.as_ref().expect("checked in new");
-                Some(loss::cross_entropy(rec, logits, &rot_t, cfg.g_rot_weight)?)
-            } else {
-                None
-            };
-            let rot_loss = rot.as_ref().map_or(&zero, |c| &c.loss);
-            let total = ew::add(rec, &h.loss, rot_loss)?;
-            // Through D to its input only: D is not updated in the G step.
-            let mut d_grads = Grads::input_only();
-            let dx = disc.backward(
-                rec,
-                &dctx,
-                DGrads {
-                    logit: &dlogit,
-                    rotation: rot.as_ref().map(|c| &c.dlogits),
-                    class: None,
-                },
-                &mut d_grads,
-            )?;
-            let dfake = with_rotations_backward(rec, &dx, n, k)?;
-            let mut grads = Grads::default();
-            gen.backward(rec, g_ws, &gctx, &dfake, &mut grads)?;
-            check_all(rec, &flag, &total, &grads)?;
-            let stepped = adam_all(rec, adam, g_ws, &grads, cfg.adam(cfg.lr_g), &flag)?;
-            restore_u(rec, &snaps, &flag)?;
-            let mut pairs = Vec::with_capacity(g_ws.map.len());
-            for (name, p) in &g_ws.map {
-                pairs.push((p, ema.get(name)?));
-            }
-            if t < cfg.ema_start {
-                optim::copy_guarded_many(rec, &pairs, &flag)?;
-            } else {
-                optim::ema_update_guarded_many(rec, &pairs, cfg.ema_decay, &flag)?;
-            }
-            let losses = stack(rec, &[&total, &h.loss, rot_loss, &flag.flag])?;
-            Ok((losses, stepped))
+        let snaps = snapshot_u(rec, &[g_ws, d_ws])?;
+        let (fake, gctx) = gen.forward(rec, g_ws, z, &yf_t, Mode::TRAIN)?;
+        let xf = with_rotations(rec, &fake, k)?;
+        let (out, dctx) = disc.forward(rec, d_ws, &xf, &y_all_t, Mode::TRAIN)?;
+        let logit_fake = match k {
+            0 => out.logit.clone(),
+            _ => rearrange::split_batch(rec, &out.logit, &[n, 3 * k])?.remove(0),
+        };
+        let h = loss::hinge_g(rec, &logit_fake)?;
+        let dlogit = match &pad {
+            Some(p) => rearrange::concat_batch(rec, &[&h.d_fake, p])?,
+            None => h.d_fake.clone(),
+        };
+        let rot = if k > 0 {
+            let logits = out.rotation.as_ref().expect("checked in new");
+            Some(loss::cross_entropy(rec, logits, &rot_t, cfg.g_rot_weight)?)
+        } else {
+            None
+        };
+        let rot_loss = rot.as_ref().map_or(&zero, |c| &c.loss);
+        let total = ew::add(rec, &h.loss, rot_loss)?;
+        // Through D to its input only: D is not updated in the G step.
+        let mut d_grads = Grads::input_only();
+        let dx = disc.backward(
+            rec,
+            &dctx,
+            DGrads {
+                logit: &dlogit,
+                rotation: rot.as_ref().map(|c| &c.dlogits),
+                class: None,
+            },
+            &mut d_grads,
+        )?;
+        let dfake = with_rotations_backward(rec, &dx, n, k)?;
+        let mut grads = Grads::default();
+        gen.backward(rec, g_ws, &gctx, &dfake, &mut grads)?;
+        check_all(rec, &flag, &total, &grads)?;
+        let stepped = adam_all(rec, adam, g_ws, &grads, cfg.adam(cfg.lr_g), &flag)?;
+        restore_u(rec, &snaps, &flag)?;
+        let mut pairs = Vec::with_capacity(g_ws.map.len());
+        for (name, p) in &g_ws.map {
+            pairs.push((p, ema.get(name)?));
         }
+        if t < cfg.ema_start {
+            optim::copy_guarded_many(rec, &pairs, &flag)?;
+        } else {
+            optim::ema_update_guarded_many(rec, &pairs, cfg.ema_decay, &flag)?;
+        }
+        let losses = stack(rec, &[&total, &h.loss, rot_loss, &flag.flag])?;
+        Ok((losses, stepped))
     }
 }
