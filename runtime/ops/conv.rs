@@ -23,7 +23,8 @@
 //! (16 output channels, weights shared by shuffles) or, with at most 8 output channels,
 //! `conv3x3_sg8` (the tile of `conv3x3_t`, weights shared by shuffles), and 1x1 passes other
 //! than the weight gradient are products of the pixel rows with the weight
-//! (`ops::gemm`'s `_sg` kernels).
+//! (`ops::gemm`'s `_sg` kernels) when both channel counts are multiples of 4, or when Cout is
+//! and Cin is padded to one (`padded_1x1`); other 1x1 passes keep `conv1x1_t`.
 //!
 //! On CPU adapters with subgroups, 3x3 passes with at least [`WINOGRAD_MIN_CHANNELS`] input
 //! and output channels and [`WINOGRAD_MIN_TILES`] 4x4 output tiles (forward, input gradient
