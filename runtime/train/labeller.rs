@@ -46,12 +46,14 @@ use super::{
 use crate::data::{Dataset, Order};
 use crate::device::Context;
 use crate::error::{Error, Result};
+use crate::kernel::Recorder;
 use crate::model::discriminator::DGrads;
 use crate::model::layers::{Grads, Mode, Weights};
 use crate::model::{spec, Config, Discriminator, Model};
 use crate::ops::elementwise as ew;
 use crate::ops::loss;
 use crate::ops::optim::{AdamConfig, StepFlag};
+use crate::ops::softmax::softmax;
 use crate::tensor::{DType, Tensor};
 use std::collections::BTreeMap;
 
@@ -365,6 +367,32 @@ impl Labeller {
     /// The class head's argmax for each of the images `x` (NHWC `[N, R, R, channels]`), with
     /// spectral norms from their stored u (no update): one forward, one download.
     pub fn predict(&self, ctx: &Context, x: &Tensor) -> Result<Vec<i32>> {
+        self.on_class_logits(ctx, x, loss::argmax)?.to_i32(ctx)
+    }
+
+    /// The class head's argmax for each of the images `x`, as [`Labeller::predict`], with its
+    /// softmax probability (`ops::softmax` of the logits, both in the same submit).
+    pub fn predict_confidence(&self, ctx: &Context, x: &Tensor) -> Result<Vec<(i32, f32)>> {
+        let (arg, prob) = self.on_class_logits(ctx, x, |rec, cls| {
+            Ok((loss::argmax(rec, cls)?, softmax(rec, cls)?))
+        })?;
+        let (arg, prob) = (arg.to_i32(ctx)?, prob.to_f32(ctx)?);
+        let k = self.cfg.num_classes;
+        Ok(arg
+            .iter()
+            .enumerate()
+            .map(|(i, &c)| (c, prob[i * k + c as usize]))
+            .collect())
+    }
+
+    /// One forward of images `x` in eval mode, then `then` on the class logits `[N, classes]`,
+    /// recorded and submitted together.
+    fn on_class_logits<T>(
+        &self,
+        ctx: &Context,
+        x: &Tensor,
+        then: impl FnOnce(&mut Recorder, &Tensor) -> Result<T>,
+    ) -> Result<T> {
         let n = x.shape().first().copied().unwrap_or(0);
         if n == 0 {
             return Err(Error::Shape(format!(
@@ -374,47 +402,12 @@ impl Labeller {
         self.check_images("labeller predict", x, n)?;
         let proj = Tensor::from_i32(ctx, &[n], &vec![0; n])?;
         let disc = Discriminator { cfg: &self.cfg };
-        let pred = ctx.run(|rec| {
+        ctx.run(|rec| {
             let (out, _) = disc.forward(rec, &self.weights, x, &proj, Mode::EVAL)?;
             let cls = out.class.as_ref().expect("labeller config has the head");
-            loss::argmax(rec, cls)
-        })?;
-        pred.to_i32(ctx)
+            then(rec, cls)
+        })
     }
-
-    /// The class head's argmax for each of the images `x`, as [`Labeller::predict`], with
-    /// its softmax probability (computed here from the downloaded logits).
-    pub fn predict_confidence(&self, ctx: &Context, x: &Tensor) -> Result<Vec<(i32, f32)>> {
-        let n = x.shape().first().copied().unwrap_or(0);
-        if n == 0 {
-            return Err(Error::Shape(format!(
-                "labeller predict: images {x:?} hold no image"
-            )));
-        }
-        self.check_images("labeller predict", x, n)?;
-        let proj = Tensor::from_i32(ctx, &[n], &vec![0; n])?;
-        let disc = Discriminator { cfg: &self.cfg };
-        let logits = ctx.run(|rec| {
-            let (out, _) = disc.forward(rec, &self.weights, x, &proj, Mode::EVAL)?;
-            Ok(out.class.expect("labeller config has the head"))
-        })?;
-        let l = logits.to_f32(ctx)?;
-        let k = self.cfg.num_classes;
-        Ok(l.chunks(k).map(softmax_top).collect())
-    }
-}
-
-/// The first largest entry of `logits` and its softmax probability.
-fn softmax_top(logits: &[f32]) -> (i32, f32) {
-    let mut best = 0;
-    for (i, &v) in logits.iter().enumerate() {
-        if v > logits[best] {
-            best = i;
-        }
-    }
-    let top = logits[best];
-    let sum: f64 = logits.iter().map(|&v| ((v - top) as f64).exp()).sum();
-    (best as i32, (1.0 / sum) as f32)
 }
 
 /// Which of the `scored` images (a class and its probability each) a self-training round
