@@ -522,15 +522,24 @@ fn conv_speed_fashion() {
 /// the conv of a weight that was never repacked before.
 #[test]
 fn kept_repacked_weight_follows_writes() {
+    // 3x3 (the repacked weight) and a 1x1 conv with odd Cin and vec4 Cout (the padded weight
+    // of the GEMM path on CPU adapters with subgroups).
+    for (k, ci, co) in [(3, 6, 7), (1, 3, 8)] {
+        kept_weight_follows_writes(k, ci, co);
+    }
+}
+
+fn kept_weight_follows_writes(k: usize, ci: usize, co: usize) {
     let c = ctx();
-    let (n, h, ci, co) = (2, 5, 6, 7);
+    let (n, h) = (2, 5);
+    let kk = k * k;
     let x = Tensor::from_f32(c, &[n, h, h, ci], &rnd(n * h * h * ci, 11)).unwrap();
     let dy = Tensor::from_f32(c, &[n, h, h, co], &rnd(n * h * h * co, 12)).unwrap();
-    let w = Tensor::from_f32(c, &[co, ci, 3, 3], &rnd(co * ci * 9, 13)).unwrap();
-    let w2_data = rnd(co * ci * 9, 14);
-    let w2 = Tensor::from_f32(c, &[co, ci, 3, 3], &w2_data).unwrap();
+    let w = Tensor::from_f32(c, &[co, ci, k, k], &rnd(co * ci * kk, 13)).unwrap();
+    let w2_data = rnd(co * ci * kk, 14);
+    let w2 = Tensor::from_f32(c, &[co, ci, k, k], &w2_data).unwrap();
     let fresh = |data: &[f32]| {
-        let wf = Tensor::from_f32(c, &[co, ci, 3, 3], data).unwrap();
+        let wf = Tensor::from_f32(c, &[co, ci, k, k], data).unwrap();
         c.run(|r| {
             Ok((
                 conv2d(r, &x, &wf, None)?,
@@ -540,7 +549,7 @@ fn kept_repacked_weight_follows_writes() {
         .unwrap()
     };
     let vals = |t: &Tensor| t.to_f32(c).unwrap();
-    let (y1, dx1) = fresh(&rnd(co * ci * 9, 13));
+    let (y1, dx1) = fresh(&rnd(co * ci * kk, 13));
     let (y2, dx2) = fresh(&w2_data);
     // Same recorder: conv, overwrite the weight, conv again.
     let (a, da, b, db) = c
@@ -560,7 +569,7 @@ fn kept_repacked_weight_follows_writes() {
     // Across recorders: unchanged, then written from the host.
     let again = c.run(|r| conv2d(r, &x, &w, None)).unwrap();
     assert_eq!(vals(&again), vals(&y2));
-    w.write_f32(c, &rnd(co * ci * 9, 13)).unwrap();
+    w.write_f32(c, &rnd(co * ci * kk, 13)).unwrap();
     let back = c.run(|r| conv2d(r, &x, &w, None)).unwrap();
     assert_eq!(vals(&back), vals(&y1));
 }

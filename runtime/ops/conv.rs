@@ -659,11 +659,19 @@ fn padded_1x1(rec: &Recorder, d: &Dims) -> bool {
         && !d.cin.is_multiple_of(4)
 }
 
-/// The weight `[Cout, Cin, 1, 1]` of a [`padded_1x1`] conv as `[Cout, Cin4]`, zeros after Cin.
+/// The weight `[Cout, Cin, 1, 1]` of a [`padded_1x1`] conv as `[Cout, Cin4]`, zeros after Cin;
+/// kept per weight as [`repack`] keeps its result (one pad per weight version).
 fn weight_1x1_padded(rec: &mut Recorder, w: &Tensor, d: &Dims) -> Result<Tensor> {
+    const KIND: &str = "conv_pad_1x1";
+    if let Some(w4) = rec.derived(KIND, w) {
+        return Ok(w4);
+    }
     let cin4 = quads(d.cin) * 4;
     let w2 = w.reshape(&[d.cout, d.cin])?;
-    rearrange::resize_2d(rec, &w2, 1, (d.cout, d.cin), (d.cout, cin4))?.reshape(&[d.cout, cin4])
+    let w4 = rearrange::resize_2d(rec, &w2, 1, (d.cout, d.cin), (d.cout, cin4))?
+        .reshape(&[d.cout, cin4])?;
+    rec.keep_derived(KIND, w, &w4);
+    Ok(w4)
 }
 
 /// Split `units` (image rows or pixels, `unit_px` pixels each) into chunks for the weight
