@@ -78,7 +78,9 @@ pub struct Context {
     /// Compile new kernels ahead on a second device (see `warm.rs`).
     pub(crate) warm_on: bool,
     /// That second device, opened on first need.
-    pub(crate) warm_helper: std::sync::OnceLock<Option<Box<Context>>>,
+    pub(crate) warm_helper: std::sync::OnceLock<Option<Arc<Context>>>,
+    /// Kernels compiling on that device in the background (see `Context::warm_behind`).
+    pub(crate) warm_behind: std::sync::Mutex<Option<std::thread::JoinHandle<()>>>,
 }
 
 fn parse_backend(s: &str) -> Result<wgpu::Backends> {
@@ -276,6 +278,7 @@ impl Context {
             errors,
             warm_on,
             warm_helper: Default::default(),
+            warm_behind: Default::default(),
         }
     }
 

@@ -706,9 +706,11 @@ impl Context {
     /// dispatch and the first submit compiles ahead on two devices (`warm.rs`; lavapipe).
     /// There creating all the pipelines at load compiles no machine code, and a program
     /// that only samples needs a tenth of them: `fewlabels sample` on a warm Mesa cache
-    /// took 0.73-1.02 s with it, 0.41-0.57 s without. `Trainer::new` still calls
-    /// `prepare_all`: a train step uses most kernels, and creating them on all cores at
-    /// load made the first step on an empty cache 1-2 s shorter.
+    /// took 0.73-1.02 s with it, 0.41-0.57 s without. `Trainer::new` calls this too: a
+    /// train step uses 62 of the 127 kernels, `Trainer::prepare_step` creates them as it
+    /// records the step ahead, and a one-step `fewlabels train` of `fashion_small` took
+    /// 0.2 s less on an empty Mesa cache and 0.45 s less on a filled one without
+    /// `prepare_all` (docs/PERFORMANCE.md, session 14).
     pub fn prepare_at_load(&self) -> Result<()> {
         if self.warm_on {
             return Ok(());
@@ -1140,6 +1142,13 @@ impl<'a> Recorder<'a> {
     pub(crate) fn compile_ahead(mut self) {
         self.pass = None;
         self.ctx.warm(&std::mem::take(&mut self.fresh));
+    }
+
+    /// As [`Recorder::compile_ahead`], but on the helper device in the background
+    /// ([`Context::warm_behind`]): returns at once.
+    pub(crate) fn compile_behind(mut self) {
+        self.pass = None;
+        self.ctx.warm_behind(std::mem::take(&mut self.fresh));
     }
 
     /// Submit everything recorded, in one `queue.submit`, and report device errors.

@@ -15,11 +15,14 @@
 //! next kernel from a shared list and dispatches it, with its real parameters and zero
 //! workgroups, which compiles it without running anything. What the second device
 //! compiles reaches this device through Mesa's disk cache. The real dispatches then find
-//! their kernels compiled.
+//! their kernels compiled. [`Context::warm_behind`] does the same on the second device
+//! alone, in the background, for kernels that later work needs while this device runs
+//! earlier work.
 
 use crate::device::Context;
 use crate::error::{Error, Result};
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 
 /// Whether warming can help on a device of `adapter` (`opened`: by the runtime, not handed
 /// in by the host): a CPU adapter (compiles at first dispatch), a machine with at least two
@@ -67,34 +70,19 @@ impl Context {
         if kernels.len() < 2 || !self.warm_on {
             return;
         }
+        // One user of the helper device at a time.
+        self.finish_behind();
         let Some(helper) = self.warm_helper() else {
             return;
         };
         let start = std::time::Instant::now();
-        // One unit of work per kernel, with all its new parameter sets: the first dispatch
-        // of a pipeline on a device is what compiles, so two devices must not share one.
-        let mut groups: Vec<Vec<&Fresh>> = Vec::new();
-        for f in kernels {
-            match groups
-                .iter_mut()
-                .find(|g| g[0].shader == f.shader && g[0].entry == f.entry)
-            {
-                Some(g) => g.push(f),
-                None => groups.push(vec![f]),
-            }
-        }
+        let mut groups = by_kernel(kernels);
         // Largest first, so that the two devices finish close together.
         groups.sort_by_key(|g| std::cmp::Reverse(g[0].size));
         let next = AtomicUsize::new(0);
         let work = |ctx: &Context| {
             while let Some(group) = groups.get(next.fetch_add(1, Ordering::Relaxed)) {
-                if let Err(err) = zero_dispatches(ctx, group) {
-                    log::debug!(
-                        "fewlabels: compiling {}::{} ahead failed: {err}",
-                        group[0].shader,
-                        group[0].entry
-                    );
-                }
+                compile(ctx, group);
             }
         };
         std::thread::scope(|scope| {
@@ -109,13 +97,53 @@ impl Context {
         );
     }
 
+    /// Compile `kernels` on the helper device alone, on a thread of its own, and return at
+    /// once: for kernels that later work needs while this device runs earlier work (the
+    /// first G step's, during the first D step). [`Context::finish_behind`] waits for it;
+    /// so does the next [`Context::warm`]. A real dispatch of one of these kernels before
+    /// then compiles it again, on this device: correct, only not faster.
+    pub(crate) fn warm_behind(&self, kernels: Vec<Fresh>) {
+        if kernels.is_empty() || !self.warm_on {
+            return;
+        }
+        self.finish_behind();
+        let Some(helper) = self.warm_helper().cloned() else {
+            return;
+        };
+        let thread = std::thread::Builder::new()
+            .name("fewlabels compile".into())
+            .spawn(move || {
+                for group in by_kernel(&kernels) {
+                    compile(&helper, &group);
+                }
+            });
+        match thread {
+            Ok(t) => *self.warm_behind.lock().unwrap_or_else(|p| p.into_inner()) = Some(t),
+            Err(e) => log::debug!("fewlabels: no thread for compiling behind: {e}"),
+        }
+    }
+
+    /// Wait for the kernels [`Context::warm_behind`] is compiling, if any.
+    pub fn finish_behind(&self) {
+        let pending = self
+            .warm_behind
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .take();
+        if let Some(t) = pending {
+            if t.join().is_err() {
+                log::debug!("fewlabels: compiling behind panicked");
+            }
+        }
+    }
+
     /// The second device of [`Context::warm`], opened on first call; `None` if it cannot be.
-    fn warm_helper(&self) -> Option<&Context> {
+    fn warm_helper(&self) -> Option<&Arc<Context>> {
         self.warm_helper
             .get_or_init(|| {
                 let adapter = self.adapter.clone()?;
                 match Context::from_adapter(adapter) {
-                    Ok(h) if h.subgroups() == self.subgroups() => Some(Box::new(h)),
+                    Ok(h) if h.subgroups() == self.subgroups() => Some(Arc::new(h)),
                     Ok(_) => None,
                     Err(e) => {
                         log::debug!("fewlabels: no helper device for compiling ahead: {e}");
@@ -123,7 +151,35 @@ impl Context {
                     }
                 }
             })
-            .as_deref()
+            .as_ref()
+    }
+}
+
+/// `kernels` grouped by kernel, in order of first appearance: one unit of work per kernel
+/// with all its new parameter sets (the first dispatch of a pipeline on a device is what
+/// compiles, so two devices must not share one).
+fn by_kernel(kernels: &[Fresh]) -> Vec<Vec<&Fresh>> {
+    let mut groups: Vec<Vec<&Fresh>> = Vec::new();
+    for f in kernels {
+        match groups
+            .iter_mut()
+            .find(|g| g[0].shader == f.shader && g[0].entry == f.entry)
+        {
+            Some(g) => g.push(f),
+            None => groups.push(vec![f]),
+        }
+    }
+    groups
+}
+
+/// Compile one group on `ctx`; a failure only costs the gain (see [`Context::warm`]).
+fn compile(ctx: &Context, group: &[&Fresh]) {
+    if let Err(err) = zero_dispatches(ctx, group) {
+        log::debug!(
+            "fewlabels: compiling {}::{} ahead failed: {err}",
+            group[0].shader,
+            group[0].entry
+        );
     }
 }
 

@@ -186,10 +186,10 @@ fn one_buffer_may_be_read_through_two_bindings() {
     assert_eq!(y.to_f32(c).unwrap(), vec![1.0, 4.0, 9.0]);
 }
 
-/// `prepare_all` (what `Model::load` and `Trainer::new` call) compiles the kernels this
-/// adapter's ops pick, so a model's passes compile nothing more; the storage fallback of a
-/// CPU adapter (or the texture kernels on a GPU) compile on first use and give the same
-/// result.
+/// `prepare_all` (what `Model::load` and `Trainer::new` call, except where the first submit
+/// compiles ahead) compiles the kernels this adapter's ops pick, so a model's passes compile
+/// nothing more; the storage fallback of a CPU adapter (or the texture kernels on a GPU)
+/// compile on first use and give the same result.
 #[test]
 fn load_compiles_the_kernels_the_adapter_picks() {
     let own = ctx();

@@ -471,7 +471,10 @@ impl Trainer {
     /// none) and the heads the variant trains. Adam state starts at zero.
     pub fn new(ctx: &Context, mut model: Model, cfg: TrainConfig) -> Result<Trainer> {
         Trainer::check(&model, &cfg)?;
-        ctx.prepare_all()?; // compile this adapter's kernels now, in parallel: no stall in the first step
+        // Create every pipeline now, in parallel, so that no step waits for one; where the
+        // first submit compiles ahead instead (lavapipe), `prepare_step` creates what a step
+        // uses as it records.
+        ctx.prepare_at_load()?;
         if model.g_ema.is_none() {
             model.g_ema = Some(copy_weights(ctx, &model.g)?);
         }
@@ -531,9 +534,11 @@ impl Trainer {
             .collect()
     }
 
-    /// Compile what a D step and a G step with batches of `n` use, all at once, before the
-    /// first of them runs. Only where kernels compile at their first dispatch (CPU adapters,
-    /// see `warm.rs`); elsewhere, and for a batch size prepared before, it does nothing. Both
+    /// Compile what a D step and a G step with batches of `n` use before they run: the D
+    /// step's kernels now, on two devices; those only the G step adds in the background, on
+    /// one (the first D step runs meanwhile; [`Trainer::g_step`] waits for them). Only where
+    /// kernels compile at their first dispatch (CPU adapters, see `warm.rs`); elsewhere, and
+    /// for a batch size prepared before, it does nothing. Both
     /// steps are recorded with placeholder inputs and not submitted: nothing on the device
     /// or in the trainer changes. [`Trainer::d_step`] and [`Trainer::g_step`] call it; a
     /// program that has other work to do before its first step (loading data) can call it
@@ -553,8 +558,13 @@ impl Trainer {
         let y_fake = vec![0; n];
         let mut rec = ctx.recorder();
         self.record_d(&mut rec, &x, &y, &z, &y_fake)?;
-        self.record_g(&mut rec, &z, &y_fake)?;
         rec.compile_ahead();
+        // What the G step adds (its backward through G: batch norm, tanh, G's loss, EMA)
+        // compiles on the helper device while the first D step runs; `g_step` waits for
+        // it before it records.
+        let mut rec = ctx.recorder();
+        self.record_g(&mut rec, &z, &y_fake)?;
+        rec.compile_behind();
         self.prepared.push(n);
         Ok(())
     }
@@ -783,6 +793,7 @@ impl Trainer {
         self.check_z("g_step", z, n)?;
         self.check_labels("g_step fake", y_fake, false)?;
         self.prepare_step(ctx, n)?;
+        ctx.finish_behind();
         let t = self.g_steps_done + 1;
         let (losses, stepped) = ctx.run(|rec| self.record_g(rec, z, y_fake))?;
         let l = losses.to_f32(ctx)?;
