@@ -739,6 +739,24 @@ fl_status fl_trainer_step_sized(struct fl_trainer *trainer,
                                 struct fl_step_stats *out);
 
 /**
+ * Compile ahead what `fl_trainer_step` with `n` images needs, so that the first step of that
+ * batch size does not wait for it: call it while the program loads (it takes the trainer as
+ * a step does, so another thread may run it). Only adapters that compile a kernel at its
+ * first dispatch (CPU adapters such as lavapipe) compile here, on two threads, for about 2 s
+ * the first time on a machine (Mesa keeps the result on disk); on the others every kernel
+ * was compiled when the trainer was created and this returns at once. Nothing is trained or
+ * run: weights, Adam state, step counts and later results are the same with or without it.
+ *
+ * Errors: `FL_ERR_NULL_POINTER` (trainer NULL); `FL_ERR_OUT_OF_RANGE` (n = 0, or more than
+ * `fl_trainer_step` takes); `FL_ERR_BUSY` (another thread is in a call on the trainer);
+ * `FL_ERR_DEVICE`.
+ *
+ * # Safety
+ * `trainer` must be NULL or a live handle.
+ */
+fl_status fl_trainer_prepare(struct fl_trainer *trainer, uint32_t n);
+
+/**
  * Save a full checkpoint, atomically (temporary file, fsync, rename; a crash mid-save leaves
  * the previous file intact): G, D, G_ema, Adam state, step counts and random state.
  * `fl_trainer_create` on it resumes bit for bit; `fl_model_load` on it gives the model for

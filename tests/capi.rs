@@ -940,6 +940,41 @@ fn a_trainer_step_is_the_rust_trainers_d_and_g_steps() {
     assert_eq!(sample(&m, 1, &z), sample(&from_file, 1, &z));
 }
 
+/// `fl_trainer_prepare` changes nothing a step computes: two trainers of the same file, one
+/// prepared for the batch size (and for another one), step to the same stats and samples.
+/// Bad calls answer their codes and name the problem.
+#[test]
+fn preparing_a_trainer_changes_no_result() {
+    let mut cfg = default_train_config();
+    cfg.ema_start = 1;
+    cfg.d_steps = 1;
+    let images = train_images(3);
+    let labels = [0, -1, 2];
+    let plain = create_trainer(&files().tiny, &cfg);
+    let prepared = create_trainer(&files().tiny, &cfg);
+    for n in [3, 5] {
+        let st = unsafe { fl_trainer_prepare(prepared.0, n) };
+        assert_eq!(st, 0, "{}", last_error());
+    }
+    let (st, a) = step(&plain, &images, &labels);
+    assert_eq!(st, 0, "{}", last_error());
+    let (st, b) = step(&prepared, &images, &labels);
+    assert_eq!(st, 0, "{}", last_error());
+    assert_eq!(format!("{a:?}"), format!("{b:?}"));
+    let (ma, mb) = (trainer_model(&plain), trainer_model(&prepared));
+    let z = make_z(&ma, 6, 2);
+    assert_eq!(sample(&ma, 1, &z), sample(&mb, 1, &z));
+
+    let st = unsafe { fl_trainer_prepare(std::ptr::null_mut(), 3) };
+    assert_eq!(st, fl_status_code::FL_ERR_NULL_POINTER as i32);
+    assert!(last_error().contains("trainer"), "{}", last_error());
+    for (n, says) in [(0, "n is 0"), (100_000, "more than this device trains")] {
+        let st = unsafe { fl_trainer_prepare(prepared.0, n) };
+        assert_eq!(st, fl_status_code::FL_ERR_OUT_OF_RANGE as i32, "n = {n}");
+        assert!(last_error().contains(says), "{}", last_error());
+    }
+}
+
 #[test]
 fn a_trainer_model_is_an_independent_copy() {
     let mut cfg = default_train_config();

@@ -183,6 +183,10 @@ public:
         return stats;
     }
 
+    /// Compile ahead what step() with `n` images needs (CPU adapters; see fl_trainer_prepare),
+    /// so that the first such step does not wait for it.
+    void prepare(std::uint32_t n) { check(fl_trainer_prepare(handle_.get(), n)); }
+
     /// Save the current model (G, D, G_ema) as a model file.
     void save(const std::string &path) { check(fl_trainer_save(handle_.get(), path.c_str())); }
 

@@ -192,6 +192,7 @@ def library():
             st,
             [model_p, ctypes.c_uint32, f32p, i32p, ctypes.POINTER(StepStats)],
         ),
+        "fl_trainer_prepare": (st, [model_p, ctypes.c_uint32]),
         "fl_trainer_save": (st, [model_p, ctypes.c_char_p]),
         "fl_trainer_model": (st, [model_p, ctypes.POINTER(model_p)]),
     }
@@ -387,6 +388,11 @@ class Trainer(_Owned):
             )
         )
         return stats
+
+    def prepare(self, n):
+        """Compile ahead what step() with n images needs (CPU adapters; see
+        fl_trainer_prepare), so that the first such step does not wait for it."""
+        _check(library().fl_trainer_prepare(self._h(), n))
 
     def save(self, path):
         """Save the current model (G, D, G_ema) as a model file."""

@@ -87,6 +87,7 @@ def main(model_path, no_d_path):
     with fewlabels.Trainer(model_path, cfg) as t:
         assert t.info.num_classes == 3 and t.image_floats == 256
         images = [((i * 37) % 101) / 100.0 for i in range(4 * 256)]
+        t.prepare(4)
         stats = t.step(images, [0, -1, 2, -1])
         assert stats.d_steps_done == 2 and stats.g_steps_done == 1, stats
         assert stats.labelled == 2 and 0.0 <= stats.class_accuracy <= 1.0, stats

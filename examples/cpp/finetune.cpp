@@ -89,6 +89,9 @@ int main(int argc, char **argv) {
         std::vector<float> images;
         std::vector<std::int32_t> labels;
         const std::uint32_t batch = 8;
+        // Compile what a step of this batch size needs now (CPU adapters), not in the first
+        // step; a program with a loading screen would call it there.
+        trainer.prepare(batch);
         for (int s = 0; s < steps; s++) {
             make_batch(info, batch, std::uint32_t(s) * batch, rng, images, labels);
             fl_step_stats st = trainer.step(images, labels);

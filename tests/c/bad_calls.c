@@ -378,6 +378,10 @@ int main(int argc, char **argv) {
                fl_trainer_step_sized(t, 2, info.channels, info.height, info.width, img, tl, &st),
                FL_ERR_OUT_OF_RANGE);
         tl[1] = -1;
+        expect("prepare trainer NULL", fl_trainer_prepare(NULL, 2), FL_ERR_NULL_POINTER);
+        expect("prepare n 0", fl_trainer_prepare(t, 0), FL_ERR_OUT_OF_RANGE);
+        expect("prepare n UINT32_MAX", fl_trainer_prepare(t, UINT32_MAX), FL_ERR_OUT_OF_RANGE);
+        expect("valid prepare", fl_trainer_prepare(t, 2), FL_OK);
         expect("valid step, stats NULL", fl_trainer_step(t, 2, img, tl, NULL), FL_OK);
         expect("valid step_sized",
                fl_trainer_step_sized(t, 2, info.channels, info.height, info.width, img, tl, &st),
