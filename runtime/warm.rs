@@ -183,6 +183,14 @@ fn compile(ctx: &Context, group: &[&Fresh]) {
     }
 }
 
+impl Drop for Context {
+    /// A context waits for its background compile ([`Context::warm_behind`]), so that no
+    /// thread of it is still in the driver when the program goes on to exit.
+    fn drop(&mut self) {
+        self.finish_behind();
+    }
+}
+
 /// A placeholder tensor of a warm-up dispatch.
 enum Owned {
     Buffer(wgpu::Buffer),
