@@ -63,14 +63,24 @@ pub(crate) struct Fresh {
 
 impl Context {
     /// Compile `kernels` on this device and on a helper device at once (see the module's
-    /// documentation). Does nothing where [`enabled`] was false or for fewer than two
-    /// kernels. Failures only cost the gain: the real dispatches compile what is missing,
+    /// documentation). Does nothing where [`enabled`] was false, for fewer than two kernels,
+    /// or while [`Context::warm_behind`]'s work runs. Failures only cost the gain: the real dispatches compile what is missing,
     /// and report their own errors.
     pub(crate) fn warm(&self, kernels: &[Fresh]) {
         if kernels.len() < 2 || !self.warm_on {
             return;
         }
-        // One user of the helper device at a time.
+        // While the helper device compiles in the background, its queue would take these
+        // only after that work: leave them to the real dispatches.
+        let busy = self
+            .warm_behind
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .is_some_and(|t| !t.is_finished());
+        if busy {
+            return;
+        }
         self.finish_behind();
         let Some(helper) = self.warm_helper() else {
             return;
@@ -99,9 +109,10 @@ impl Context {
 
     /// Compile `kernels` on the helper device alone, on a thread of its own, and return at
     /// once: for kernels that later work needs while this device runs earlier work (the
-    /// first G step's, during the first D step). [`Context::finish_behind`] waits for it;
-    /// so does the next [`Context::warm`]. A real dispatch of one of these kernels before
-    /// then compiles it again, on this device: correct, only not faster.
+    /// first G step's, during the first D step). [`Context::finish_behind`] waits for it; a
+    /// [`Context::warm`] meanwhile does nothing (its kernels compile at their dispatch). A
+    /// real dispatch of one of these kernels before then compiles it again, on this device:
+    /// correct, only not faster.
     pub(crate) fn warm_behind(&self, kernels: Vec<Fresh>) {
         if kernels.is_empty() || !self.warm_on {
             return;
