@@ -505,6 +505,22 @@ fl_status fl_make_z(const struct fl_model *model,
 fl_status fl_sample(struct fl_model *model, int32_t class_id, const float *z, float *out);
 
 /**
+ * Compile ahead what sampling `n` images in one call needs (`fl_sample`: n = 1;
+ * `fl_sample_batch`), so that the first such call does not wait for it: call it while the
+ * program loads. Only adapters that compile a kernel at its first dispatch (CPU adapters such
+ * as lavapipe, unless `FEWLABELS_WARM=0`) compile here, for about 1 s the first time on a
+ * machine (Mesa keeps the result on disk); on the others the kernels were compiled at load
+ * and this returns at once. Nothing runs: later samples are the same with or without it.
+ *
+ * Errors: `FL_ERR_NULL_POINTER` (model NULL); `FL_ERR_OUT_OF_RANGE` (n = 0 or n > FL_MAX_N);
+ * `FL_ERR_DEVICE`.
+ *
+ * # Safety
+ * `model` must be NULL or a live handle.
+ */
+fl_status fl_model_prepare(struct fl_model *model, uint32_t n);
+
+/**
  * Sample `n` images: image i has class `class_ids[i]` and z `z[i * z_dim ..]`. `out`
  * receives `n * channels * height * width` floats in [0, 1], image after image, each CHW.
  * Batches larger than the device holds are split internally. Checks every input before

@@ -516,6 +516,43 @@ fn sample(h: &Handle, class: i32, z: &[f32]) -> Vec<f32> {
     out
 }
 
+/// `fl_model_prepare` changes no sample: a prepared handle (for one image and for a batch)
+/// samples what an unprepared one of the same file does, one image and a batch. Bad calls
+/// answer their codes.
+#[test]
+fn preparing_a_model_changes_no_sample() {
+    let plain = load(&files().tiny);
+    let prepared = load(&files().tiny);
+    for n in [1, 3] {
+        let st = unsafe { fl_model_prepare(prepared.0, n) };
+        assert_eq!(st, 0, "{}", last_error());
+    }
+    let z = make_z(&plain, 9, 3);
+    let zd = info(&plain).z_dim as usize;
+    assert_eq!(sample(&prepared, 2, &z[..zd]), sample(&plain, 2, &z[..zd]));
+    let classes = [0, 1, 2];
+    let len = image_floats(&plain) * 3;
+    let (mut a, mut b) = (vec![f32::NAN; len], vec![f32::NAN; len]);
+    for (h, out) in [(&plain, &mut a), (&prepared, &mut b)] {
+        let st = unsafe { fl_sample_batch(h.0, 3, classes.as_ptr(), z.as_ptr(), out.as_mut_ptr()) };
+        assert_eq!(st, 0, "{}", last_error());
+    }
+    assert_eq!(a, b);
+
+    let st = unsafe { fl_model_prepare(std::ptr::null_mut(), 1) };
+    assert_eq!(st, fl_status_code::FL_ERR_NULL_POINTER as i32);
+    assert!(last_error().contains("model"), "{}", last_error());
+    for n in [0, FL_MAX_N + 1] {
+        let st = unsafe { fl_model_prepare(prepared.0, n) };
+        assert_eq!(st, fl_status_code::FL_ERR_OUT_OF_RANGE as i32, "n = {n}");
+    }
+}
+
+fn image_floats(h: &Handle) -> usize {
+    let i = info(h);
+    (i.channels * i.height * i.width) as usize
+}
+
 #[test]
 fn calls_agree_with_the_rust_api() {
     let f = files();

@@ -60,6 +60,10 @@ public:
 
     void save(const std::string &path) const { check(fl_model_save(handle_.get(), path.c_str())); }
 
+    /// Compile ahead what sampling `n` images in one call needs (CPU adapters; see
+    /// fl_model_prepare), so that the first such call does not wait for it.
+    void prepare(std::uint32_t n = 1) const { check(fl_model_prepare(handle_.get(), n)); }
+
     std::vector<float> make_z(std::uint64_t seed, float truncation = 1.0f,
                               std::uint32_t n = 1) const {
         std::vector<float> z(std::size_t(n) * info_.z_dim);

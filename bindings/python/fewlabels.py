@@ -166,6 +166,7 @@ def library():
         "fl_make_z": (st, [model_p, ctypes.c_uint64, ctypes.c_float, ctypes.c_uint32, f32p]),
         "fl_sample": (st, [model_p, ctypes.c_int32, f32p, f32p]),
         "fl_sample_batch": (st, [model_p, ctypes.c_uint32, i32p, f32p, f32p]),
+        "fl_model_prepare": (st, [model_p, ctypes.c_uint32]),
         "fl_sample_rgba8": (st, [model_p, ctypes.c_int32, f32p, ctypes.c_char_p]),
         "fl_classify": (st, [model_p, ctypes.c_uint32, f32p, i32p, f32p]),
         "fl_model_fit_class_head": (
@@ -290,6 +291,11 @@ class Model(_Owned):
         out = array("f", bytes(4 * n * self.info.z_dim))
         _check(library().fl_make_z(self._h(), seed, truncation, n, _ptr(out)))
         return out
+
+    def prepare(self, n=1):
+        """Compile ahead what sampling n images in one call needs (CPU adapters; see
+        fl_model_prepare), so that the first such call does not wait for it."""
+        _check(library().fl_model_prepare(self._h(), n))
 
     def sample(self, class_id, z):
         """One image: channels * height * width floats in [0, 1], CHW."""

@@ -26,6 +26,7 @@ def main(model_path, no_d_path):
     assert fewlabels.version()
     with fewlabels.Model() as d:  # the embedded default model
         assert (d.info.num_classes, d.info.channels, d.info.height) == (10, 1, 32), d.info
+        d.prepare(1)
         img = d.sample(9, d.make_z(seed=1, truncation=1.0, n=1))
         assert len(img) == 32 * 32 and all(0.0 <= v <= 1.0 for v in img)
         expect_error("FL_ERR_OUT_OF_RANGE", d.sample, 10, d.make_z(seed=1, n=1))

@@ -61,6 +61,12 @@ int main(int argc, char **argv) {
         rc = fail("fl_make_z", st);
         goto done;
     }
+    /* Compile what fl_sample needs now (CPU adapters; a program would do it while it loads). */
+    st = fl_model_prepare(model, 1);
+    if (st != FL_OK) {
+        rc = fail("fl_model_prepare", st);
+        goto done;
+    }
     for (c = 0; c < k; c++) {
         st = fl_sample(model, (int32_t)c, z + (size_t)c * info.z_dim, images + c * per);
         if (st != FL_OK) {

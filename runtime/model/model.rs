@@ -348,6 +348,33 @@ impl Model {
         Ok(out)
     }
 
+    /// Compile what sampling `n` images in one call needs, before the first such call (as
+    /// `Trainer::prepare_step` does for training): a G pass with placeholder inputs, recorded
+    /// and not submitted. Only where kernels compile at their first dispatch (CPU adapters,
+    /// see `warm.rs`); elsewhere the pipelines were created at load and it does nothing.
+    pub fn prepare_sample(&self, ctx: &Context, n: usize) -> Result<()> {
+        if !ctx.warm_on || n == 0 {
+            return Ok(());
+        }
+        let n = n.min(self.max_batch(ctx));
+        let gen = Generator {
+            cfg: &self.cfg,
+            prefix: "G",
+        };
+        let z = Tensor::zeros(ctx, &[n, self.cfg.z_dim])?;
+        let y = Tensor::from_i32(ctx, &[n], &vec![0; n])?;
+        let mut rec = ctx.recorder();
+        gen.forward(
+            &mut rec,
+            self.sampling_weights(Which::Ema),
+            &z,
+            &y,
+            Mode::EVAL,
+        )?;
+        rec.compile_ahead();
+        Ok(())
+    }
+
     /// Floats per image: channels * height * width.
     pub fn image_len(&self) -> usize {
         self.cfg.channels * self.cfg.resolution * self.cfg.resolution

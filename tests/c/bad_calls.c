@@ -128,6 +128,10 @@ int main(int argc, char **argv) {
     expect("make_z n (uint32_t)-1", fl_make_z(m, 1, 1.0f, (uint32_t)-1, z), FL_ERR_OUT_OF_RANGE);
 
     /* Sampling. */
+    expect("prepare model NULL", fl_model_prepare(NULL, 1), FL_ERR_NULL_POINTER);
+    expect("prepare n 0", fl_model_prepare(m, 0), FL_ERR_OUT_OF_RANGE);
+    expect("prepare n FL_MAX_N + 1", fl_model_prepare(m, FL_MAX_N + 1), FL_ERR_OUT_OF_RANGE);
+    expect("valid prepare", fl_model_prepare(m, 2), FL_OK);
     expect("make_z", fl_make_z(m, 7, 0.5f, 2, z), FL_OK);
     expect("sample model NULL", fl_sample(NULL, 0, z, img), FL_ERR_NULL_POINTER);
     expect("sample z NULL", fl_sample(m, 0, NULL, img), FL_ERR_NULL_POINTER);
