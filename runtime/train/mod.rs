@@ -556,6 +556,8 @@ impl Trainer {
             LabelUse::All | LabelUse::One => vec![0; n],
         };
         let y_fake = vec![0; n];
+        // An earlier batch size's background work first: compiling ahead skips while it runs.
+        ctx.finish_behind();
         let mut rec = ctx.recorder();
         self.record_d(&mut rec, &x, &y, &z, &y_fake)?;
         rec.compile_ahead();
