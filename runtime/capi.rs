@@ -1382,7 +1382,7 @@ pub unsafe extern "C" fn fl_trainer_step_sized(
 /// batch size does not wait for it: call it while the program loads (it takes the trainer as
 /// a step does, so another thread may run it). Only adapters that compile a kernel at its
 /// first dispatch (CPU adapters such as lavapipe, unless `FEWLABELS_WARM=0`) compile here,
-/// on two threads, for about 2 s the first time on a machine (Mesa keeps the result on
+/// on two threads, for 2-3 s the first time on a machine (Mesa keeps the result on
 /// disk); on the others every kernel was compiled when the trainer was created and this
 /// returns at once. Nothing is trained or run: weights, Adam state, step counts and later
 /// results are the same with or without it.
