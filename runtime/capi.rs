@@ -1134,6 +1134,18 @@ fn train_max_n(ctx: &Context, t: &Trainer) -> usize {
     n
 }
 
+/// `FL_ERR_OUT_OF_RANGE` unless `n` images fit in one train step of `t` on this device.
+fn check_train_n(ctx: &Context, t: &Trainer, n: usize) -> Res<()> {
+    let max = train_max_n(ctx, t);
+    if n > max {
+        return fail(
+            FL_ERR_OUT_OF_RANGE,
+            format!("n = {n} is more than this device trains in one step ({max})"),
+        );
+    }
+    Ok(())
+}
+
 /// An independent device copy of a model (every tensor).
 fn copy_model(ctx: &Context, m: &Model) -> Res<Model> {
     Ok(Model {
@@ -1399,13 +1411,7 @@ pub unsafe extern "C" fn fl_trainer_prepare(trainer: *mut fl_trainer, n: u32) ->
         let h = trainer_handle(trainer)?;
         let n = check_n(n)?;
         let mut t = h.lock()?;
-        let max = train_max_n(h.ctx, &t);
-        if n > max {
-            return fail(
-                FL_ERR_OUT_OF_RANGE,
-                format!("n = {n} is more than this device trains in one step ({max})"),
-            );
-        }
+        check_train_n(h.ctx, &t, n)?;
         t.prepare_step(h.ctx, n)?;
         Ok(())
     })
@@ -1430,13 +1436,7 @@ unsafe fn trainer_step(
         let mut t = h.lock()?;
         check_image_size(&t.model, size)?;
         let ctx = h.ctx;
-        let max = train_max_n(ctx, &t);
-        if n > max {
-            return fail(
-                FL_ERR_OUT_OF_RANGE,
-                format!("n = {n} is more than this device trains in one step ({max})"),
-            );
-        }
+        check_train_n(ctx, &t, n)?;
         let images = slice(images, n * image_len(&t.model));
         let labels = slice(labels, n);
         check_pixels(images)?;

@@ -64,24 +64,16 @@ pub(crate) struct Fresh {
 impl Context {
     /// Compile `kernels` on this device and on a helper device at once (see the module's
     /// documentation). Does nothing where [`enabled`] was false, for fewer than two kernels,
-    /// or while [`Context::warm_behind`]'s work runs. Failures only cost the gain: the real dispatches compile what is missing,
+    /// or while [`Context::warm_behind`]'s work runs (the helper's queue would take these only
+    /// after it). Failures only cost the gain: the real dispatches compile what is missing,
     /// and report their own errors.
     pub(crate) fn warm(&self, kernels: &[Fresh]) {
         if kernels.len() < 2 || !self.warm_on {
             return;
         }
-        // While the helper device compiles in the background, its queue would take these
-        // only after that work: leave them to the real dispatches.
-        let busy = self
-            .warm_behind
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .is_some_and(|t| !t.is_finished());
-        if busy {
+        if self.behind_running() {
             return;
         }
-        self.finish_behind();
         let Some(helper) = self.warm_helper() else {
             return;
         };
@@ -141,11 +133,17 @@ impl Context {
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .take();
-        if let Some(t) = pending {
-            if t.join().is_err() {
-                log::debug!("fewlabels: compiling behind panicked");
-            }
+        join_behind(pending);
+    }
+
+    /// Whether [`Context::warm_behind`]'s work still runs; a finished one is joined.
+    fn behind_running(&self) -> bool {
+        let mut slot = self.warm_behind.lock().unwrap_or_else(|p| p.into_inner());
+        if slot.as_ref().is_some_and(|t| !t.is_finished()) {
+            return true;
         }
+        join_behind(slot.take());
+        false
     }
 
     /// The second device of [`Context::warm`], opened on first call; `None` if it cannot be.
@@ -163,6 +161,12 @@ impl Context {
                 }
             })
             .as_ref()
+    }
+}
+
+fn join_behind(thread: Option<std::thread::JoinHandle<()>>) {
+    if thread.is_some_and(|t| t.join().is_err()) {
+        log::debug!("fewlabels: compiling behind panicked");
     }
 }
 
