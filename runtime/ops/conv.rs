@@ -27,8 +27,9 @@
 //! and Cin is padded to one (`padded_1x1`); other 1x1 passes keep `conv1x1_t`.
 //!
 //! On CPU adapters with subgroups, 3x3 passes with at least [`WINOGRAD_MIN_CHANNELS`] input
-//! and output channels and [`WINOGRAD_MIN_TILES`] 4x4 output tiles (forward, input gradient
-//! and weight gradient) are Winograd F(4x4, 3x3) instead (`shaders/conv_winograd.wgsl`):
+//! and output channels ([`WINOGRAD_DW_MIN_CHANNELS`] for the weight gradient) and
+//! [`WINOGRAD_MIN_TILES`] 4x4 output tiles are Winograd F(4x4, 3x3) instead
+//! (`shaders/conv_winograd.wgsl`):
 //! transforms of the 6x6 input patches and of the weight (or of dy's 4x4 tiles), 36 products
 //! as one batched GEMM (`ops::gemm`'s `_sg` kernels), and the transform back: 4x fewer
 //! multiply-adds than the direct kernels, in a GEMM that lavapipe runs about as fast as them.
@@ -61,6 +62,9 @@ const DB_CHUNK_PIXELS: u64 = 256;
 /// Fewest input and output channels for which 3x3 passes on CPU adapters take the Winograd
 /// kernels by default.
 const WINOGRAD_MIN_CHANNELS: usize = 32;
+/// The same for the weight gradient: at 32 channels its Winograd kernels made no step
+/// measurably faster, and cost a first run two more kernels to compile (docs/PERFORMANCE.md).
+const WINOGRAD_DW_MIN_CHANNELS: usize = 64;
 /// Fewest 4x4 output tiles (over the batch) for which 3x3 passes take the Winograd kernels by
 /// default: below it their three dispatches cost more than they save (batch-1 sampling of
 /// `fashion` ran at half the speed).
@@ -423,8 +427,9 @@ fn gemm(
 
 /// Whether a 3x3 pass over `d` (`gin` -> `gout` channels; the weight gradient with `dw`)
 /// takes the Winograd kernels ([`winograd`], [`winograd_dw`]): where [`Recorder::winograd`]
-/// says so, else where both channel counts are at least [`WINOGRAD_MIN_CHANNELS`] and the
-/// images hold at least [`WINOGRAD_MIN_TILES`] 4x4 tiles (docs/PERFORMANCE.md). The
+/// says so, else where both channel counts are at least [`WINOGRAD_MIN_CHANNELS`]
+/// ([`WINOGRAD_DW_MIN_CHANNELS`] with `dw`) and the images hold at least
+/// [`WINOGRAD_MIN_TILES`] 4x4 tiles (docs/PERFORMANCE.md). The
 /// transformed tensors must fit in textures.
 fn winograd_pays(rec: &Recorder, d: &Dims, gin: usize, gout: usize, dw: bool) -> bool {
     let tiles = d.n * d.h.div_ceil(4) * d.w.div_ceil(4);
@@ -445,11 +450,14 @@ fn winograd_pays(rec: &Recorder, d: &Dims, gin: usize, gout: usize, dw: bool) ->
         && sizes
             .iter()
             .all(|&e| u32::try_from(e).is_ok() && rec.texture_fits(e));
-    fits && rec.winograd().unwrap_or(
-        gin >= WINOGRAD_MIN_CHANNELS
-            && gout >= WINOGRAD_MIN_CHANNELS
-            && tiles >= WINOGRAD_MIN_TILES,
-    )
+    let min_channels = if dw {
+        WINOGRAD_DW_MIN_CHANNELS
+    } else {
+        WINOGRAD_MIN_CHANNELS
+    };
+    fits && rec
+        .winograd()
+        .unwrap_or(gin >= min_channels && gout >= min_channels && tiles >= WINOGRAD_MIN_TILES)
 }
 
 /// Chunks of the Winograd weight gradient's sum over `tiles` tiles, and tiles per chunk (a
@@ -474,8 +482,9 @@ fn input_kind(load: Load) -> &'static str {
 /// (`shaders/conv_winograd.wgsl`): the weight transform (kept, as [`repack`] keeps `wt`,
 /// for later calls on the unchanged `w`), the input transform (with `load` applied), 36
 /// GEMMs in one batched product, the output transform with the bias. `x` is `stored` with its
-/// channels padded to a multiple of 4. The forward pass keeps its input transform, laid out
-/// as [`winograd_dw`] needs it, for the weight gradient of the same `stored` x.
+/// channels padded to a multiple of 4. Where the weight gradient is Winograd too, the forward
+/// pass keeps its input transform, laid out as [`winograd_dw`] needs it, for the weight
+/// gradient of the same `stored` x.
 #[allow(clippy::too_many_arguments)]
 fn winograd(
     rec: &mut Recorder,
@@ -526,7 +535,7 @@ fn winograd(
         &[(10, x), (6, &v)],
         grid_1d((total * quads(gin)) as u64, 64),
     )?;
-    if !transposed {
+    if !transposed && winograd_pays(rec, d, gin, gout, true) {
         rec.keep_derived(input_kind(load), stored, &v);
     }
     let m = gemm::bmm(rec, &v, &u, false, false)?;
