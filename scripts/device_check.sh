@@ -11,7 +11,7 @@
 #
 # The device tool's call: command `scripts/device_check.sh run`, carry [".device", ".gl"],
 # a timeout that leaves time for a second try (each test binary may take 300 s, the benchmark
-# 600 s; not yet run on a GPU, so the whole run's length is unknown: 22 MB of binaries, 30
+# 600 s; not yet run on a GPU, so the whole run's length is unknown: 22 MB of binaries, 31
 # test binaries run twice each; checked here on lavapipe with a shortened list). The test
 # binaries read the repository through the path they were built in (CARGO_MANIFEST_DIR);
 # `run` links that path to this copy.
