@@ -27,8 +27,8 @@
 //! and Cin is padded to one (`padded_1x1`); other 1x1 passes keep `conv1x1_t`.
 //!
 //! On CPU adapters with subgroups, 3x3 passes with at least [`WINOGRAD_MIN_CHANNELS`] input
-//! and output channels ([`WINOGRAD_DW_MIN_CHANNELS`] for the weight gradient) and
-//! [`WINOGRAD_MIN_TILES`] 4x4 output tiles are Winograd F(4x4, 3x3) instead
+//! and output channels (the weight gradient: and [`WINOGRAD_DW_WIDE_CHANNELS`] on one side)
+//! and [`WINOGRAD_MIN_TILES`] 4x4 output tiles are Winograd F(4x4, 3x3) instead
 //! (`shaders/conv_winograd.wgsl`):
 //! transforms of the 6x6 input patches and of the weight (or of dy's 4x4 tiles), 36 products
 //! as one batched GEMM (`ops::gemm`'s `_sg` kernels), and the transform back: 4x fewer
@@ -62,9 +62,11 @@ const DB_CHUNK_PIXELS: u64 = 256;
 /// Fewest input and output channels for which 3x3 passes on CPU adapters take the Winograd
 /// kernels by default.
 const WINOGRAD_MIN_CHANNELS: usize = 32;
-/// The same for the weight gradient: at 32 channels its Winograd kernels made no step
-/// measurably faster, and cost a first run two more kernels to compile (docs/PERFORMANCE.md).
-const WINOGRAD_DW_MIN_CHANNELS: usize = 64;
+/// The weight gradient takes them only where one side also has at least
+/// [`WINOGRAD_DW_WIDE_CHANNELS`]: with 32 on both, its Winograd kernels made no step measurably
+/// faster, and cost the default model's first run two more kernels to compile
+/// (docs/PERFORMANCE.md).
+const WINOGRAD_DW_WIDE_CHANNELS: usize = 64;
 /// Fewest 4x4 output tiles (over the batch) for which 3x3 passes take the Winograd kernels by
 /// default: below it their three dispatches cost more than they save (batch-1 sampling of
 /// `fashion` ran at half the speed).
@@ -427,8 +429,8 @@ fn gemm(
 
 /// Whether a 3x3 pass over `d` (`gin` -> `gout` channels; the weight gradient with `dw`)
 /// takes the Winograd kernels ([`winograd`], [`winograd_dw`]): where [`Recorder::winograd`]
-/// says so, else where both channel counts are at least [`WINOGRAD_MIN_CHANNELS`]
-/// ([`WINOGRAD_DW_MIN_CHANNELS`] with `dw`) and the images hold at least
+/// says so, else where both channel counts are at least [`WINOGRAD_MIN_CHANNELS`] (with
+/// `dw`, one of them also [`WINOGRAD_DW_WIDE_CHANNELS`]) and the images hold at least
 /// [`WINOGRAD_MIN_TILES`] 4x4 tiles (docs/PERFORMANCE.md). The
 /// transformed tensors must fit in textures.
 fn winograd_pays(rec: &Recorder, d: &Dims, gin: usize, gout: usize, dw: bool) -> bool {
@@ -450,14 +452,10 @@ fn winograd_pays(rec: &Recorder, d: &Dims, gin: usize, gout: usize, dw: bool) ->
         && sizes
             .iter()
             .all(|&e| u32::try_from(e).is_ok() && rec.texture_fits(e));
-    let min_channels = if dw {
-        WINOGRAD_DW_MIN_CHANNELS
-    } else {
-        WINOGRAD_MIN_CHANNELS
-    };
+    let wide = !dw || gin.max(gout) >= WINOGRAD_DW_WIDE_CHANNELS;
     fits && rec
         .winograd()
-        .unwrap_or(gin >= min_channels && gout >= min_channels && tiles >= WINOGRAD_MIN_TILES)
+        .unwrap_or(gin.min(gout) >= WINOGRAD_MIN_CHANNELS && wide && tiles >= WINOGRAD_MIN_TILES)
 }
 
 /// Chunks of the Winograd weight gradient's sum over `tiles` tiles, and tiles per chunk (a
