@@ -331,10 +331,7 @@ impl Model {
     ) -> Result<Vec<f32>> {
         self.check_inputs(classes, z)?;
         let ws = self.sampling_weights(which);
-        let gen = Generator {
-            cfg: &self.cfg,
-            prefix: "G",
-        };
+        let gen = self.generator();
         let zd = self.cfg.z_dim;
         let per = self.max_batch(ctx);
         let mut out = Vec::with_capacity(classes.len() * self.image_len());
@@ -357,10 +354,7 @@ impl Model {
             return Ok(());
         }
         let n = n.min(self.max_batch(ctx));
-        let gen = Generator {
-            cfg: &self.cfg,
-            prefix: "G",
-        };
+        let gen = self.generator();
         let z = Tensor::zeros(ctx, &[n, self.cfg.z_dim])?;
         let y = Tensor::from_i32(ctx, &[n], &vec![0; n])?;
         let mut rec = ctx.recorder();
@@ -373,6 +367,14 @@ impl Model {
         )?;
         rec.compile_ahead();
         Ok(())
+    }
+
+    /// The generator network of this model's configuration (its weights named `G.*`).
+    fn generator(&self) -> Generator<'_> {
+        Generator {
+            cfg: &self.cfg,
+            prefix: "G",
+        }
     }
 
     /// Floats per image: channels * height * width.
@@ -412,10 +414,7 @@ impl Model {
             )));
         }
         let ws = self.sampling_weights(which);
-        let gen = Generator {
-            cfg: &self.cfg,
-            prefix: "G",
-        };
+        let gen = self.generator();
         let zd = self.cfg.z_dim;
         let per = self.max_batch(ctx);
         let mut out = Vec::with_capacity(a.len() * self.image_len());
@@ -474,6 +473,7 @@ impl Model {
                 Tensor::from_i32(ctx, &[batch], &y)?,
             ));
         }
+        // Borrows only the configuration: the calls below write the weights' statistics.
         let gen = Generator {
             cfg: &self.cfg,
             prefix: "G",
