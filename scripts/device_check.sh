@@ -22,7 +22,8 @@ root=$(pwd)
 pack() {
     export XDG_RUNTIME_DIR="${XDG_RUNTIME_DIR:-/tmp}"
     local list
-    list=$(cargo test --release --all-targets --no-run --message-format=json 2>/dev/null |
+    # cargo's messages go to the terminal; the JSON lines name the built executables.
+    list=$(cargo test --release --all-targets --no-run --message-format=json |
         python3 -c '
 import json, sys
 for line in sys.stdin:
@@ -30,7 +31,7 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("executable") and m["profile"]["test"]:
         print(m["target"]["kind"][0], m["target"]["name"], m["executable"])
 ')
-    cargo build --release 2>/dev/null
+    cargo build --release
     local stage=.device/stage
     rm -rf .device
     mkdir -p "$stage/target/release/deps"
