@@ -49,6 +49,14 @@ pub const SHADERS: &[(&str, &str)] = &[
             include_str!("../shaders/conv_winograd.wgsl")
         ),
     ),
+    // conv.wgsl plus the one-channel 3x3 kernels of CPU adapters.
+    (
+        "conv_thin",
+        concat!(
+            include_str!("../shaders/conv.wgsl"),
+            include_str!("../shaders/conv_thin.wgsl")
+        ),
+    ),
     (
         "gemm_sg",
         concat!(
@@ -69,6 +77,7 @@ pub const SHADERS: &[(&str, &str)] = &[
 const APPENDED: &[(&str, &str)] = &[
     ("conv_sg", "conv"),
     ("conv_winograd", "conv"),
+    ("conv_thin", "conv"),
     ("gemm_sg", "gemm"),
     ("spectral_norm_sg", "spectral_norm"),
 ];

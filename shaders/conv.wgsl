@@ -41,8 +41,9 @@ struct Params {
     // (conv_dw3_*) or pixels (conv_dw1_*, conv_db_*) per chunk.
     // conv_repack: cin, cout = GEMM input/output channels, k, cin4, cout4, flags (bit 1:
     //   flip and transpose).
-    // conv_reduce: m = outputs, cin = input channels, k = taps (k*k), cin4 / cout4 = padded
-    //   ci / co strides (not divided by 4), chunk = floats per partial, extra = partials.
+    // conv_reduce: n = offset into each partial, m = outputs, cin = input channels, k = taps
+    //   (k*k), cin4 / cout4 = padded ci / co strides (not divided by 4), chunk = floats per
+    //   partial, extra = partials.
     n: u32,
     h: u32,
     w: u32,
@@ -1157,8 +1158,8 @@ fn conv_db_s(@builtin(global_invocation_id) gid: vec3<u32>) {
 
 // ---------------------------------------------------------------------------------------
 // Sum of the partials in chunk order, written in PyTorch's layout:
-// out[(co * cin + ci) * taps + tap] = sum_c parts[c * chunk + (tap * cin4 + ci) * cout4 + co]
-// (cin4 and cout4 here are the padded strides themselves).
+// out[(co * cin + ci) * taps + tap] = sum_c parts[c * chunk + n + (tap * cin4 + ci) * cout4 + co]
+// (cin4 and cout4 here are the padded strides themselves; n an offset into each partial).
 @compute @workgroup_size(256)
 fn conv_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
     let i = gid.x + gid.y * nwg.x * 256u;
@@ -1167,7 +1168,7 @@ fn conv_reduce(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let tap = i % taps;
     let ci = (i / taps) % p.cin;
     let co = i / (taps * p.cin);
-    let src_i = (tap * p.cin4 + ci) * p.cout4 + co;
+    let src_i = p.n + (tap * p.cin4 + ci) * p.cout4 + co;
     var s = 0.0;
     for (var c = 0u; c < p.extra; c++) {
         s += parts[c * p.chunk + src_i];

@@ -144,6 +144,56 @@ fn conv2d_load_matches_goldens() {
     }
 }
 
+/// The `conv_thin` goldens run on the one-channel kernels where the CPU kernels are on (so
+/// the goldens above test them), and nowhere else: a profile of each pass lists the kernels
+/// that ran.
+#[test]
+fn one_channel_convs_take_the_thin_kernels() {
+    let g = Golden::load("conv");
+    let c = fewlabels::Context::new().unwrap();
+    c.set_profiling(true);
+    let entries = |cpu: bool, case: &str| -> Vec<String> {
+        let t = |n: &str| {
+            Tensor::from_f32(
+                &c,
+                &g.shape(&format!("{case}/{n}")),
+                &g.f32(&format!("{case}/{n}")),
+            )
+            .unwrap()
+        };
+        let (x, w, b, dy) = (t("x"), t("w"), t("b"), t("dy"));
+        c.run(|r| {
+            r.set_cpu_kernels(cpu);
+            conv2d(r, &x, &w, Some(&b))?;
+            conv2d_backward(r, &x, &w, &dy, true)?;
+            Ok(())
+        })
+        .unwrap();
+        c.wait().unwrap();
+        let mut e: Vec<String> = c.take_profile().into_iter().map(|r| r.entry).collect();
+        e.sort();
+        e
+    };
+    for case in [
+        "conv_thin_k3_n3_ci1_co8_h7w12_bias",
+        "conv_thin_k3_n2_ci12_co1_h9w8_bias",
+    ] {
+        let on = entries(true, case);
+        for k in ["thin_spread", "thin_gather", "thin_dw"] {
+            assert!(on.iter().any(|e| e == k), "{case}: {k} did not run: {on:?}");
+        }
+        assert!(
+            !on.iter().any(|e| e == "conv_pad"),
+            "{case}: padded: {on:?}"
+        );
+        let off = entries(false, case);
+        assert!(
+            !off.iter().any(|e| e.starts_with("thin_")),
+            "{case}: {off:?}"
+        );
+    }
+}
+
 /// conv2d_load rejects an upsampled output whose indices overflow and a dy of the wrong
 /// (not upsampled) shape.
 #[test]

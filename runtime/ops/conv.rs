@@ -34,6 +34,10 @@
 //! as one batched GEMM (`ops::gemm`'s `_sg` kernels), and the transform back: 4x fewer
 //! multiply-adds than the direct kernels, in a GEMM that lavapipe runs about as fast as them.
 //!
+//! On CPU adapters, 3x3 passes with one channel on one side ([`thin`]: D's first conv, the
+//! image in, and G's last, the image out) take the kernels of `shaders/conv_thin.wgsl`,
+//! which read the single channel as 4 pixels per texel instead of padding it to 4 channels.
+//!
 //! The `_v4` kernels load channels as vec4 and need the channel counts they read to be
 //! multiples of 4 (Cin for the forward pass, Cout for the input gradient, both for the weight
 //! gradient); other counts take the `_s` kernels, which load scalars with bounds checks.
@@ -553,6 +557,192 @@ fn winograd(
     Ok(y)
 }
 
+/// Which side of a conv taking the one-channel kernels ([`thin`]) has the one channel.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Thin {
+    /// Cin = 1: D's first conv, the image in.
+    In,
+    /// Cout = 1: G's last conv, the image out.
+    Out,
+}
+
+const SHADER_THIN: &str = "conv_thin";
+/// Flag bit of `thin_dw` for Cout = 1 (bits 0, the bias, and 2, ReLU on load, as in the other
+/// kernels).
+const THIN_DW_OUT: u32 = 32;
+/// Lanes (chunks of image rows x blocks of 4 channels) that `thin_dw` aims for.
+const THIN_DW_LANES: usize = 512;
+
+/// Whether a 3x3 pass over `d` (x read with `load`) takes the one-channel kernels of
+/// `shaders/conv_thin.wgsl` on a CPU adapter, and which side has the one channel: Cin = 1
+/// (x as stored) or Cout = 1 (ReLU on load allowed), the other count a multiple of 4, the
+/// image width a multiple of 4, no upsampling, the wider tensor within one texture. The other
+/// kernels would pad the one channel to four.
+fn thin(rec: &Recorder, d: &Dims, load: Load) -> Option<Thin> {
+    if !rec.cpu_kernels() || d.k != 3 || !d.w.is_multiple_of(4) || load.upsample {
+        return None;
+    }
+    let side = if d.cin == 1 && d.cout.is_multiple_of(4) && !load.relu {
+        Thin::In
+    } else if d.cout == 1 && d.cin.is_multiple_of(4) {
+        Thin::Out
+    } else {
+        return None;
+    };
+    rec.texture_fits(d.m() * d.cin.max(d.cout)).then_some(side)
+}
+
+/// Uniform words of the one-channel kernels (see the header of `shaders/conv_thin.wgsl`).
+fn thin_params(d: &Dims, flags: u32, rows: usize, chunks: usize) -> [u32; 12] {
+    let c = d.cin.max(d.cout);
+    [
+        d.n as u32,
+        d.h as u32,
+        d.w as u32,
+        c as u32,
+        0,
+        3,
+        quads(c) as u32,
+        0,
+        flags,
+        rows as u32,
+        d.m() as u32,
+        chunks as u32,
+    ]
+}
+
+/// Lanes of `thin_spread` and `thin_gather`: 4x4-pixel tiles.
+fn thin_tiles(d: &Dims) -> usize {
+    d.n * d.h.div_ceil(4) * (d.w / 4)
+}
+
+/// The weight of a [`thin`] conv as the one-channel kernels read it: [`repack`]'s `[9, 4, C]`
+/// (transposed, so flipped, for Cout = 1; kept per weight as `repack` keeps it).
+fn thin_weight(rec: &mut Recorder, side: Thin, d: &Dims, w: &Tensor) -> Result<Tensor> {
+    repack(rec, w, d, side == Thin::Out)
+}
+
+/// `thin_spread`: the one-channel `s` `[N, H, W, 1]` to `[N, H, W, C]` through `k` (see
+/// [`thin_weight`]), plus `bias`.
+fn thin_spread(
+    rec: &mut Recorder,
+    d: &Dims,
+    s: &Tensor,
+    k: &Tensor,
+    bias: Option<&Tensor>,
+) -> Result<Tensor> {
+    let y = Tensor::empty(rec.ctx, &[d.n, d.h, d.w, d.cin.max(d.cout)], DType::F32)?;
+    rec.dispatch(
+        SHADER_THIN,
+        "thin_spread",
+        &thin_params(d, bias.is_some() as u32, 0, 0),
+        &[(12, s), (11, k), (4, bias.unwrap_or(k)), (6, &y)],
+        grid_1d(thin_tiles(d) as u64, 64),
+    )?;
+    Ok(y)
+}
+
+/// `thin_gather`: `v` `[N, H, W, C]` (read with `load`) to `[N, H, W, 1]` through `k` (see
+/// [`thin_weight`]), plus `bias`.
+fn thin_gather(
+    rec: &mut Recorder,
+    d: &Dims,
+    v: &Tensor,
+    k: &Tensor,
+    bias: Option<&Tensor>,
+    load: Load,
+) -> Result<Tensor> {
+    let y = Tensor::empty(rec.ctx, &[d.n, d.h, d.w, 1], DType::F32)?;
+    let flags = bias.is_some() as u32 | load.flags();
+    rec.dispatch(
+        SHADER_THIN,
+        "thin_gather",
+        &thin_params(d, flags, 0, 0),
+        &[(10, v), (11, k), (4, bias.unwrap_or(k)), (6, &y)],
+        grid_1d(thin_tiles(d) as u64, 64),
+    )?;
+    Ok(y)
+}
+
+/// The forward pass of a [`thin`] conv.
+fn thin_forward(
+    rec: &mut Recorder,
+    side: Thin,
+    d: &Dims,
+    x: &Tensor,
+    w: &Tensor,
+    b: Option<&Tensor>,
+    load: Load,
+) -> Result<Tensor> {
+    let k = thin_weight(rec, side, d, w)?;
+    match side {
+        Thin::In => thin_spread(rec, d, x, &k, b),
+        Thin::Out => thin_gather(rec, d, x, &k, b, load),
+    }
+}
+
+/// The input gradient of a [`thin`] conv (with respect to the transformed input).
+fn thin_input_grad(
+    rec: &mut Recorder,
+    side: Thin,
+    d: &Dims,
+    w: &Tensor,
+    dy: &Tensor,
+) -> Result<Tensor> {
+    let k = thin_weight(rec, side, d, w)?;
+    match side {
+        Thin::In => thin_gather(rec, d, dy, &k, None, Load::NONE),
+        Thin::Out => thin_spread(rec, d, dy, &k, None),
+    }
+}
+
+/// The weight and bias gradients of a [`thin`] conv: `thin_dw` over chunks of image rows,
+/// then the chunks added in order.
+fn thin_weight_grad(
+    rec: &mut Recorder,
+    side: Thin,
+    d: &Dims,
+    x: &Tensor,
+    dy: &Tensor,
+    has_bias: bool,
+    load: Load,
+) -> Result<(Tensor, Option<Tensor>)> {
+    let c = d.cin.max(d.cout);
+    let rows = d.n * d.h;
+    let per = rows.div_ceil((THIN_DW_LANES / quads(c)).clamp(1, rows));
+    let chunks = rows.div_ceil(per);
+    let (v, s, flags, ci_pad, co_pad) = match side {
+        Thin::In => (dy, x, 0, 1, c),
+        Thin::Out => (x, dy, THIN_DW_OUT | load.flags(), c, 1),
+    };
+    let parts = Tensor::empty(rec.ctx, &[chunks * 10 * c], DType::F32)?;
+    rec.dispatch(
+        SHADER_THIN,
+        "thin_dw",
+        &thin_params(d, flags, per, chunks),
+        &[(10, v), (12, s), (6, &parts)],
+        grid_1d((chunks * quads(c)) as u64, 64),
+    )?;
+    let at = |offset, taps, ci_pad, co_pad| Partials {
+        chunks: chunks as u64,
+        stride: 10 * c,
+        offset,
+        taps,
+        ci_pad,
+        co_pad,
+    };
+    let dw = Tensor::empty(rec.ctx, &[d.cout, d.cin, 3, 3], DType::F32)?;
+    reduce(rec, &parts, &dw, d.cin, at(0, 9, ci_pad, co_pad))?;
+    let db = if has_bias {
+        let db = Tensor::empty(rec.ctx, &[d.cout], DType::F32)?;
+        reduce(rec, &parts, &db, 1, at(9 * c, 1, 1, c))?;
+        Some(db)
+    } else {
+        None
+    };
+    Ok((dw, db))
+}
+
 /// `y = conv2d(x, w) + b`: x `[N, H, W, Cin]`, w `[Cout, Cin, k, k]` with k in {1, 3},
 /// b `[Cout]`; stride 1 and zero padding k / 2, so y is `[N, H, W, Cout]`.
 pub fn conv2d(rec: &mut Recorder, x: &Tensor, w: &Tensor, b: Option<&Tensor>) -> Result<Tensor> {
@@ -568,6 +758,9 @@ pub fn conv2d(rec: &mut Recorder, x: &Tensor, w: &Tensor, b: Option<&Tensor>) ->
         let x4 = pad4(rec, x, &d, d.cin)?.reshape(&[d.m(), cin4])?;
         let w4 = weight_1x1_padded(rec, w, &d)?;
         return gemm::linear(rec, &x4, &w4, b)?.reshape(&[d.n, d.h, d.w, d.cout]);
+    }
+    if let Some(side) = thin(rec, &d, Load::NONE) {
+        return thin_forward(rec, side, &d, x, w, b, Load::NONE);
     }
     let wt = repack(rec, w, &d, false)?;
     gemm(rec, op, x, &wt, b, w, false, &d, Load::NONE)
@@ -590,6 +783,9 @@ pub fn conv2d_load(
         return conv2d(rec, &t, w, b);
     }
     check_bias(op, b, &d)?;
+    if let Some(side) = thin(rec, &d, load) {
+        return thin_forward(rec, side, &d, x, w, b, load);
+    }
     let wt = repack(rec, w, &d, false)?;
     gemm(rec, op, x, &wt, b, w, false, &d, load)
 }
@@ -695,34 +891,54 @@ fn chunking(units: u64, unit_px: u64, floats_per_chunk: u64, lanes: u64) -> (u64
     (units.div_ceil(per).max(1), per)
 }
 
-/// Sum `parts` (`chunks` partials of `stride` floats, laid out `[taps, ci_pad, co_pad]`)
-/// into `out` in PyTorch's `[co, ci, taps]` order.
-#[allow(clippy::too_many_arguments)]
+/// Where a gradient's partial sums lie: `chunks` partials of `stride` floats, each holding
+/// `[taps, ci_pad, co_pad]` from float `offset` on.
+struct Partials {
+    chunks: u64,
+    stride: usize,
+    offset: usize,
+    taps: usize,
+    ci_pad: usize,
+    co_pad: usize,
+}
+
+impl Partials {
+    /// Partials of exactly `[taps, ci_pad, co_pad]` each.
+    fn dense(chunks: u64, taps: usize, ci_pad: usize, co_pad: usize) -> Partials {
+        Partials {
+            chunks,
+            stride: taps * ci_pad * co_pad,
+            offset: 0,
+            taps,
+            ci_pad,
+            co_pad,
+        }
+    }
+}
+
+/// Sum the partials of `parts` (laid out as `at` says) into `out` in PyTorch's
+/// `[co, ci, taps]` order, `cin` input channels.
 fn reduce(
     rec: &mut Recorder,
     parts: &Tensor,
     out: &Tensor,
     cin: usize,
-    taps: usize,
-    ci_pad: usize,
-    co_pad: usize,
-    chunks: u64,
+    at: Partials,
 ) -> Result<()> {
     let total = out.numel() as u64;
-    let stride = (taps * ci_pad * co_pad) as u32;
     let p = [
-        0,
+        at.offset as u32,
         0,
         0,
         cin as u32,
         0,
-        taps as u32,
-        ci_pad as u32,
-        co_pad as u32,
+        at.taps as u32,
+        at.ci_pad as u32,
+        at.co_pad as u32,
         0,
-        stride,
+        at.stride as u32,
         total as u32,
-        chunks as u32,
+        at.chunks as u32,
     ];
     rec.dispatch(
         SHADER,
@@ -818,6 +1034,9 @@ fn backward_input(
         let dx = rearrange::resize_2d(rec, &dx4, 1, (d.m(), cin4), (d.m(), d.cin))?;
         return dx.reshape(&[d.n, d.h, d.w, d.cin]);
     }
+    if let Some(side) = thin(rec, &d, Load::NONE) {
+        return thin_input_grad(rec, side, &d, w, dy);
+    }
     // Correlate dy with the flipped, transposed kernel.
     let wt = repack(rec, w, &d, true)?;
     gemm(rec, op, dy, &wt, None, w, true, &d, Load::NONE)
@@ -848,6 +1067,9 @@ fn backward_weight(
     load: Load,
 ) -> Result<(Tensor, Option<Tensor>)> {
     let d = *d;
+    if let Some(side) = thin(rec, &d, load) {
+        return thin_weight_grad(rec, side, &d, x, dy, has_bias, load);
+    }
     let wshape = [d.cout, d.cin, d.k, d.k];
     // dw: split-K over pixels.
     let m = d.m() as u64;
@@ -932,7 +1154,13 @@ fn backward_weight(
         [groups[0] as u32, groups[1] as u32, groups[2] as u32],
     )?;
     let dw = Tensor::empty(rec.ctx, &wshape, DType::F32)?;
-    reduce(rec, &parts, &dw, d.cin, taps, cin4 * 4, cout4 * 4, chunks)?;
+    reduce(
+        rec,
+        &parts,
+        &dw,
+        d.cin,
+        Partials::dense(chunks, taps, cin4 * 4, cout4 * 4),
+    )?;
     drop(parts);
 
     let db = if has_bias {
@@ -969,7 +1197,13 @@ fn bias_grad(rec: &mut Recorder, dyk: &Tensor, d: &Dims, cpu: bool) -> Result<Te
             [(cout4 as u64).div_ceil(wg) as u32, chunks as u32, 1],
         )?;
         let db = Tensor::empty(rec.ctx, &[d.cout], DType::F32)?;
-        reduce(rec, &parts, &db, 1, 1, 1, cout4 * 4, chunks)?;
+        reduce(
+            rec,
+            &parts,
+            &db,
+            1,
+            Partials::dense(chunks, 1, 1, cout4 * 4),
+        )?;
         Ok(db)
     }
 }

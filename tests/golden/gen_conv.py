@@ -84,6 +84,65 @@ PADDED_1X1 = [
 ]
 
 
+# 3x3 convs with one channel on one side and the image width a multiple of 4 (D's first conv
+# and G's last): on CPU adapters they take the one-channel kernels (shaders/conv_thin.wgsl).
+# Height not a multiple of 4 (the 4-row tiles), one texel per row (h4w4), and enough rows for
+# weight-gradient chunks of several rows. (name, N, Cin, Cout, H, W)
+THIN = [
+    ("thin_k3_n3_ci1_co8_h7w12", 3, 1, 8, 7, 12),
+    ("thin_k3_n2_ci12_co1_h9w8", 2, 12, 1, 9, 8),
+    ("thin_k3_n1_ci1_co4_h4w4", 1, 1, 4, 4, 4),
+    ("thin_k3_n5_ci1_co16_h31w8", 5, 1, 16, 31, 8),
+    ("thin_k3_n2_ci8_co1_h6w4", 2, 8, 1, 6, 4),
+]
+
+# The same with a transform on load: ReLU with Cout = 1 (G's last conv; the one-channel
+# kernels), and two that must take the other kernels (ReLU into Cin = 1, upsampling).
+# (name, N, Cin, Cout, H, W of x, relu, upsample)
+THIN_LOAD = [
+    ("relu_thin_k3_n3_ci8_co1_h5w16", 3, 8, 1, 5, 16, True, False),
+    ("relu_thin_k3_n2_ci1_co4_h6w8", 2, 1, 4, 6, 8, True, False),
+    ("up_thin_k3_n2_ci4_co1_h3w4", 2, 4, 1, 3, 4, False, True),
+]
+
+
+def generate_thin(c, seed):
+    for (name, n, cin, cout, h, w), bias in [(s, b) for s in THIN for b in (True, False)]:
+        case = f"conv_{name}_{'bias' if bias else 'nobias'}"
+        seed += 10
+        x = rand(seed, n, h, w, cin).requires_grad_()
+        wt = rand(seed + 1, cout, cin, 3, 3, scale=(cin * 9) ** -0.5).requires_grad_()
+        b = rand(seed + 2, cout).requires_grad_() if bias else None
+        dy = rand(seed + 3, n, h, w, cout)
+        y = nhwc(F.conv2d(nchw(x), wt, b, stride=1, padding=1))
+        inputs = (x, wt) + ((b,) if bias else ())
+        grads = torch.autograd.grad(y, inputs, dy)
+        for key, v in (("x", x), ("w", wt), ("dy", dy), ("y", y), ("dx", grads[0]),
+                       ("dw", grads[1])):
+            c.add(case, key, v)
+        if bias:
+            c.add(case, "b", b)
+            c.add(case, "db", grads[2])
+    for name, n, cin, cout, h, w, relu, up in THIN_LOAD:
+        case = f"load_{name}"
+        seed += 10
+        x = rand(seed, n, h, w, cin).requires_grad_()
+        wt = rand(seed + 1, cout, cin, 3, 3, scale=(cin * 9) ** -0.5).requires_grad_()
+        b = rand(seed + 2, cout).requires_grad_()
+        s = 2 if up else 1
+        dy = rand(seed + 3, n, s * h, s * w, cout)
+        t = nchw(x)
+        if relu:
+            t = F.relu(t)
+        if up:
+            t = F.interpolate(t, scale_factor=2, mode="nearest")
+        y = nhwc(F.conv2d(t, wt, b, stride=1, padding=1))
+        dx, dw, db = torch.autograd.grad(y, (x, wt, b), dy)
+        for key, v in (("x", x), ("w", wt), ("b", b), ("dy", dy), ("y", y), ("dx", dx),
+                       ("dw", dw), ("db", db)):
+            c.add(case, key, v)
+
+
 def generate():
     c = Cases()
     seed = 10
@@ -93,6 +152,7 @@ def generate():
     generate_load(c, seed)
     add_cases(c, 900, [(s, True) for s in MULTI_CHUNK])
     add_cases(c, 950, [(s, bias) for s in PADDED_1X1 for bias in (True, False)])
+    generate_thin(c, 1000)
     return c
 
 
