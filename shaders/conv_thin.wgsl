@@ -12,7 +12,9 @@
 //   1 -> C, and the input gradient of C -> 1. A lane: 4 x 4 pixels, every block of 4
 //   channels.
 // - thin_gather: S[p] = bias + sum_{t, c} V[p + off(t), c] K[8 - t, c]: the forward pass of
-//   C -> 1, and the input gradient of 1 -> C. A lane: 4 x 4 pixels.
+//   C -> 1, and the input gradient of 1 -> C. A lane: 4 x 4 pixels, its 6 x 6 window read
+//   row by row in a loop (unrolled, the kernel took twice as long to compile, and ran no
+//   faster).
 // - thin_dw: R[t, c] = sum_p V[p, c] S[p + off(t)] over a chunk of image rows, and the
 //   bias sum: for 1 -> C (V = dy, S = x) R is dw[c, 0, t] and the bias sum is sum_p V; for
 //   C -> 1 (V = x, S = dy, flags bit 5) dw[0, c, 8 - t] and sum_p S (substituting
@@ -173,9 +175,15 @@ fn gather_row(a: T4, v: TV6, w: TW3) -> T4 {
         fma(v.v5, w.w2, fma(v.v4, w.w1, fma(v.v3, w.w0, a.v3))));
 }
 
-// One output row from window rows r0, r1, r2.
-fn gather_out(a: T4, r0: TV6, r1: TV6, r2: TV6, w0: TW3, w1: TW3, w2: TW3) -> T4 {
-    return gather_row(gather_row(gather_row(a, r0, w0), r1, w1), r2, w2);
+// Kernel row ky of w0, w1, w2 (zeros for ky outside 0..2).
+fn krow_pick(ky: i32, w0: TW3, w1: TW3, w2: TW3) -> TW3 {
+    let z = vec4<f32>(0.0);
+    let a = ky == 0;
+    let b = ky == 1;
+    let c = ky == 2;
+    return TW3(select(select(select(z, w2.w0, c), w1.w0, b), w0.w0, a),
+        select(select(select(z, w2.w1, c), w1.w1, b), w0.w1, a),
+        select(select(select(z, w2.w2, c), w1.w2, b), w0.w2, a));
 }
 
 // Row h of image n (if inside), the 4 pixels' channel sums plus b.
@@ -207,16 +215,14 @@ fn thin_gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
         let w0 = thin_krow(cb, 0u, true);
         let w1 = thin_krow(cb, 1u, true);
         let w2 = thin_krow(cb, 2u, true);
-        let r0 = thin_v(n, h - 1, tx, cb);
-        let r1 = thin_v(n, h, tx, cb);
-        let r2 = thin_v(n, h + 1, tx, cb);
-        let r3 = thin_v(n, h + 2, tx, cb);
-        let r4 = thin_v(n, h + 3, tx, cb);
-        let r5 = thin_v(n, h + 4, tx, cb);
-        a0 = gather_out(a0, r0, r1, r2, w0, w1, w2);
-        a1 = gather_out(a1, r1, r2, r3, w0, w1, w2);
-        a2 = gather_out(a2, r2, r3, r4, w0, w1, w2);
-        a3 = gather_out(a3, r3, r4, r5, w0, w1, w2);
+        // Window row r feeds output row o through kernel row r - o.
+        for (var r = 0; r < 6; r++) {
+            let v = thin_v(n, h - 1 + r, tx, cb);
+            a0 = gather_row(a0, v, krow_pick(r, w0, w1, w2));
+            a1 = gather_row(a1, v, krow_pick(r - 1, w0, w1, w2));
+            a2 = gather_row(a2, v, krow_pick(r - 2, w0, w1, w2));
+            a3 = gather_row(a3, v, krow_pick(r - 3, w0, w1, w2));
+        }
     }
     let b = select(0.0, aux[0], (p.flags & 1u) != 0u);
     gather_store(n, h0, tx, a0, b);
