@@ -1070,18 +1070,32 @@ fn conv_dw3_t(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     let cb0 = 2u * wg.y;
     let row_end = min((chunk + 1u) * p.chunk, p.n * p.h);
     var a = taps_zero();
+    var bs = D2(vec4<f32>(0.0), vec4<f32>(0.0));
     for (var row = chunk * p.chunk; row < row_end; row++) {
         let rc = rows_t(row);
         var l = Col3(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
         var m = col3_t(rc, 0, cib);
         for (var ow = 0; ow < i32(p.w); ow++) {
             let r = col3_t(rc, ow + 1, cib);
-            a = dw3_pixel(a, l, m, r, dy_t(row * p.w + u32(ow), cb0));
+            let d = dy_t(row * p.w + u32(ow), cb0);
+            a = dw3_pixel(a, l, m, r, d);
+            bs = D2(bs.d0 + d.d0, bs.d1 + d.d1);
             l = m;
             m = r;
         }
     }
     dw3_store(chunk, cib, cb0, a);
+    if cib == 0u { store_db2(chunk, cb0, bs); }
+}
+
+// With flags bit 0, the `_t` weight-gradient kernels also sum dy for the bias gradient (the
+// lanes of input block 0): chunk `chunk`'s partial for output blocks cb0, cb0 + 1 goes after
+// every chunk's weight partials, at part4[(chunks * k*k * cin4*4 + chunk) * cout4 + cb].
+fn store_db2(chunk: u32, cb0: u32, b: D2) {
+    if (p.flags & 1u) == 0u { return; }
+    let i = (p.extra * p.k * p.k * p.cin4 * 4u + chunk) * p.cout4 + cb0;
+    part4[i] = b.d0;
+    if cb0 + 1u < p.cout4 { part4[i + 1u] = b.d1; }
 }
 
 fn dw1_x_t(q: u32, cib: u32) -> vec4<f32> {
@@ -1102,14 +1116,17 @@ fn conv_dw1_t(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
     let end = min((chunk + 1u) * p.chunk, p.m);
     let z = m8_zero();
     var a = Dw1(z, z, z, z);
+    var bs = D2(vec4<f32>(0.0), vec4<f32>(0.0));
     for (var q = chunk * p.chunk; q < end; q++) {
         let d = dy_t(q, cb0);
         a.a0 = outer(a.a0, dw1_x_t(q, ci0), d);
         a.a1 = outer(a.a1, dw1_x_t(q, ci0 + 1u), d);
         a.a2 = outer(a.a2, dw1_x_t(q, ci0 + 2u), d);
         a.a3 = outer(a.a3, dw1_x_t(q, ci0 + 3u), d);
+        bs = D2(bs.d0 + d.d0, bs.d1 + d.d1);
     }
     dw1_store(chunk, ci0, cb0, a);
+    if ci0 == 0u { store_db2(chunk, cb0, bs); }
 }
 
 // ---------------------------------------------------------------------------------------

@@ -1138,8 +1138,20 @@ fn backward_weight(
         groups.iter().all(|&g| g <= 65535),
         "{op}: weight {wshape:?} is too large for one dispatch"
     );
-    let parts = Tensor::empty(rec.ctx, &[(chunks * per_chunk) as usize], DType::F32)?;
-    let mut p = params(&d, d.cin, d.cout, load.flags(), per);
+    // On CPU adapters the kernel also sums dy for the bias gradient (flag bit 0), into
+    // `chunks` partials of cout4 vec4s after the weight partials.
+    let fused_db = cpu && has_bias;
+    let db_floats = if fused_db {
+        chunks * cout4 as u64 * 4
+    } else {
+        0
+    };
+    let parts = Tensor::empty(
+        rec.ctx,
+        &[(chunks * per_chunk + db_floats) as usize],
+        DType::F32,
+    )?;
+    let mut p = params(&d, d.cin, d.cout, load.flags() | fused_db as u32, per);
     p[11] = chunks as u32;
     let bind: [(u32, &Tensor); 5] = if v4 {
         [(2, xk), (8, dyk), (6, &parts), (10, xk), (12, dyk)]
@@ -1161,9 +1173,19 @@ fn backward_weight(
         d.cin,
         Partials::dense(chunks, taps, cin4 * 4, cout4 * 4),
     )?;
-    drop(parts);
-
-    let db = if has_bias {
+    let db = if fused_db {
+        let db = Tensor::empty(rec.ctx, &[d.cout], DType::F32)?;
+        let at = Partials {
+            chunks,
+            stride: cout4 * 4,
+            offset: (chunks * per_chunk) as usize,
+            taps: 1,
+            ci_pad: 1,
+            co_pad: cout4 * 4,
+        };
+        reduce(rec, &parts, &db, 1, at)?;
+        Some(db)
+    } else if has_bias {
         Some(bias_grad(rec, dyk, &d, cpu)?)
     } else {
         None
