@@ -67,6 +67,23 @@ fn thin_lane(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
     return gid.x + gid.y * nwg.x * 64u;
 }
 
+// The 4 x 4-pixel tile of a thin_spread or thin_gather lane: image n, rows h0 .. h0 + 3,
+// texel column tx (pixels 4 tx .. 4 tx + 3); lanes in (image, 4-row block, texel column)
+// order.
+struct TTile {
+    live: bool,
+    n: u32,
+    h0: u32,
+    tx: u32,
+}
+
+fn thin_tile(gid: vec3<u32>, nwg: vec3<u32>) -> TTile {
+    let i = thin_lane(gid, nwg);
+    let w4 = p.w / 4u;
+    let hq = (p.h + 3u) / 4u;
+    return TTile(i < p.n * hq * w4, i / (w4 * hq), ((i / w4) % hq) * 4u, i % w4);
+}
+
 fn thin_k(t: u32, cb: u32) -> vec4<f32> {
     let i = t * 4u * p.cin4 + cb;
     return textureLoad(wt_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
@@ -125,17 +142,15 @@ fn spread_out(b: vec4<f32>, s0: T6, s1: T6, s2: T6, w0: TW3, w1: TW3, w2: TW3) -
     return spread_row(spread_row(spread_row(T4(b, b, b, b), s0, w0), s1, w1), s2, w2);
 }
 
-// S (dy_tex) -> V (part4, [N, H, W, C]), K in wt_tex. Grid: 1-D over (image, 4-row block,
-// texel column), 64 lanes per workgroup.
+// S (dy_tex) -> V (part4, [N, H, W, C]), K in wt_tex. Grid: 1-D over the tiles (thin_tile),
+// 64 lanes per workgroup.
 @compute @workgroup_size(64)
 fn thin_spread(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = thin_lane(gid, nwg);
-    let w4 = p.w / 4u;
-    let hq = (p.h + 3u) / 4u;
-    if i >= p.n * hq * w4 { return; }
-    let tx = i % w4;
-    let n = i / (w4 * hq);
-    let h0 = ((i / w4) % hq) * 4u;
+    let t = thin_tile(gid, nwg);
+    if !t.live { return; }
+    let n = t.n;
+    let tx = t.tx;
+    let h0 = t.h0;
     let h = i32(h0);
     let s0 = thin_s(n, h - 1, tx);
     let s1 = thin_s(n, h, tx);
@@ -194,17 +209,15 @@ fn gather_store(n: u32, h: u32, tx: u32, a: T4, b: f32) {
         dot(a.v3, one)) + vec4<f32>(b);
 }
 
-// V (x_tex) -> S (part4, [N, H, W, 1]), K in wt_tex. Grid: 1-D over (image, 4-row block, texel column),
+// V (x_tex) -> S (part4, [N, H, W, 1]), K in wt_tex. Grid: 1-D over the tiles (thin_tile),
 // 64 lanes per workgroup.
 @compute @workgroup_size(64)
 fn thin_gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = thin_lane(gid, nwg);
-    let w4 = p.w / 4u;
-    let hq = (p.h + 3u) / 4u;
-    if i >= p.n * hq * w4 { return; }
-    let tx = i % w4;
-    let n = i / (w4 * hq);
-    let h0 = ((i / w4) % hq) * 4u;
+    let t = thin_tile(gid, nwg);
+    if !t.live { return; }
+    let n = t.n;
+    let tx = t.tx;
+    let h0 = t.h0;
     let z = vec4<f32>(0.0);
     var a0 = T4(z, z, z, z);
     var a1 = a0;

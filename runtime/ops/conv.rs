@@ -611,55 +611,42 @@ fn thin_params(d: &Dims, flags: u32, rows: usize, chunks: usize) -> [u32; 12] {
     ]
 }
 
-/// Lanes of `thin_spread` and `thin_gather`: 4x4-pixel tiles.
-fn thin_tiles(d: &Dims) -> usize {
-    d.n * d.h.div_ceil(4) * (d.w / 4)
-}
-
 /// The weight of a [`thin`] conv as the one-channel kernels read it: [`repack`]'s `[9, 4, C]`
 /// (transposed, so flipped, for Cout = 1; kept per weight as `repack` keeps it).
 fn thin_weight(rec: &mut Recorder, side: Thin, d: &Dims, w: &Tensor) -> Result<Tensor> {
     repack(rec, w, d, side == Thin::Out)
 }
 
-/// `thin_spread`: the one-channel `s` `[N, H, W, 1]` to `[N, H, W, C]` through `k` (see
-/// [`thin_weight`]), plus `bias`.
-fn thin_spread(
+/// One pass of the one-channel kernels over 4x4-pixel tiles: `thin_spread` (the one-channel
+/// `input` to `[N, H, W, C]`) or `thin_gather` (`input` `[N, H, W, C]`, read with `load`, to
+/// `[N, H, W, 1]`), through `k` (see [`thin_weight`]), plus `bias`.
+fn thin_pass(
     rec: &mut Recorder,
     d: &Dims,
-    s: &Tensor,
-    k: &Tensor,
-    bias: Option<&Tensor>,
-) -> Result<Tensor> {
-    let y = Tensor::empty(rec.ctx, &[d.n, d.h, d.w, d.cin.max(d.cout)], DType::F32)?;
-    rec.dispatch(
-        SHADER_THIN,
-        "thin_spread",
-        &thin_params(d, bias.is_some() as u32, 0, 0),
-        &[(12, s), (11, k), (4, bias.unwrap_or(k)), (6, &y)],
-        grid_1d(thin_tiles(d) as u64, 64),
-    )?;
-    Ok(y)
-}
-
-/// `thin_gather`: `v` `[N, H, W, C]` (read with `load`) to `[N, H, W, 1]` through `k` (see
-/// [`thin_weight`]), plus `bias`.
-fn thin_gather(
-    rec: &mut Recorder,
-    d: &Dims,
-    v: &Tensor,
+    spread: bool,
+    input: &Tensor,
     k: &Tensor,
     bias: Option<&Tensor>,
     load: Load,
 ) -> Result<Tensor> {
-    let y = Tensor::empty(rec.ctx, &[d.n, d.h, d.w, 1], DType::F32)?;
-    let flags = bias.is_some() as u32 | load.flags();
+    let (entry, input_binding, c) = if spread {
+        ("thin_spread", 12, d.cin.max(d.cout))
+    } else {
+        ("thin_gather", 10, 1)
+    };
+    let y = Tensor::empty(rec.ctx, &[d.n, d.h, d.w, c], DType::F32)?;
+    let tiles = d.n * d.h.div_ceil(4) * (d.w / 4);
     rec.dispatch(
         SHADER_THIN,
-        "thin_gather",
-        &thin_params(d, flags, 0, 0),
-        &[(10, v), (11, k), (4, bias.unwrap_or(k)), (6, &y)],
-        grid_1d(thin_tiles(d) as u64, 64),
+        entry,
+        &thin_params(d, bias.is_some() as u32 | load.flags(), 0, 0),
+        &[
+            (input_binding, input),
+            (11, k),
+            (4, bias.unwrap_or(k)),
+            (6, &y),
+        ],
+        grid_1d(tiles as u64, 64),
     )?;
     Ok(y)
 }
@@ -675,10 +662,7 @@ fn thin_forward(
     load: Load,
 ) -> Result<Tensor> {
     let k = thin_weight(rec, side, d, w)?;
-    match side {
-        Thin::In => thin_spread(rec, d, x, &k, b),
-        Thin::Out => thin_gather(rec, d, x, &k, b, load),
-    }
+    thin_pass(rec, d, side == Thin::In, x, &k, b, load)
 }
 
 /// The input gradient of a [`thin`] conv (with respect to the transformed input).
@@ -690,10 +674,7 @@ fn thin_input_grad(
     dy: &Tensor,
 ) -> Result<Tensor> {
     let k = thin_weight(rec, side, d, w)?;
-    match side {
-        Thin::In => thin_gather(rec, d, dy, &k, None, Load::NONE),
-        Thin::Out => thin_spread(rec, d, dy, &k, None),
-    }
+    thin_pass(rec, d, side == Thin::Out, dy, &k, None, Load::NONE)
 }
 
 /// The weight and bias gradients of a [`thin`] conv: `thin_dw` over chunks of image rows,
