@@ -1076,13 +1076,7 @@ fn backward_weight(
         (x, dy)
     };
     if cpu && d.k == 3 && rec.subgroups() && winograd_pays(rec, &d, d.cin, d.cout, true) {
-        let dw = winograd_dw(rec, x, xk, dyk, &d, load)?;
-        let db = if has_bias {
-            Some(bias_grad(rec, dyk, &d, true)?)
-        } else {
-            None
-        };
-        return Ok((dw, db));
+        return winograd_dw(rec, x, xk, dyk, &d, load, has_bias);
     }
     let pick = |t: &'static str, v: &'static str, s: &'static str| {
         if cpu {
@@ -1224,7 +1218,8 @@ fn winograd_dw(
     dyk: &Tensor,
     d: &Dims,
     load: Load,
-) -> Result<Tensor> {
+    has_bias: bool,
+) -> Result<(Tensor, Option<Tensor>)> {
     const SHADER_WINO: &str = "conv_winograd";
     let (ci, co) = (quads(d.cin) * 4, quads(d.cout) * 4);
     let tiles = d.n * d.h.div_ceil(4) * d.w.div_ceil(4);
@@ -1256,7 +1251,38 @@ fn winograd_dw(
         grid_1d((total * quads(d.cout)) as u64, 64),
     )?;
     let parts = gemm::bmm(rec, &v, &g, true, false)?;
-    drop((v, g));
+    drop(v);
+    // The bias gradient from product 7 (a = b = 1): row and column 1 of A are all ones, so
+    // DY[7] of a tile is the sum of its 4x4 dy (zero past the image). `conv_reduce` adds
+    // DY[7]'s `per` tiles of each dW chunk into sums `[co, chunks]` (tile k of chunk j of
+    // channel c at 7 * total * co + (j * per + k) * co + c), then each channel's chunks in
+    // order.
+    let db = if has_bias {
+        let sums = Tensor::empty(rec.ctx, &[co * chunks], DType::F32)?;
+        let tiles_of_chunks = Partials {
+            chunks: per as u64,
+            stride: co,
+            offset: 7 * total * co,
+            taps: chunks,
+            ci_pad: 1,
+            co_pad: per * co,
+        };
+        reduce(rec, &g, &sums, 1, tiles_of_chunks)?;
+        let db = Tensor::empty(rec.ctx, &[d.cout], DType::F32)?;
+        let chunks_of_channels = Partials {
+            chunks: chunks as u64,
+            stride: 1,
+            offset: 0,
+            taps: d.cout,
+            ci_pad: chunks,
+            co_pad: 1,
+        };
+        reduce(rec, &sums, &db, 1, chunks_of_channels)?;
+        Some(db)
+    } else {
+        None
+    };
+    drop(g);
     let dw = Tensor::empty(rec.ctx, &[d.cout, d.cin, 3, 3], DType::F32)?;
     p[11] = chunks as u32;
     rec.dispatch(
@@ -1266,5 +1292,5 @@ fn winograd_dw(
         &[(10, &parts), (5, &dw)],
         grid_1d((d.cin * quads(d.cout)) as u64, 64),
     )?;
-    Ok(dw)
+    Ok((dw, db))
 }
