@@ -1130,7 +1130,8 @@ fn conv_dw1_t(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
 }
 
 // ---------------------------------------------------------------------------------------
-// Bias gradient partials: invocation (co block, chunk) sums dy over the chunk's pixels into
+// Bias gradient partials (adapters without the CPU kernels, whose weight-gradient kernels
+// sum dy themselves): invocation (co block, chunk) sums dy over the chunk's pixels into
 // part4[chunk * cout4 + co block].
 
 @compute @workgroup_size(64)
@@ -1142,20 +1143,6 @@ fn conv_db_v4(@builtin(global_invocation_id) gid: vec3<u32>) {
     var a = vec4<f32>(0.0);
     for (var q = chunk * p.chunk; q < end; q++) {
         a += dy4[q * p.cout4 + cb];
-    }
-    part4[chunk * p.cout4 + cb] = a;
-}
-
-// CPU adapters: dy (padded to cout4 blocks) read as a texture.
-@compute @workgroup_size(8)
-fn conv_db_t(@builtin(global_invocation_id) gid: vec3<u32>) {
-    let cb = gid.x;
-    let chunk = gid.y;
-    if cb >= p.cout4 { return; }
-    let end = min((chunk + 1u) * p.chunk, p.m);
-    var a = vec4<f32>(0.0);
-    for (var q = chunk * p.chunk; q < end; q++) {
-        a += dy_tex_at(q * p.cout4 + cb);
     }
     part4[chunk * p.cout4 + cb] = a;
 }

@@ -1161,48 +1161,44 @@ fn backward_weight(
         reduce(rec, &parts, &db, 1, at)?;
         Some(db)
     } else if has_bias {
-        Some(bias_grad(rec, dyk, &d, cpu)?)
+        Some(bias_grad(rec, dyk, &d)?)
     } else {
         None
     };
     Ok((dw, db))
 }
 
-/// db: chunked sums of `dyk` (`dy`, with its channels padded to vec4s on CPU adapters) over
-/// the pixels, then added in chunk order.
-fn bias_grad(rec: &mut Recorder, dyk: &Tensor, d: &Dims, cpu: bool) -> Result<Tensor> {
+/// db on adapters without the CPU kernels (which sum dy inside their weight-gradient
+/// kernels): chunked sums of `dy` over the pixels, then added in chunk order.
+fn bias_grad(rec: &mut Recorder, dy: &Tensor, d: &Dims) -> Result<Tensor> {
     let m = d.m() as u64;
     let cout4 = quads(d.cout);
-    {
-        let chunks = m.div_ceil(DB_CHUNK_PIXELS).clamp(1, 65535);
-        let per = m.div_ceil(chunks);
-        let chunks = m.div_ceil(per);
-        let parts = Tensor::empty(rec.ctx, &[chunks as usize * cout4 * 4], DType::F32)?;
-        let p = params(d, d.cin, d.cout, 0, per);
-        let (entry, dyb, wg) = if cpu {
-            ("conv_db_t", 12, 8)
-        } else if d.cout.is_multiple_of(4) {
-            ("conv_db_v4", 8, 64)
-        } else {
-            ("conv_db_s", 7, 64)
-        };
-        rec.dispatch(
-            SHADER,
-            entry,
-            &p,
-            &[(dyb, dyk), (6, &parts)],
-            [(cout4 as u64).div_ceil(wg) as u32, chunks as u32, 1],
-        )?;
-        let db = Tensor::empty(rec.ctx, &[d.cout], DType::F32)?;
-        reduce(
-            rec,
-            &parts,
-            &db,
-            1,
-            Partials::dense(chunks, 1, 1, cout4 * 4),
-        )?;
-        Ok(db)
-    }
+    let chunks = m.div_ceil(DB_CHUNK_PIXELS).clamp(1, 65535);
+    let per = m.div_ceil(chunks);
+    let chunks = m.div_ceil(per);
+    let parts = Tensor::empty(rec.ctx, &[chunks as usize * cout4 * 4], DType::F32)?;
+    let p = params(d, d.cin, d.cout, 0, per);
+    let (entry, dyb) = if d.cout.is_multiple_of(4) {
+        ("conv_db_v4", 8)
+    } else {
+        ("conv_db_s", 7)
+    };
+    rec.dispatch(
+        SHADER,
+        entry,
+        &p,
+        &[(dyb, dy), (6, &parts)],
+        [(cout4 as u64).div_ceil(64) as u32, chunks as u32, 1],
+    )?;
+    let db = Tensor::empty(rec.ctx, &[d.cout], DType::F32)?;
+    reduce(
+        rec,
+        &parts,
+        &db,
+        1,
+        Partials::dense(chunks, 1, 1, cout4 * 4),
+    )?;
+    Ok(db)
 }
 
 /// The 3x3 weight gradient as Winograd F(4x4, 3x3) transposed (`shaders/conv_winograd.wgsl`):
