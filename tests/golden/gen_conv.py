@@ -49,23 +49,8 @@ LOAD = [
 
 def generate_load(c, seed):
     for name, n, cin, cout, h, k, relu, up in LOAD:
-        case = f"load_{name}"
         seed += 10
-        x = rand(seed, n, h, h, cin).requires_grad_()
-        w = rand(seed + 1, cout, cin, k, k, scale=(cin * k * k) ** -0.5).requires_grad_()
-        b = rand(seed + 2, cout).requires_grad_()
-        ho = 2 * h if up else h
-        dy = rand(seed + 3, n, ho, ho, cout)
-        t = nchw(x)
-        if relu:
-            t = F.relu(t)
-        if up:
-            t = F.interpolate(t, scale_factor=2, mode="nearest")
-        y = nhwc(F.conv2d(t, w, b, stride=1, padding=k // 2))
-        dx, dw, db = torch.autograd.grad(y, (x, w, b), dy)
-        for key, v in (("x", x), ("w", w), ("b", b), ("dy", dy), ("y", y), ("dx", dx),
-                       ("dw", dw), ("db", db)):
-            c.add(case, key, v)
+        add_case(c, f"load_{name}", seed, n, cin, cout, h, h, k, True, relu, up)
 
 
 # A 1x1 conv whose weight gradient takes several chunks of whole images (each image over 1024
@@ -108,39 +93,12 @@ THIN_LOAD = [
 
 def generate_thin(c, seed):
     for (name, n, cin, cout, h, w), bias in [(s, b) for s in THIN for b in (True, False)]:
-        case = f"conv_{name}_{'bias' if bias else 'nobias'}"
         seed += 10
-        x = rand(seed, n, h, w, cin).requires_grad_()
-        wt = rand(seed + 1, cout, cin, 3, 3, scale=(cin * 9) ** -0.5).requires_grad_()
-        b = rand(seed + 2, cout).requires_grad_() if bias else None
-        dy = rand(seed + 3, n, h, w, cout)
-        y = nhwc(F.conv2d(nchw(x), wt, b, stride=1, padding=1))
-        inputs = (x, wt) + ((b,) if bias else ())
-        grads = torch.autograd.grad(y, inputs, dy)
-        for key, v in (("x", x), ("w", wt), ("dy", dy), ("y", y), ("dx", grads[0]),
-                       ("dw", grads[1])):
-            c.add(case, key, v)
-        if bias:
-            c.add(case, "b", b)
-            c.add(case, "db", grads[2])
+        add_case(c, f"conv_{name}_{'bias' if bias else 'nobias'}", seed, n, cin, cout, h, w, 3,
+                 bias)
     for name, n, cin, cout, h, w, relu, up in THIN_LOAD:
-        case = f"load_{name}"
         seed += 10
-        x = rand(seed, n, h, w, cin).requires_grad_()
-        wt = rand(seed + 1, cout, cin, 3, 3, scale=(cin * 9) ** -0.5).requires_grad_()
-        b = rand(seed + 2, cout).requires_grad_()
-        s = 2 if up else 1
-        dy = rand(seed + 3, n, s * h, s * w, cout)
-        t = nchw(x)
-        if relu:
-            t = F.relu(t)
-        if up:
-            t = F.interpolate(t, scale_factor=2, mode="nearest")
-        y = nhwc(F.conv2d(t, wt, b, stride=1, padding=1))
-        dx, dw, db = torch.autograd.grad(y, (x, wt, b), dy)
-        for key, v in (("x", x), ("w", wt), ("b", b), ("dy", dy), ("y", y), ("dx", dx),
-                       ("dw", dw), ("db", db)):
-            c.add(case, key, v)
+        add_case(c, f"load_{name}", seed, n, cin, cout, h, w, 3, True, relu, up)
 
 
 def generate():
@@ -159,22 +117,32 @@ def generate():
 def add_cases(c, seed, runs):
     """conv2d goldens for (shape, bias) pairs, seeds seed + 10, seed + 20, ..."""
     for (name, n, cin, cout, h, k), bias in runs:
-        case = f"conv_{name}_{'bias' if bias else 'nobias'}"
         seed += 10
-        x = rand(seed, n, h, h, cin).requires_grad_()
-        # Weights at roughly PyTorch's default scale so outputs stay O(1).
-        w = rand(seed + 1, cout, cin, k, k, scale=(cin * k * k) ** -0.5).requires_grad_()
-        b = rand(seed + 2, cout).requires_grad_() if bias else None
-        dy = rand(seed + 3, n, h, h, cout)
-        y = nhwc(F.conv2d(nchw(x), w, b, stride=1, padding=k // 2))
-        inputs = (x, w) + ((b,) if bias else ())
-        grads = torch.autograd.grad(y, inputs, dy)
-        c.add(case, "x", x)
-        c.add(case, "w", w)
-        c.add(case, "dy", dy)
-        c.add(case, "y", y)
-        c.add(case, "dx", grads[0])
-        c.add(case, "dw", grads[1])
-        if bias:
-            c.add(case, "b", b)
-            c.add(case, "db", grads[2])
+        add_case(c, f"conv_{name}_{'bias' if bias else 'nobias'}", seed, n, cin, cout, h, h, k,
+                 bias)
+
+
+def add_case(c, case, seed, n, cin, cout, h, w, k, bias, relu=False, up=False):
+    """One case: x [n, h, w, cin] (seed), the weight (seed + 1), the bias (seed + 2, when
+    `bias`), dy (seed + 3); y = conv2d(x with ReLU and/or 2x nearest upsampling when asked)
+    and the gradients of x, w and b."""
+    x = rand(seed, n, h, w, cin).requires_grad_()
+    # Weights at roughly PyTorch's default scale so outputs stay O(1).
+    wt = rand(seed + 1, cout, cin, k, k, scale=(cin * k * k) ** -0.5).requires_grad_()
+    b = rand(seed + 2, cout).requires_grad_() if bias else None
+    s = 2 if up else 1
+    dy = rand(seed + 3, n, s * h, s * w, cout)
+    t = nchw(x)
+    if relu:
+        t = F.relu(t)
+    if up:
+        t = F.interpolate(t, scale_factor=2, mode="nearest")
+    y = nhwc(F.conv2d(t, wt, b, stride=1, padding=k // 2))
+    inputs = (x, wt) + ((b,) if bias else ())
+    grads = torch.autograd.grad(y, inputs, dy)
+    for key, v in (("x", x), ("w", wt), ("dy", dy), ("y", y), ("dx", grads[0]),
+                   ("dw", grads[1])):
+        c.add(case, key, v)
+    if bias:
+        c.add(case, "b", b)
+        c.add(case, "db", grads[2])
