@@ -275,3 +275,215 @@ fn on_submit_runs_only_after_a_submit() {
     rec.submit().unwrap();
     assert_eq!(calls.load(Ordering::SeqCst), 1);
 }
+
+/// What lavapipe charges for the memory operations the Winograd transforms are made of: a
+/// 9.4 MB buffer-to-texture and buffer-to-buffer copy, and 16384 lanes x 36 vec4s stored to a
+/// storage buffer, stored to a storage texture, loaded from a storage buffer and fetched from
+/// a texture. Median wall ms of 8 submits each, three rounds; nothing is asserted. Run with
+/// `cargo test --release --test device -- --ignored --nocapture memory_op_speed`.
+#[test]
+#[ignore]
+fn memory_op_speed() {
+    let c = Context::new().unwrap();
+    let d = &c.device;
+    const LANES: u32 = 16384;
+    let bytes = 36 * LANES as u64 * 16;
+    let rows = (bytes / 16 / 4096) as u32;
+    let buffer = |usage| {
+        d.create_buffer(&wgpu::BufferDescriptor {
+            label: None,
+            size: bytes * 2,
+            usage,
+            mapped_at_creation: false,
+        })
+    };
+    let copy_use = wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
+    let buf = buffer(wgpu::BufferUsages::STORAGE | copy_use);
+    let buf2 = buffer(copy_use);
+    let texture = |usage| {
+        d.create_texture(&wgpu::TextureDescriptor {
+            label: None,
+            size: wgpu::Extent3d {
+                width: 4096,
+                height: rows,
+                depth_or_array_layers: 1,
+            },
+            mip_level_count: 1,
+            sample_count: 1,
+            dimension: wgpu::TextureDimension::D2,
+            format: wgpu::TextureFormat::Rgba32Float,
+            usage,
+            view_formats: &[],
+        })
+    };
+    let store_tex = texture(wgpu::TextureUsages::STORAGE_BINDING);
+    let read_tex = texture(wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST);
+    let src = r#"
+@group(0) @binding(0) var<storage, read_write> buf: array<vec4<f32>>;
+@group(0) @binding(1) var stex: texture_storage_2d<rgba32float, write>;
+@group(0) @binding(2) var rtex: texture_2d<f32>;
+const LANES: u32 = 16384u;
+fn val(i: u32, k: u32) -> vec4<f32> { return vec4<f32>(f32(i) * 0.5 + f32(k), f32(k), 1.0, 2.0); }
+@compute @workgroup_size(64)
+fn store_buffer(@builtin(global_invocation_id) gid: vec3<u32>) {
+    for (var k = 0u; k < 36u; k++) { buf[k * LANES + gid.x] = val(gid.x, k); }
+}
+@compute @workgroup_size(64)
+fn store_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
+    for (var k = 0u; k < 36u; k++) {
+        let j = k * LANES + gid.x;
+        textureStore(stex, vec2<u32>(j % 4096u, j / 4096u), val(gid.x, k));
+    }
+}
+@compute @workgroup_size(64)
+fn load_buffer(@builtin(global_invocation_id) gid: vec3<u32>) {
+    var s = vec4<f32>(0.0);
+    for (var k = 0u; k < 36u; k++) { s += buf[(k + 36u) * LANES + gid.x] * f32(k); }
+    buf[gid.x] = s;
+}
+@compute @workgroup_size(64)
+fn fetch_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
+    var s = vec4<f32>(0.0);
+    for (var k = 0u; k < 36u; k++) {
+        let j = k * LANES + gid.x;
+        s += textureLoad(rtex, vec2<u32>(j % 4096u, j / 4096u), 0) * f32(k);
+    }
+    buf[gid.x] = s;
+}
+"#;
+    let module = d.create_shader_module(wgpu::ShaderModuleDescriptor {
+        label: None,
+        source: wgpu::ShaderSource::Wgsl(src.into()),
+    });
+    let entry = |binding, ty| wgpu::BindGroupLayoutEntry {
+        binding,
+        visibility: wgpu::ShaderStages::COMPUTE,
+        ty,
+        count: None,
+    };
+    let layout = d.create_bind_group_layout(&wgpu::BindGroupLayoutDescriptor {
+        label: None,
+        entries: &[
+            entry(
+                0,
+                wgpu::BindingType::Buffer {
+                    ty: wgpu::BufferBindingType::Storage { read_only: false },
+                    has_dynamic_offset: false,
+                    min_binding_size: None,
+                },
+            ),
+            entry(
+                1,
+                wgpu::BindingType::StorageTexture {
+                    access: wgpu::StorageTextureAccess::WriteOnly,
+                    format: wgpu::TextureFormat::Rgba32Float,
+                    view_dimension: wgpu::TextureViewDimension::D2,
+                },
+            ),
+            entry(
+                2,
+                wgpu::BindingType::Texture {
+                    sample_type: wgpu::TextureSampleType::Float { filterable: false },
+                    view_dimension: wgpu::TextureViewDimension::D2,
+                    multisampled: false,
+                },
+            ),
+        ],
+    });
+    let (sv, rv) = (
+        store_tex.create_view(&Default::default()),
+        read_tex.create_view(&Default::default()),
+    );
+    let group = d.create_bind_group(&wgpu::BindGroupDescriptor {
+        label: None,
+        layout: &layout,
+        entries: &[
+            wgpu::BindGroupEntry {
+                binding: 0,
+                resource: buf.as_entire_binding(),
+            },
+            wgpu::BindGroupEntry {
+                binding: 1,
+                resource: wgpu::BindingResource::TextureView(&sv),
+            },
+            wgpu::BindGroupEntry {
+                binding: 2,
+                resource: wgpu::BindingResource::TextureView(&rv),
+            },
+        ],
+    });
+    let pipeline_layout = d.create_pipeline_layout(&wgpu::PipelineLayoutDescriptor {
+        label: None,
+        bind_group_layouts: &[Some(&layout)],
+        immediate_size: 0,
+    });
+    // Median ms of 8 submits of what `record` puts in an encoder, after one warm-up.
+    let time = |record: &dyn Fn(&mut wgpu::CommandEncoder)| {
+        let mut ms = Vec::new();
+        for i in 0..9 {
+            let mut e = d.create_command_encoder(&Default::default());
+            record(&mut e);
+            let t0 = std::time::Instant::now();
+            c.queue.submit([e.finish()]);
+            d.poll(wgpu::PollType::wait_indefinitely()).unwrap();
+            if i > 0 {
+                ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        ms.sort_by(|x, y| x.partial_cmp(y).unwrap());
+        ms[ms.len() / 2]
+    };
+    for round in 1..=3 {
+        let to_texture = time(&|e| {
+            e.copy_buffer_to_texture(
+                wgpu::TexelCopyBufferInfo {
+                    buffer: &buf,
+                    layout: wgpu::TexelCopyBufferLayout {
+                        offset: 0,
+                        bytes_per_row: Some(4096 * 16),
+                        rows_per_image: None,
+                    },
+                },
+                wgpu::TexelCopyTextureInfo {
+                    texture: &read_tex,
+                    mip_level: 0,
+                    origin: wgpu::Origin3d::ZERO,
+                    aspect: wgpu::TextureAspect::All,
+                },
+                wgpu::Extent3d {
+                    width: 4096,
+                    height: rows,
+                    depth_or_array_layers: 1,
+                },
+            )
+        });
+        let to_buffer = time(&|e| e.copy_buffer_to_buffer(&buf, 0, &buf2, 0, bytes));
+        let mut line = format!(
+            "round {round}: {bytes} bytes buffer->texture {to_texture:.2} ms, buffer->buffer \
+             {to_buffer:.2} ms"
+        );
+        for name in [
+            "store_buffer",
+            "store_texture",
+            "load_buffer",
+            "fetch_texture",
+        ] {
+            let p = d.create_compute_pipeline(&wgpu::ComputePipelineDescriptor {
+                label: None,
+                layout: Some(&pipeline_layout),
+                module: &module,
+                entry_point: Some(name),
+                compilation_options: Default::default(),
+                cache: None,
+            });
+            let ms = time(&|e| {
+                let mut pass = e.begin_compute_pass(&Default::default());
+                pass.set_pipeline(&p);
+                pass.set_bind_group(0, &group, &[]);
+                pass.dispatch_workgroups(LANES / 64, 1, 1);
+            });
+            line += &format!(", {name} {ms:.2} ms");
+        }
+        println!("{line}");
+    }
+}

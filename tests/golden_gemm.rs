@@ -253,3 +253,44 @@ fn gemm_speed() {
         );
     }
 }
+
+/// Batched products at the shapes of the Winograd convs (36 products of tiles x channels) and
+/// 1024^3: median wall ms of `BMM_SPEED_REPS` (default 7) calls after a warm-up. Nothing is
+/// asserted. Run with
+/// `cargo test --release --test golden_gemm -- --ignored --nocapture bmm_speed`.
+#[test]
+#[ignore]
+fn bmm_speed() {
+    let c = ctx();
+    let reps = std::env::var("BMM_SPEED_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(7usize);
+    for (b, m, k, n) in [
+        (36usize, 1024usize, 64usize, 64usize),
+        (36, 1024, 256, 64),
+        (36, 1024, 64, 256),
+        (36, 4096, 64, 64),
+        (1, 1024, 1024, 1024),
+    ] {
+        let a = Tensor::from_f32(c, &[b, m, k], &vec![0.5; b * m * k]).unwrap();
+        let w = Tensor::from_f32(c, &[b, k, n], &vec![0.25; b * k * n]).unwrap();
+        let mut ms = Vec::new();
+        for i in 0..=reps {
+            let t0 = std::time::Instant::now();
+            let y = c.run(|r| gemm::bmm(r, &a, &w, false, false)).unwrap();
+            c.wait().unwrap();
+            drop(y);
+            if i > 0 {
+                ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        ms.sort_by(|x, y| x.partial_cmp(y).unwrap());
+        let med = ms[ms.len() / 2];
+        let flop = 2.0 * (b * m * k * n) as f64;
+        println!(
+            "bmm {b} x {m} x {k} x {n}: median {med:.2} ms, {:.1} GFLOP/s",
+            flop / med / 1e6
+        );
+    }
+}
