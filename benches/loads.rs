@@ -1,6 +1,7 @@
 //! What one load costs on this adapter, by where the data lives: a storage buffer (indexed per
 //! lane, or with the same index on every lane), workgroup memory, a uniform buffer, and a
-//! texture read with `textureLoad`. Each kernel makes every invocation load `k` vec4s and do
+//! texture read with `textureLoad` (sampled, `texture_per_lane`, or a read-only storage
+//! texture, `image_per_lane`). Each kernel makes every invocation load `k` vec4s and do
 //! four vec4 multiply-adds per load; `none` does the arithmetic without loads. `uniform_same_index`
 //! loads the same uniform element in every invocation. `store_storage`
 //! and `store_texture` store one vec4 per iteration to a storage buffer or a storage texture.
@@ -19,6 +20,7 @@ const SHADER: &str = r#"
 @group(0) @binding(4) var t: texture_2d<f32>;
 @group(0) @binding(5) var<storage, read_write> big: array<vec4<f32>>;
 @group(0) @binding(6) var st: texture_storage_2d<rgba32float, write>;
+@group(0) @binding(7) var rt: texture_storage_2d<rgba32float, read>;
 var<workgroup> shared_x: array<vec4<f32>, 1024>;
 
 fn mac4(v: vec4<f32>, a: ptr<function, array<vec4<f32>, 4>>) {
@@ -87,6 +89,16 @@ fn texture_per_lane(@builtin(global_invocation_id) g: vec3<u32>) {
 }
 
 @compute @workgroup_size(16)
+fn image_per_lane(@builtin(global_invocation_id) g: vec3<u32>) {
+    var a = array<vec4<f32>, 4>(vec4(f32(g.x)), vec4(1.0), vec4(2.0), vec4(3.0));
+    for (var i = 0u; i < k.x; i++) {
+        let j = (g.x * 64u + i) & 4095u;
+        mac4(textureLoad(rt, vec2<u32>(j & 63u, j >> 6u)), &a);
+    }
+    done(g.x, a);
+}
+
+@compute @workgroup_size(16)
 fn store_storage(@builtin(global_invocation_id) g: vec3<u32>) {
     var a = array<vec4<f32>, 4>(vec4(f32(g.x)), vec4(1.0), vec4(2.0), vec4(3.0));
     for (var i = 0u; i < k.x; i++) {
@@ -108,7 +120,7 @@ fn store_texture(@builtin(global_invocation_id) g: vec3<u32>) {
 }
 "#;
 
-const ENTRIES: [&str; 9] = [
+const ENTRIES: [&str; 10] = [
     "none",
     "storage_per_lane",
     "storage_same_index",
@@ -116,6 +128,7 @@ const ENTRIES: [&str; 9] = [
     "uniform_per_lane",
     "uniform_same_index",
     "texture_per_lane",
+    "image_per_lane",
     "store_storage",
     "store_texture",
 ];
@@ -164,7 +177,7 @@ fn main() -> Result<()> {
             sample_count: 1,
             dimension: wgpu::TextureDimension::D2,
             format: wgpu::TextureFormat::Rgba32Float,
-            usage: wgpu::TextureUsages::TEXTURE_BINDING,
+            usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::STORAGE_BINDING,
             view_formats: &[],
         },
         wgpu::util::TextureDataOrder::LayerMajor,
@@ -235,6 +248,10 @@ fn main() -> Result<()> {
             }),
             "texture_per_lane" => entries.push(wgpu::BindGroupEntry {
                 binding: 4,
+                resource: wgpu::BindingResource::TextureView(&view),
+            }),
+            "image_per_lane" => entries.push(wgpu::BindGroupEntry {
+                binding: 7,
                 resource: wgpu::BindingResource::TextureView(&view),
             }),
             "store_storage" => entries.push(wgpu::BindGroupEntry {

@@ -113,15 +113,17 @@ pub(crate) enum Access {
     Uniform,
     Read,
     Write,
-    /// A `texture_2d<f32>` read with `textureLoad`: the dispatch copies the bound tensor into
-    /// a pooled texture (see [`TEXTURE_WIDTH`]).
+    /// A read-only storage texture (`texture_storage_2d<rgba32float, read>`) read with
+    /// `textureLoad`: the dispatch copies the bound tensor into a pooled texture (see
+    /// [`TEXTURE_WIDTH`]).
     Texture,
 }
 
 /// Width in texels of the textures tensors are copied into for kernels that read them as
-/// `texture_2d<f32>`: vec4 element i of the tensor is texel (i % 4096, i / 4096). On lavapipe
-/// (Mesa 22.3) a texel fetch costs about a tenth of a storage-buffer load, which that driver
-/// performs lane by lane (docs/PERFORMANCE.md).
+/// read-only storage textures: vec4 element i of the tensor is texel (i % 4096, i / 4096). On
+/// lavapipe (Mesa 22.3) such a load costs about 0.5 ns per lane, a third of a sampled texel
+/// fetch, and a storage-buffer load inside a branch or loop goes lane by lane
+/// (docs/PERFORMANCE.md).
 pub const TEXTURE_WIDTH: u32 = 4096;
 
 impl Access {
@@ -503,7 +505,9 @@ pub(crate) fn tensor_texture(device: &wgpu::Device, rows: u32) -> wgpu::Texture 
         sample_count: 1,
         dimension: wgpu::TextureDimension::D2,
         format: wgpu::TextureFormat::Rgba32Float,
-        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
+        usage: wgpu::TextureUsages::TEXTURE_BINDING
+            | wgpu::TextureUsages::STORAGE_BINDING
+            | wgpu::TextureUsages::COPY_DST,
         view_formats: &[],
     })
 }

@@ -346,15 +346,15 @@ fn dx4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) n
 // storage buffer. They repeat the storage kernels' loops with other loads: the runtime binds
 // every binding an entry point references, so a shared body reading either would make every
 // dispatch bind (and copy into a texture) what it does not read.
-@group(0) @binding(22) var x_tex: texture_2d<f32>;
-@group(0) @binding(23) var dy_tex: texture_2d<f32>;
+@group(0) @binding(22) var x_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(23) var dy_tex: texture_storage_2d<rgba32float, read>;
 
 fn xt(i: u32) -> vec4<f32> {
-    return textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+    return textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u));
 }
 
 fn dyt(i: u32) -> vec4<f32> {
-    return textureLoad(dy_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+    return textureLoad(dy_tex, vec2<u32>(i % 4096u, i / 4096u));
 }
 
 @compute @workgroup_size(64)

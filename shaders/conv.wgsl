@@ -77,10 +77,10 @@ struct Params {
 @group(0) @binding(9) var<storage, read> parts: array<f32>;
 // Texture copies of x4 and wt4 (the runtime copies the bound tensors; vec4 i is texel
 // (i % 4096, i / 4096)), for the kernels of CPU adapters (conv3x3_t).
-@group(0) @binding(10) var x_tex: texture_2d<f32>;
-@group(0) @binding(11) var wt_tex: texture_2d<f32>;
+@group(0) @binding(10) var x_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(11) var wt_tex: texture_storage_2d<rgba32float, read>;
 // Texture copy of dy4 (conv_dw3_t, conv_dw1_t).
-@group(0) @binding(12) var dy_tex: texture_2d<f32>;
+@group(0) @binding(12) var dy_tex: texture_storage_2d<rgba32float, read>;
 
 // Workgroup sizes (the Rust side sizes its grids with the same numbers).
 const WG_FWD: u32 = 16u;
@@ -490,22 +490,22 @@ fn conv3x3w_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
 
 // ---------------------------------------------------------------------------------------
 // conv3x3_t: for CPU adapters. A lane computes 8 pixels of one output row x 8 output
-// channels, reading x and the weight as textures. On lavapipe (Mesa 22.3) a texel fetch
-// costs about a tenth of a storage load, so a small tile is as fast as the 8x8-pixel ones
+// channels, reading x and the weight as textures. On lavapipe (Mesa 22.3) a texture load
+// costs a fraction of a storage load, so a small tile is as fast as the 8x8-pixel ones
 // above and compiles in well under a second instead of 30-170 s (docs/PERFORMANCE.md).
 
 fn x_tex_at(q: i32, ok: bool, c: u32) -> vec4<f32> {
     let i = u32(q) * p.cin4 + c;
-    let v = textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+    let v = textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u));
     return select(vec4<f32>(0.0), relu_in(v), ok);
 }
 
 fn wt_tex_at(i: u32) -> W4 {
     let s = p.cout4;
-    return W4(textureLoad(wt_tex, vec2<u32>(i % 4096u, i / 4096u), 0),
-        textureLoad(wt_tex, vec2<u32>((i + s) % 4096u, (i + s) / 4096u), 0),
-        textureLoad(wt_tex, vec2<u32>((i + 2u * s) % 4096u, (i + 2u * s) / 4096u), 0),
-        textureLoad(wt_tex, vec2<u32>((i + 3u * s) % 4096u, (i + 3u * s) / 4096u), 0));
+    return W4(textureLoad(wt_tex, vec2<u32>(i % 4096u, i / 4096u)),
+        textureLoad(wt_tex, vec2<u32>((i + s) % 4096u, (i + s) / 4096u)),
+        textureLoad(wt_tex, vec2<u32>((i + 2u * s) % 4096u, (i + 2u * s) / 4096u)),
+        textureLoad(wt_tex, vec2<u32>((i + 3u * s) % 4096u, (i + 3u * s) / 4096u)));
 }
 
 // Input row `rb` (first pixel index of the clamped image row; `rok` false: padding),
@@ -1041,7 +1041,7 @@ fn conv_dw1_s(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
 // (and copies into textures) every binding an entry point references.
 
 fn dy_tex_at(i: u32) -> vec4<f32> {
-    return textureLoad(dy_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+    return textureLoad(dy_tex, vec2<u32>(i % 4096u, i / 4096u));
 }
 
 fn col3_t(rc: RowsT, iw: i32, c: u32) -> Col3 {

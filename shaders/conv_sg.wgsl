@@ -25,7 +25,7 @@ fn w_part(wi: u32, tstep: u32, cb0: u32, m: u32, l: u32) -> vec4<f32> {
     let j = (f / 4u) % 4u;
     let q = f % 4u;
     let i = wi + kx * tstep + j * p.cout4 + min(cb0 + q, p.cout4 - 1u);
-    return textureLoad(wt_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+    return textureLoad(wt_tex, vec2<u32>(i % 4096u, i / 4096u));
 }
 
 fn w_row(wi: u32, tstep: u32, cb0: u32, l: u32) -> WRow {
@@ -107,7 +107,7 @@ fn conv3x3_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
 
 fn w8_part(wi: u32, tstep: u32, cb0: u32, kx: u32, l: u32) -> vec4<f32> {
     let i = wi + kx * tstep + (l / 2u) * p.cout4 + min(cb0 + l % 2u, p.cout4 - 1u);
-    return textureLoad(wt_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+    return textureLoad(wt_tex, vec2<u32>(i % 4096u, i / 4096u));
 }
 
 fn w8_block(v: vec4<f32>, q: u32) -> W4 {

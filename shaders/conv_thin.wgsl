@@ -86,7 +86,7 @@ fn thin_tile(gid: vec3<u32>, nwg: vec3<u32>) -> TTile {
 
 fn thin_k(t: u32, cb: u32) -> vec4<f32> {
     let i = t * 4u * p.cin4 + cb;
-    return textureLoad(wt_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+    return textureLoad(wt_tex, vec2<u32>(i % 4096u, i / 4096u));
 }
 
 // K at kernel row ky (taps 3 ky .. 3 ky + 2), channels 4 cb .. 4 cb + 3; flipped (K[8 - t]):

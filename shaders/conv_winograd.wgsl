@@ -73,7 +73,7 @@ fn wino_tiles() -> vec2<u32> {
 // Repacked weight vec4 i, from its texture copy (fetches compile to less code than storage
 // loads on lavapipe).
 fn wino_wt(i: u32) -> vec4<f32> {
-    return textureLoad(wt_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+    return textureLoad(wt_tex, vec2<u32>(i % 4096u, i / 4096u));
 }
 
 // U (36 x cin4*4 x cout4*4, vec4 over output channels, in part4) from the repacked weight
@@ -202,12 +202,12 @@ fn wino_store_col(o: u32, step: u32, v: V6) {
 fn wino_m_row(a: u32, tile: u32, tiles: u32, cb: u32) -> V6 {
     let s = tiles * p.cout4;
     let i = 6u * a * s + tile * p.cout4 + cb;
-    return V6(textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u), 0),
-        textureLoad(x_tex, vec2<u32>((i + s) % 4096u, (i + s) / 4096u), 0),
-        textureLoad(x_tex, vec2<u32>((i + 2u * s) % 4096u, (i + 2u * s) / 4096u), 0),
-        textureLoad(x_tex, vec2<u32>((i + 3u * s) % 4096u, (i + 3u * s) / 4096u), 0),
-        textureLoad(x_tex, vec2<u32>((i + 4u * s) % 4096u, (i + 4u * s) / 4096u), 0),
-        textureLoad(x_tex, vec2<u32>((i + 5u * s) % 4096u, (i + 5u * s) / 4096u), 0));
+    return V6(textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u)),
+        textureLoad(x_tex, vec2<u32>((i + s) % 4096u, (i + s) / 4096u)),
+        textureLoad(x_tex, vec2<u32>((i + 2u * s) % 4096u, (i + 2u * s) / 4096u)),
+        textureLoad(x_tex, vec2<u32>((i + 3u * s) % 4096u, (i + 3u * s) / 4096u)),
+        textureLoad(x_tex, vec2<u32>((i + 4u * s) % 4096u, (i + 4u * s) / 4096u)),
+        textureLoad(x_tex, vec2<u32>((i + 5u * s) % 4096u, (i + 5u * s) / 4096u)));
 }
 
 // A^T along each row of M (rows r<a>), then column j of the 4x4 result plus the bias.
@@ -318,7 +318,7 @@ fn wino_a(v0: vec4<f32>, v1: vec4<f32>, v2: vec4<f32>, v3: vec4<f32>) -> V6 {
 
 fn wino_dy_at(img: u32, oh: u32, ow: u32, cb: u32) -> vec4<f32> {
     let i = ((img * p.h + min(oh, p.h - 1u)) * p.w + min(ow, p.w - 1u)) * p.cout4 + cb;
-    let v = textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+    let v = textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u));
     return select(vec4<f32>(0.0), v, oh < p.h && ow < p.w);
 }
 
@@ -378,12 +378,12 @@ struct V3 {
 fn wino_dw_part(a: u32, c: u32, chunks: u32, ci: u32, cb: u32) -> V6 {
     let s = chunks * p.cin4 * 4u * p.cout4;
     let i = ((6u * a * chunks + c) * p.cin4 * 4u + ci) * p.cout4 + cb;
-    return V6(textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u), 0),
-        textureLoad(x_tex, vec2<u32>((i + s) % 4096u, (i + s) / 4096u), 0),
-        textureLoad(x_tex, vec2<u32>((i + 2u * s) % 4096u, (i + 2u * s) / 4096u), 0),
-        textureLoad(x_tex, vec2<u32>((i + 3u * s) % 4096u, (i + 3u * s) / 4096u), 0),
-        textureLoad(x_tex, vec2<u32>((i + 4u * s) % 4096u, (i + 4u * s) / 4096u), 0),
-        textureLoad(x_tex, vec2<u32>((i + 5u * s) % 4096u, (i + 5u * s) / 4096u), 0));
+    return V6(textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u)),
+        textureLoad(x_tex, vec2<u32>((i + s) % 4096u, (i + s) / 4096u)),
+        textureLoad(x_tex, vec2<u32>((i + 2u * s) % 4096u, (i + 2u * s) / 4096u)),
+        textureLoad(x_tex, vec2<u32>((i + 3u * s) % 4096u, (i + 3u * s) / 4096u)),
+        textureLoad(x_tex, vec2<u32>((i + 4u * s) % 4096u, (i + 4u * s) / 4096u)),
+        textureLoad(x_tex, vec2<u32>((i + 5u * s) % 4096u, (i + 5u * s) / 4096u)));
 }
 
 fn v6_add(x: V6, y: V6) -> V6 {

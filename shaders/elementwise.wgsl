@@ -151,12 +151,12 @@ fn dot_stage(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
 // textures (vec4 i at texel (i % 4096, i / 4096)); lavapipe fetches a texel about ten
 // times faster than it loads from a storage buffer (docs/PERFORMANCE.md). Need n a
 // multiple of 4; grid over n / 4 invocations.
-@group(0) @binding(5) var x_tex: texture_2d<f32>;
-@group(0) @binding(6) var y_tex: texture_2d<f32>;
+@group(0) @binding(5) var x_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(6) var y_tex: texture_storage_2d<rgba32float, read>;
 @group(0) @binding(7) var<storage, read_write> out4: array<vec4<f32>>;
 
-fn texel(t: texture_2d<f32>, i: u32) -> vec4<f32> {
-    return textureLoad(t, vec2<u32>(i % 4096u, i / 4096u), 0);
+fn texel(t: texture_storage_2d<rgba32float, read>, i: u32) -> vec4<f32> {
+    return textureLoad(t, vec2<u32>(i % 4096u, i / 4096u));
 }
 
 @compute @workgroup_size(64)

@@ -2,22 +2,22 @@
 // WGSL file of its own: the runtime appends it to gemm.wgsl (shader "gemm_sg"). The small
 // gemm_<ab>_one_sg kernels at the end serve the products whose sizes the _sg ones do not take.
 //
-// A and B are read as textures (the runtime copies them; vec4 i is texel (i % 4096,
+// A and B are read as read-only storage textures (the runtime copies them; vec4 i is texel (i % 4096,
 // i / 4096)). A lane computes 8 rows x 16 columns of C; the lanes of a workgroup share the
 // columns, so per 4 k they need the same 16 vec4s of B: lane l of each group of 8 fetches
 // two of them and the others take them with subgroupShuffle. Needs k, n and (A transposed) m
 // to be multiples of 4. Grid: x over groups of 8 rows, 16 lanes per workgroup; y over groups
 // of 16 columns; z over the batch.
 
-@group(0) @binding(8) var a_tex: texture_2d<f32>;
-@group(0) @binding(9) var b_tex: texture_2d<f32>;
+@group(0) @binding(8) var a_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(9) var b_tex: texture_storage_2d<rgba32float, read>;
 
 fn a_at(i: u32) -> vec4<f32> {
-    return textureLoad(a_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+    return textureLoad(a_tex, vec2<u32>(i % 4096u, i / 4096u));
 }
 
 fn b_at(i: u32) -> vec4<f32> {
-    return textureLoad(b_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+    return textureLoad(b_tex, vec2<u32>(i % 4096u, i / 4096u));
 }
 
 // Four k of 4 columns: w<j> = row k + j.

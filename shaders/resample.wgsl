@@ -102,10 +102,10 @@ fn gather_sum_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_wor
 // CPU adapters: spread_v4 and gather_sum_v4 reading src as a texture (vec4 i at texel
 // (i % 4096, i / 4096)); lavapipe fetches a texel several times faster than it loads from a
 // storage buffer. Twins of the storage kernels, for the reason given in batchnorm.wgsl.
-@group(0) @binding(7) var src_tex: texture_2d<f32>;
+@group(0) @binding(7) var src_tex: texture_storage_2d<rgba32float, read>;
 
 fn src_texel(i: u32) -> vec4<f32> {
-    return textureLoad(src_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+    return textureLoad(src_tex, vec2<u32>(i % 4096u, i / 4096u));
 }
 
 @compute @workgroup_size(256)

@@ -109,15 +109,15 @@ fn softmax_backward_vec4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin
 // i / 4096)); lavapipe fetches a texel several times faster than it loads from a storage
 // buffer. The forward pass recomputes exp instead of reading its output back. Twins of the
 // storage kernels, for the reason given in batchnorm.wgsl.
-@group(0) @binding(7) var x_tex: texture_2d<f32>;
-@group(0) @binding(8) var dy_tex: texture_2d<f32>;
+@group(0) @binding(7) var x_tex: texture_storage_2d<rgba32float, read>;
+@group(0) @binding(8) var dy_tex: texture_storage_2d<rgba32float, read>;
 
 fn xt(i: u32) -> vec4<f32> {
-    return textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+    return textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u));
 }
 
 fn dyt(i: u32) -> vec4<f32> {
-    return textureLoad(dy_tex, vec2<u32>(i % 4096u, i / 4096u), 0);
+    return textureLoad(dy_tex, vec2<u32>(i % 4096u, i / 4096u));
 }
 
 @compute @workgroup_size(64)

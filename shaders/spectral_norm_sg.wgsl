@@ -3,7 +3,7 @@
 // runtime appends it to spectral_norm.wgsl (shader "spectral_norm_sg").
 //
 // On lavapipe each dispatch costs 0.1-0.2 ms and each storage load about 8 ns per lane, while
-// a texel fetch costs about 1.3 ns: the five kernels of the plain path took about 2 ms for a
+// a texture load costs about 0.5-1.3 ns: the five kernels of the plain path took about 2 ms for a
 // 64 x 576 weight, this one about a tenth of that (docs/PERFORMANCE.md). W is read as a
 // texture (element e in component e % 4 of texel e / 4; the runtime copies it); vectors the
 // lanes share (u, then v) are loaded 8 at a time, one element per lane, and handed to the
@@ -35,12 +35,12 @@ fn opaque(nwg: vec3<u32>) -> vec3<u32> {
     return select(vec3<u32>(p.rows, p.cols, p.train), vec3<u32>(0u), nwg.x == 0u);
 }
 
-@group(0) @binding(9) var w_tex: texture_2d<f32>;
+@group(0) @binding(9) var w_tex: texture_storage_2d<rgba32float, read>;
 // W_sn as vec4s (the quad path's stores).
 @group(0) @binding(10) var<storage, read_write> out4: array<vec4<f32>>;
 
 fn w_texel(k: u32) -> vec4<f32> {
-    return textureLoad(w_tex, vec2<u32>(k % 4096u, k / 4096u), 0);
+    return textureLoad(w_tex, vec2<u32>(k % 4096u, k / 4096u));
 }
 
 // Element e of W.

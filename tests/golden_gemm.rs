@@ -292,5 +292,9 @@ fn bmm_speed() {
             "bmm {b} x {m} x {k} x {n}: median {med:.2} ms, {:.1} GFLOP/s",
             flop / med / 1e6
         );
+        let prof = c.take_profile();
+        if !prof.is_empty() {
+            println!("{}", fewlabels::kernel::format_profile(&prof));
+        }
     }
 }

@@ -15,8 +15,8 @@
 //!   no atomics).
 //!
 //! On CPU adapters ([`Recorder::cpu_kernels`]) every pass uses the `_t` kernels instead, which
-//! read x, dy and the weight as textures (a texel fetch costs lavapipe about a tenth of a
-//! storage load) with small register tiles that compile in under a second: `conv3x3_t` (8
+//! read x, dy and the weight as read-only storage textures (cheaper loads on lavapipe than
+//! storage buffers, see [`crate::kernel::TEXTURE_WIDTH`]) with small register tiles that compile in under a second: `conv3x3_t` (8
 //! pixels of a row x 8 output channels), `conv1x1_t` (8 pixels x 8 channels), `conv_dw3_t`
 //! and `conv_dw1_t` (as `conv_dw3_v4`/`conv_dw1_v4`). Channel counts that are not multiples
 //! of 4 are padded with zeros first (`conv_pad`). With subgroups, 3x3 passes use `conv3x3_sg`
