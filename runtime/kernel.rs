@@ -519,6 +519,8 @@ pub(crate) struct TexturePool {
     free: Mutex<HashMap<u32, Vec<wgpu::Texture>>>,
     /// Textures ever created (for tests and the benchmark).
     created: std::sync::atomic::AtomicU64,
+    /// Tensor-to-texture copies ever recorded (for tests).
+    copies: std::sync::atomic::AtomicU64,
 }
 
 impl TexturePool {
@@ -548,6 +550,10 @@ impl TexturePool {
 
     pub(crate) fn created(&self) -> u64 {
         self.created.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    pub(crate) fn copies(&self) -> u64 {
+        self.copies.load(std::sync::atomic::Ordering::Relaxed)
     }
 }
 
@@ -589,6 +595,16 @@ pub fn format_profile(rows: &[ProfileRow]) -> String {
     s
 }
 
+/// A texture a recorder copies tensors into (see `Recorder::texture_of`).
+struct TextureSlot {
+    rows: u32,
+    texture: wgpu::Texture,
+    /// The tensor whose contents it holds: its buffer, write count and bytes at the copy.
+    holds: Option<(std::sync::Weak<crate::tensor::Storage>, u64, u64)>,
+    /// `texture_clock` at the last dispatch that bound it.
+    used: u64,
+}
+
 /// Records dispatches into one command encoder, consecutive dispatches in one compute pass,
 /// their parameters in shared uniform arena buffers; [`Recorder::submit`] writes the arenas
 /// and sends everything in one `queue.submit`.
@@ -603,9 +619,12 @@ pub struct Recorder<'a> {
     live: Vec<Arc<crate::tensor::Storage>>,
     /// Arena buffers in use; the last one is being filled.
     arenas: Vec<Arena>,
-    /// Textures taken from the pool, by height, reused by later dispatches and returned to
-    /// the pool at submit.
-    textures: Vec<(u32, wgpu::Texture)>,
+    /// Textures taken from the pool, reused by later dispatches and returned to the pool at
+    /// submit; each remembers the tensor it holds, so that a tensor read again with no write
+    /// in between is not copied again.
+    textures: Vec<TextureSlot>,
+    /// Counts texture reads (for choosing the least recently used texture to overwrite).
+    texture_clock: u64,
     /// Choose the kernels tuned for CPU adapters (see [`Recorder::set_cpu_kernels`]).
     cpu_kernels: bool,
     /// Allow kernels that use subgroups (see [`Recorder::set_subgroups`]).
@@ -647,6 +666,7 @@ impl Context {
             live: Vec::new(),
             arenas: Vec::new(),
             textures: Vec::new(),
+            texture_clock: 0,
             cpu_kernels: self.cpu_kernels(),
             subgroups: self.subgroups(),
             winograd: self.winograd(),
@@ -784,6 +804,12 @@ impl Context {
     pub fn textures_created(&self) -> u64 {
         self.textures.created()
     }
+
+    /// Copies of tensors into textures recorded so far (a recorder copies a tensor again
+    /// only after a write into it).
+    pub fn texture_copies(&self) -> u64 {
+        self.textures.copies()
+    }
 }
 
 impl<'a> Recorder<'a> {
@@ -838,9 +864,10 @@ impl<'a> Recorder<'a> {
         self.cpu_kernels && n > 0 && n.is_multiple_of(4) && self.texture_fits(n)
     }
 
-    /// Record a copy of `t` into a texture and return a view of it (see [`TEXTURE_WIDTH`]).
-    /// `t` must hold a whole number of vec4s. The recorder reuses its textures: the copy
-    /// goes into one of the same size that this dispatch does not bind yet (indices in
+    /// A texture holding `t` (see [`TEXTURE_WIDTH`]); `t` must hold a whole number of vec4s.
+    /// If a texture of this recorder already holds `t` and no write into `t` has been
+    /// recorded since its copy, that one; else the recorder copies `t` into the least recently
+    /// used of its textures of the same size that this dispatch does not bind yet (indices in
     /// `busy`; wgpu orders the copy after the earlier dispatches that read it), else into
     /// one from the pool.
     fn texture_of(
@@ -866,21 +893,51 @@ impl<'a> Recorder<'a> {
                 "{what}: {t:?} needs a {TEXTURE_WIDTH}x{rows} texture; this device allows {max}"
             )));
         }
+        self.texture_clock += 1;
+        let writes = t.write_count();
+        let held = self.textures.iter().position(|s| {
+            s.rows == rows
+                && s.holds
+                    .as_ref()
+                    .is_some_and(|(w, n, b)| *n == writes && *b == bytes && t.is_storage(w))
+        });
+        if let Some(i) = held {
+            if !busy.contains(&i) {
+                busy.push(i);
+            }
+            self.textures[i].used = self.texture_clock;
+            return Ok(self.textures[i]
+                .texture
+                .create_view(&wgpu::TextureViewDescriptor::default()));
+        }
         let free = self
             .textures
             .iter()
             .enumerate()
-            .position(|(i, (r, _))| *r == rows && !busy.contains(&i));
+            .filter(|(i, s)| s.rows == rows && !busy.contains(i))
+            .min_by_key(|(_, s)| s.used)
+            .map(|(i, _)| i);
         let slot = match free {
             Some(i) => i,
             None => {
                 let texture = self.ctx.textures.take(&self.ctx.device, rows);
-                self.textures.push((rows, texture));
+                self.textures.push(TextureSlot {
+                    rows,
+                    texture,
+                    holds: None,
+                    used: 0,
+                });
                 self.textures.len() - 1
             }
         };
         busy.push(slot);
-        let texture = &self.textures[slot].1;
+        self.textures[slot].holds = Some((t.weak_storage(), writes, bytes));
+        self.textures[slot].used = self.texture_clock;
+        let texture = &self.textures[slot].texture;
+        self.ctx
+            .textures
+            .copies
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.pass = None;
         let encoder = self.encoder.as_mut().expect("present until submit");
         let row_bytes = TEXTURE_WIDTH * 16;
@@ -1144,8 +1201,8 @@ impl<'a> Recorder<'a> {
         for a in self.arenas.drain(..) {
             ctx.arenas.give(a.buffer);
         }
-        for (rows, t) in self.textures.drain(..) {
-            ctx.textures.give(rows, t);
+        for t in self.textures.drain(..) {
+            ctx.textures.give(t.rows, t.texture);
         }
         self.live.clear();
     }
@@ -1180,8 +1237,8 @@ impl<'a> Recorder<'a> {
         for a in self.arenas.drain(..) {
             ctx.arenas.give(a.buffer);
         }
-        for (rows, t) in self.textures.drain(..) {
-            ctx.textures.give(rows, t);
+        for t in self.textures.drain(..) {
+            ctx.textures.give(t.rows, t.texture);
         }
         // Buffers freed from here on may be reused: later work is submitted after this.
         self.live.clear();

@@ -82,42 +82,58 @@ fn pool_reuses_transient_buffers() {
     assert_eq!(z.to_f32(&c).unwrap()[5], 3.0);
 }
 
-/// Kernels that read tensors as textures (the CPU-adapter kernels) copy each input into a
-/// texture; a recorder reuses its textures from one dispatch to the next, and two inputs of
-/// one dispatch get two textures.
+/// Kernels that read tensors as textures (the CPU-adapter GEMMs here) copy each input into a
+/// texture; a recorder reuses its textures from one dispatch to the next, two inputs of one
+/// dispatch get two textures, and a tensor read again is copied again only after a write.
 #[test]
 fn recorder_reuses_textures() {
-    use fewlabels::ops::elementwise as ew;
+    use fewlabels::ops::gemm;
     let c = Context::new().unwrap();
-    let x = Tensor::from_f32(&c, &[4, 1024], &vec![-1.5; 4096]).unwrap();
-    let dy = Tensor::from_f32(&c, &[4, 1024], &vec![-2.0; 4096]).unwrap();
-    let before = c.textures_created();
-    let (outs, dx) = c
+    if !c.subgroups() {
+        eprintln!("skipped: the texture-reading GEMMs need subgroups");
+        return;
+    }
+    let n = 64;
+    // h = 1 everywhere; w = 1/n, so h w = h; w2 = -w flips the sign.
+    let h0 = Tensor::from_f32(&c, &[n, n], &vec![1.0; n * n]).unwrap();
+    let w = Tensor::from_f32(&c, &[n, n], &vec![1.0 / n as f32; n * n]).unwrap();
+    let w2 = Tensor::from_f32(&c, &[n, n], &vec![-1.0 / n as f32; n * n]).unwrap();
+    let textures = c.textures_created();
+    let copies = c.texture_copies();
+    let outs = c
         .run(|r| {
             r.set_cpu_kernels(true);
+            r.set_subgroups(true);
             let mut outs = Vec::new();
-            let mut h = x.clone();
-            for _ in 0..10 {
-                h = ew::scale(r, &h, -1.0)?;
+            let mut h = h0.clone();
+            for i in 0..10 {
+                if i == 5 {
+                    // A write into w: the next product must copy it again.
+                    r.copy(&w2, &w)?;
+                }
+                h = gemm::matmul(r, &h, &w, false, false, None)?;
                 outs.push(h.clone());
             }
-            // Two inputs of one size in one dispatch: two textures (x = 1.5 > 0, so dx = dy).
-            let dx = ew::relu_backward(r, &outs[0], &dy)?;
-            Ok((outs, dx))
+            Ok(outs)
         })
         .unwrap();
-    let created = c.textures_created() - before;
-    // One for the chain of scales, a second for relu_backward's other input.
-    assert_eq!(created, 2, "textures for 11 dispatches of one size");
-    let all = |t: &Tensor, want: f32| t.to_f32(&c).unwrap().iter().all(|&v| v == want);
-    for (i, o) in outs.iter().enumerate() {
-        let want = if i % 2 == 0 { 1.5 } else { -1.5 };
-        assert!(all(o, want), "step {i} is not {want}");
-    }
-    assert!(
-        all(&dx, -2.0),
-        "relu_backward read one texture for both inputs"
+    // One texture for the chain of h, a second for w.
+    assert_eq!(
+        c.textures_created() - textures,
+        2,
+        "textures for 10 products"
     );
+    // Ten copies of h, w twice (before the first product and after the write).
+    assert_eq!(c.texture_copies() - copies, 12, "copies for 10 products");
+    for (i, o) in outs.iter().enumerate() {
+        let want = if i >= 5 && i % 2 == 1 { -1.0 } else { 1.0 };
+        let v = o.to_f32(&c).unwrap();
+        assert!(
+            v.iter().all(|&x| (x - want).abs() < 1e-5),
+            "product {i} is not {want}: {}",
+            v[0]
+        );
+    }
 }
 
 #[test]
