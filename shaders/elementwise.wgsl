@@ -147,71 +147,75 @@ fn dot_stage(@builtin(local_invocation_id) lid: vec3<u32>, @builtin(workgroup_id
 }
 
 // ---------------------------------------------------------------------------------------
-// For CPU adapters: the same ops four elements per invocation, reading their inputs as
-// textures (vec4 i at texel (i % 4096, i / 4096)); lavapipe fetches a texel about ten
-// times faster than it loads from a storage buffer (docs/PERFORMANCE.md). Need n a
-// multiple of 4; grid over n / 4 invocations.
-@group(0) @binding(5) var x_tex: texture_storage_2d<rgba32float, read>;
-@group(0) @binding(6) var y_tex: texture_storage_2d<rgba32float, read>;
+// For CPU adapters: the same ops four elements per invocation, loading outside any branch:
+// invocations past the end load the last vec4 and store nothing. lavapipe loads from a
+// storage buffer lane by lane inside a branch (an early return makes one) and at full speed
+// outside any, so these read storage directly and beat a texture copy plus a texture read
+// (docs/PERFORMANCE.md, session 17). Need n a multiple of 4; grid over n / 4 invocations.
+@group(0) @binding(5) var<storage, read> x4: array<vec4<f32>>;
+@group(0) @binding(6) var<storage, read> y4: array<vec4<f32>>;
 @group(0) @binding(7) var<storage, read_write> out4: array<vec4<f32>>;
 
-fn texel(t: texture_storage_2d<rgba32float, read>, i: u32) -> vec4<f32> {
-    return textureLoad(t, vec2<u32>(i % 4096u, i / 4096u));
+fn index4(gid: vec3<u32>, nwg: vec3<u32>) -> u32 {
+    return min(gid.x + gid.y * nwg.x * 64u, p.n / 4u - 1u);
+}
+
+fn live4(gid: vec3<u32>, nwg: vec3<u32>) -> bool {
+    return gid.x + gid.y * nwg.x * 64u < p.n / 4u;
 }
 
 @compute @workgroup_size(64)
-fn relu_forward_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 64u;
-    if i >= p.n / 4u { return; }
-    out4[i] = max(texel(x_tex, i), vec4<f32>(0.0));
+fn relu_forward_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index4(gid, nwg);
+    let v = max(x4[i], vec4<f32>(0.0));
+    if live4(gid, nwg) { out4[i] = v; }
 }
 
 @compute @workgroup_size(64)
-fn relu_backward_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 64u;
-    if i >= p.n / 4u { return; }
-    out4[i] = select(vec4<f32>(0.0), texel(y_tex, i), texel(x_tex, i) > vec4<f32>(0.0));
+fn relu_backward_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index4(gid, nwg);
+    let v = select(vec4<f32>(0.0), y4[i], x4[i] > vec4<f32>(0.0));
+    if live4(gid, nwg) { out4[i] = v; }
 }
 
 @compute @workgroup_size(64)
-fn tanh_forward_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 64u;
-    if i >= p.n / 4u { return; }
-    out4[i] = tanh(texel(x_tex, i));
+fn tanh_forward_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index4(gid, nwg);
+    let v = tanh(x4[i]);
+    if live4(gid, nwg) { out4[i] = v; }
 }
 
 @compute @workgroup_size(64)
-fn tanh_backward_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 64u;
-    if i >= p.n / 4u { return; }
-    let y = texel(x_tex, i);
-    out4[i] = texel(y_tex, i) * (vec4<f32>(1.0) - y * y);
+fn tanh_backward_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index4(gid, nwg);
+    let v = y4[i] * (vec4<f32>(1.0) - x4[i] * x4[i]);
+    if live4(gid, nwg) { out4[i] = v; }
 }
 
 @compute @workgroup_size(64)
-fn add_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 64u;
-    if i >= p.n / 4u { return; }
-    out4[i] = texel(x_tex, i) + texel(y_tex, i);
+fn add_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index4(gid, nwg);
+    let v = x4[i] + y4[i];
+    if live4(gid, nwg) { out4[i] = v; }
 }
 
 @compute @workgroup_size(64)
-fn scale_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 64u;
-    if i >= p.n / 4u { return; }
-    out4[i] = p.a * texel(x_tex, i);
+fn scale_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index4(gid, nwg);
+    let v = p.a * x4[i];
+    if live4(gid, nwg) { out4[i] = v; }
 }
 
 @compute @workgroup_size(64)
-fn axpy_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 64u;
-    if i >= p.n / 4u { return; }
-    out4[i] = p.a * texel(x_tex, i) + texel(y_tex, i);
+fn axpy_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index4(gid, nwg);
+    let v = p.a * x4[i] + y4[i];
+    if live4(gid, nwg) { out4[i] = v; }
 }
 
 @compute @workgroup_size(64)
-fn mul_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let i = gid.x + gid.y * nwg.x * 64u;
-    if i >= p.n / 4u { return; }
-    out4[i] = texel(x_tex, i) * texel(y_tex, i);
+fn mul_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
+    let i = index4(gid, nwg);
+    let v = x4[i] * y4[i];
+    if live4(gid, nwg) { out4[i] = v; }
 }

@@ -1,6 +1,6 @@
 //! Elementwise ops: ReLU and tanh with their backward passes, add, scale and axpy.
 //! Shader: `shaders/elementwise.wgsl`. On CPU adapters ([`Recorder::cpu_kernels`]) tensors of
-//! a whole number of vec4s take the `_t` kernels, which read their inputs as textures.
+//! a whole number of vec4s take the `_v4` kernels (four elements per invocation, no branch).
 
 use crate::ensure_shape;
 use crate::error::Result;
@@ -12,10 +12,10 @@ fn unary(rec: &mut Recorder, entry: &str, x: &Tensor, a: f32) -> Result<Tensor> 
     ensure_shape!(x.dtype() == DType::F32, "{entry}: {x:?} is not f32");
     let out = Tensor::empty(rec.ctx, x.shape(), DType::F32)?;
     let n = x.numel() as u64;
-    if rec.reads_texture(x) {
+    if rec.cpu_kernels() && n > 0 && n.is_multiple_of(4) {
         rec.dispatch(
             "elementwise",
-            &format!("{entry}_t"),
+            &format!("{entry}_v4"),
             &[n as u32, a.to_bits()],
             &[(5, x), (7, &out)],
             grid_1d(n / 4, 64),
@@ -39,10 +39,10 @@ fn binary(rec: &mut Recorder, entry: &str, x: &Tensor, y: &Tensor, a: f32) -> Re
     );
     let out = Tensor::empty(rec.ctx, x.shape(), DType::F32)?;
     let n = x.numel() as u64;
-    if rec.reads_texture(x) {
+    if rec.cpu_kernels() && n > 0 && n.is_multiple_of(4) {
         rec.dispatch(
             "elementwise",
-            &format!("{entry}_t"),
+            &format!("{entry}_v4"),
             &[n as u32, a.to_bits()],
             &[(5, x), (6, y), (7, &out)],
             grid_1d(n / 4, 64),
