@@ -64,11 +64,14 @@ fn spread(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups
     dst[b + r + p.c] = v;
 }
 
+// Loads outside any branch (threads past the end load element total - 1 and store nothing):
+// lavapipe loads from a storage buffer lane by lane inside a branch and at full speed outside
+// any (see elementwise.wgsl); other adapters lose nothing.
 @compute @workgroup_size(256)
 fn spread_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = index(gid, nwg);
-    if t >= p.total { return; }
+    let t = min(index(gid, nwg), p.total - 1u);
     let v = p.a * src_v[t];
+    if index(gid, nwg) >= p.total { return; }
     let b = fine_base(t);
     let r = fine_row();
     dst_v[b] = v;
@@ -89,45 +92,14 @@ fn gather_sum(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgr
     dst[t] = p.a * s;
 }
 
+// As spread_v4, loads outside any branch.
 @compute @workgroup_size(256)
 fn gather_sum_v4(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = index(gid, nwg);
-    if t >= p.total { return; }
+    let t = min(index(gid, nwg), p.total - 1u);
     let b = fine_base(t);
     let r = fine_row();
     let s = (src_v[b] + src_v[b + p.c]) + (src_v[b + r] + src_v[b + r + p.c]);
-    dst_v[t] = p.a * s;
-}
-
-// CPU adapters: spread_v4 and gather_sum_v4 reading src as a texture (vec4 i at texel
-// (i % 4096, i / 4096)); lavapipe fetches a texel several times faster than it loads from a
-// storage buffer. Twins of the storage kernels, for the reason given in batchnorm.wgsl.
-@group(0) @binding(7) var src_tex: texture_storage_2d<rgba32float, read>;
-
-fn src_texel(i: u32) -> vec4<f32> {
-    return textureLoad(src_tex, vec2<u32>(i % 4096u, i / 4096u));
-}
-
-@compute @workgroup_size(256)
-fn spread_v4_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = index(gid, nwg);
-    if t >= p.total { return; }
-    let v = p.a * src_texel(t);
-    let b = fine_base(t);
-    let r = fine_row();
-    dst_v[b] = v;
-    dst_v[b + p.c] = v;
-    dst_v[b + r] = v;
-    dst_v[b + r + p.c] = v;
-}
-
-@compute @workgroup_size(256)
-fn gather_sum_v4_t(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroups) nwg: vec3<u32>) {
-    let t = index(gid, nwg);
-    if t >= p.total { return; }
-    let b = fine_base(t);
-    let r = fine_row();
-    let s = (src_texel(b) + src_texel(b + p.c)) + (src_texel(b + r) + src_texel(b + r + p.c));
+    if index(gid, nwg) >= p.total { return; }
     dst_v[t] = p.a * s;
 }
 

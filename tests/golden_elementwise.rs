@@ -8,8 +8,9 @@ use fewlabels::{Recorder, Result};
 
 const TOL: f32 = 1e-5;
 
-/// Both kernel sets run on whatever adapter the tests have: the CPU-adapter kernels (`_t`,
-/// inputs read as textures, for tensors of whole vec4s) and the storage-buffer ones.
+/// Both kernel sets run on whatever adapter the tests have: the CPU-adapter kernels (`_v4`,
+/// four elements per invocation and no branch before the loads, for tensors of whole vec4s)
+/// and the scalar storage-buffer ones.
 const CPU_KERNELS: [bool; 2] = [true, false];
 
 fn run<T>(cpu: bool, f: impl FnOnce(&mut Recorder) -> Result<T>) -> T {

@@ -15,8 +15,8 @@ use fewlabels::{Error, Recorder, Result, Tensor};
 const EXACT: f32 = 0.0;
 const SUM_TOL: f32 = 1e-6;
 
-/// Both kernel sets run on whatever adapter the tests have: the CPU-adapter kernels (`_t`,
-/// inputs read as textures, for whole vec4s of channels) and the storage-buffer ones.
+/// Both kernel sets run on whatever adapter the tests have (today they pick the same resample
+/// kernels: the `_v4` ones for whole vec4s of channels, else the scalar ones).
 const CPU_KERNELS: [bool; 2] = [true, false];
 
 fn run<T>(cpu: bool, f: impl FnOnce(&mut Recorder) -> Result<T>) -> T {

@@ -4,8 +4,8 @@
 //!
 //! All 2x ops pair a coarse tensor `[N, H, W, C]` with a fine one `[N, 2H, 2W, C]`; one
 //! thread handles one coarse element and its 2x2 block. When `C % 4 == 0` the kernels move
-//! four channels at a time (`_v4` entry points); on CPU adapters ([`Recorder::cpu_kernels`])
-//! spread and gather_sum then read their input as a texture (`_v4_t`).
+//! four channels at a time (`_v4` entry points; spread and gather_sum load outside any
+//! branch, which lavapipe needs for full-speed storage loads).
 
 use crate::ensure_shape;
 use crate::error::Result;
@@ -56,15 +56,10 @@ fn dispatch_2x(
     if n * h * w * c == 0 {
         return Ok(());
     }
-    let (mut name, units) = variant(entry, c);
+    let (name, units) = variant(entry, c);
     let total = (n * h * w) as u64 * units as u64;
     let v4 = c.is_multiple_of(4);
-    let (mut b_in, b_in2, b_out) = if v4 { (4, 5, 6) } else { (1, 2, 3) };
-    // CPU adapters read the input of spread and gather_sum as a texture.
-    if v4 && (entry == "spread" || entry == "gather_sum") && rec.reads_texture(inputs[0]) {
-        name = format!("{name}_t");
-        b_in = 7;
-    }
+    let (b_in, b_in2, b_out) = if v4 { (4, 5, 6) } else { (1, 2, 3) };
     let mut bindings: Vec<(u32, &Tensor)> = vec![(b_in, inputs[0]), (b_out, out)];
     if let Some(t) = inputs.get(1) {
         bindings.push((b_in2, t));

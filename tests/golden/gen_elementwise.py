@@ -8,9 +8,9 @@ from common import Cases, rand
 
 def generate():
     c = Cases()
-    # n3h5w5c3 and n2h9w9c5 are not whole vec4s (storage kernels everywhere); n2h6w6c4 and
-    # n1h17w17c60 are, so CPU adapters read them as textures (the last past one texture row
-    # of 4096 texels).
+    # n3h5w5c3 and n2h9w9c5 are not whole vec4s (scalar kernels everywhere); n2h6w6c4 and
+    # n1h17w17c60 are, so CPU adapters take the vec4 kernels (both end in a partial
+    # workgroup).
     shapes = [
         ("n3h5w5c3", (3, 5, 5, 3), 1),
         ("n2h9w9c5", (2, 9, 9, 5), 2),
