@@ -345,11 +345,23 @@ const GPU_CONVS: [&str; 8] = [
     "conv_dw1_s",
 ];
 
+/// Storage kernels only CPU adapters use: the elementwise ops four elements per thread.
+const CPU_STORAGE: [&str; 8] = [
+    "relu_forward_v4",
+    "relu_backward_v4",
+    "tanh_forward_v4",
+    "tanh_backward_v4",
+    "add_v4",
+    "scale_v4",
+    "axpy_v4",
+    "mul_v4",
+];
+
 /// Whether the ops pick kernel `entry` (which reads textures: `tex`) on an adapter with
 /// (`cpu`) or without the CPU kernels ([`Recorder::cpu_kernels`]), for tensors that fit a
 /// texture: GPUs never use the kernels that read textures (the `_t` twins, the subgroup 3x3
-/// conv); CPU adapters not the storage convs of [`GPU_CONVS`]; neither `conv3x3w_v4` (the CPU
-/// adapters' fallback when a texture does not fit).
+/// conv) nor those of [`CPU_STORAGE`]; CPU adapters not the storage convs of [`GPU_CONVS`];
+/// neither `conv3x3w_v4` (the CPU adapters' fallback when a texture does not fit).
 pub(crate) fn picked_on(cpu: bool, entry: &str, tex: bool) -> bool {
     if entry == "conv3x3w_v4" {
         return false;
@@ -357,7 +369,7 @@ pub(crate) fn picked_on(cpu: bool, entry: &str, tex: bool) -> bool {
     if cpu {
         !GPU_CONVS.contains(&entry)
     } else {
-        !tex
+        !tex && !CPU_STORAGE.contains(&entry)
     }
 }
 
