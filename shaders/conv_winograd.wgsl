@@ -197,17 +197,22 @@ fn wino_store_col(o: u32, step: u32, v: V6) {
     wino_store_row(o, 6u * step, v);
 }
 
-// Row a (6 products) of tile `tile`, output block cb, from M (x_tex: 36 x tiles x cout4
-// texels).
-fn wino_m_row(a: u32, tile: u32, tiles: u32, cb: u32) -> V6 {
-    let s = tiles * p.cout4;
-    let i = 6u * a * s + tile * p.cout4 + cb;
+// Six texels of x_tex, s apart from texel i.
+fn x_v6(i: u32, s: u32) -> V6 {
     return V6(textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u)),
         textureLoad(x_tex, vec2<u32>((i + s) % 4096u, (i + s) / 4096u)),
         textureLoad(x_tex, vec2<u32>((i + 2u * s) % 4096u, (i + 2u * s) / 4096u)),
         textureLoad(x_tex, vec2<u32>((i + 3u * s) % 4096u, (i + 3u * s) / 4096u)),
         textureLoad(x_tex, vec2<u32>((i + 4u * s) % 4096u, (i + 4u * s) / 4096u)),
         textureLoad(x_tex, vec2<u32>((i + 5u * s) % 4096u, (i + 5u * s) / 4096u)));
+}
+
+// Row a (6 products) of tile `tile`, output block cb, from M (x_tex: 36 x tiles x cout4
+// texels).
+fn wino_m_row(a: u32, tile: u32, tiles: u32, cb: u32) -> V6 {
+    let s = tiles * p.cout4;
+    let i = 6u * a * s + tile * p.cout4 + cb;
+    return x_v6(i, s);
 }
 
 // A^T along each row of M (rows r<a>), then column j of the 4x4 result plus the bias.
@@ -378,12 +383,7 @@ struct V3 {
 fn wino_dw_part(a: u32, c: u32, chunks: u32, ci: u32, cb: u32) -> V6 {
     let s = chunks * p.cin4 * 4u * p.cout4;
     let i = ((6u * a * chunks + c) * p.cin4 * 4u + ci) * p.cout4 + cb;
-    return V6(textureLoad(x_tex, vec2<u32>(i % 4096u, i / 4096u)),
-        textureLoad(x_tex, vec2<u32>((i + s) % 4096u, (i + s) / 4096u)),
-        textureLoad(x_tex, vec2<u32>((i + 2u * s) % 4096u, (i + 2u * s) / 4096u)),
-        textureLoad(x_tex, vec2<u32>((i + 3u * s) % 4096u, (i + 3u * s) / 4096u)),
-        textureLoad(x_tex, vec2<u32>((i + 4u * s) % 4096u, (i + 4u * s) / 4096u)),
-        textureLoad(x_tex, vec2<u32>((i + 5u * s) % 4096u, (i + 5u * s) / 4096u)));
+    return x_v6(i, s);
 }
 
 fn v6_add(x: V6, y: V6) -> V6 {
