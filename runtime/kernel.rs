@@ -122,8 +122,7 @@ pub(crate) enum Access {
 /// Width in texels of the textures tensors are copied into for kernels that read them as
 /// read-only storage textures: vec4 element i of the tensor is texel (i % 4096, i / 4096). On
 /// lavapipe (Mesa 22.3) such a load costs about 0.5 ns per lane, a third of a sampled texel
-/// fetch, and a storage-buffer load inside a branch or loop goes lane by lane
-/// (docs/PERFORMANCE.md).
+/// fetch, and a storage-buffer load inside a branch goes lane by lane (docs/PERFORMANCE.md).
 pub const TEXTURE_WIDTH: u32 = 4096;
 
 impl Access {
