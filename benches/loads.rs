@@ -317,20 +317,7 @@ fn copy_speed(ctx: &Context, reps: usize) -> Result<()> {
         })
     };
     let (src, dst) = (make(), make());
-    let tex = dev.create_texture(&wgpu::TextureDescriptor {
-        label: None,
-        size: wgpu::Extent3d {
-            width: 4096,
-            height: rows,
-            depth_or_array_layers: 1,
-        },
-        mip_level_count: 1,
-        sample_count: 1,
-        dimension: wgpu::TextureDimension::D2,
-        format: wgpu::TextureFormat::Rgba32Float,
-        usage: wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST,
-        view_formats: &[],
-    });
+    let tex = fewlabels::kernel::tensor_texture(dev, rows);
     println!(
         "\n| copy of {} MiB | ms | GB/s |\n|---|---|---|",
         bytes >> 20

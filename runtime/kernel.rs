@@ -503,8 +503,9 @@ pub(crate) struct DerivedCache {
 }
 
 /// A new texture of [`TEXTURE_WIDTH`] x `rows` vec4s, as kernels that read a tensor as a
-/// texture get it.
-pub(crate) fn tensor_texture(device: &wgpu::Device, rows: u32) -> wgpu::Texture {
+/// texture get it (`rgba32float`; usable as a sampled or storage texture and as a copy
+/// destination).
+pub fn tensor_texture(device: &wgpu::Device, rows: u32) -> wgpu::Texture {
     device.create_texture(&wgpu::TextureDescriptor {
         label: Some("fewlabels texture view of a tensor"),
         size: wgpu::Extent3d {

@@ -316,24 +316,9 @@ fn memory_op_speed() {
     let copy_use = wgpu::BufferUsages::COPY_SRC | wgpu::BufferUsages::COPY_DST;
     let buf = buffer(wgpu::BufferUsages::STORAGE | copy_use);
     let buf2 = buffer(copy_use);
-    let texture = |usage| {
-        d.create_texture(&wgpu::TextureDescriptor {
-            label: None,
-            size: wgpu::Extent3d {
-                width: 4096,
-                height: rows,
-                depth_or_array_layers: 1,
-            },
-            mip_level_count: 1,
-            sample_count: 1,
-            dimension: wgpu::TextureDimension::D2,
-            format: wgpu::TextureFormat::Rgba32Float,
-            usage,
-            view_formats: &[],
-        })
-    };
-    let store_tex = texture(wgpu::TextureUsages::STORAGE_BINDING);
-    let read_tex = texture(wgpu::TextureUsages::TEXTURE_BINDING | wgpu::TextureUsages::COPY_DST);
+    // Textures as the runtime makes them for kernels that read tensors.
+    let store_tex = fewlabels::kernel::tensor_texture(d, rows);
+    let read_tex = fewlabels::kernel::tensor_texture(d, rows);
     let src = r#"
 @group(0) @binding(0) var<storage, read_write> buf: array<vec4<f32>>;
 @group(0) @binding(1) var stex: texture_storage_2d<rgba32float, write>;
