@@ -149,6 +149,24 @@ fn mac(a: vec4<f32>, v: vec4<f32>, w: W4) -> vec4<f32> {
     return a + ((v.x * w.w0 + v.y * w.w1) + (v.z * w.w2 + v.w * w.w3));
 }
 
+// Six and four vec4s (pixels or blocks of 4 channels; conv_thin.wgsl and
+// conv_winograd.wgsl, appended to this file, use them).
+struct V6 {
+    v0: vec4<f32>,
+    v1: vec4<f32>,
+    v2: vec4<f32>,
+    v3: vec4<f32>,
+    v4: vec4<f32>,
+    v5: vec4<f32>,
+}
+
+struct V4 {
+    v0: vec4<f32>,
+    v1: vec4<f32>,
+    v2: vec4<f32>,
+    v3: vec4<f32>,
+}
+
 // Eight pixels, 4 channels each.
 struct Row8 {
     v0: vec4<f32>,

@@ -38,23 +38,8 @@ struct T6 {
     s5: f32,
 }
 
-// Six blocks of 4 channels of one image row: columns 4 tx - 1 .. 4 tx + 4.
-struct TV6 {
-    v0: vec4<f32>,
-    v1: vec4<f32>,
-    v2: vec4<f32>,
-    v3: vec4<f32>,
-    v4: vec4<f32>,
-    v5: vec4<f32>,
-}
-
-// Four pixels of a row, 4 channels each.
-struct T4 {
-    v0: vec4<f32>,
-    v1: vec4<f32>,
-    v2: vec4<f32>,
-    v3: vec4<f32>,
-}
+// V6 (conv.wgsl): six blocks of 4 channels of one image row, columns 4 tx - 1 .. 4 tx + 4.
+// V4: four pixels of a row, 4 channels each.
 
 // One kernel row (taps 3 ky .. 3 ky + 2), 4 channels each.
 struct TW3 {
@@ -112,8 +97,8 @@ fn thin_s(n: u32, h: i32, tx: u32) -> T6 {
 }
 
 // a + one kernel row of thin_spread: pixel j takes s(j), s(j + 1), s(j + 2).
-fn spread_row(a: T4, s: T6, w: TW3) -> T4 {
-    return T4(fma(vec4<f32>(s.s2), w.w2, fma(vec4<f32>(s.s1), w.w1, fma(vec4<f32>(s.s0), w.w0, a.v0))),
+fn spread_row(a: V4, s: T6, w: TW3) -> V4 {
+    return V4(fma(vec4<f32>(s.s2), w.w2, fma(vec4<f32>(s.s1), w.w1, fma(vec4<f32>(s.s0), w.w0, a.v0))),
         fma(vec4<f32>(s.s3), w.w2, fma(vec4<f32>(s.s2), w.w1, fma(vec4<f32>(s.s1), w.w0, a.v1))),
         fma(vec4<f32>(s.s4), w.w2, fma(vec4<f32>(s.s3), w.w1, fma(vec4<f32>(s.s2), w.w0, a.v2))),
         fma(vec4<f32>(s.s5), w.w2, fma(vec4<f32>(s.s4), w.w1, fma(vec4<f32>(s.s3), w.w0, a.v3))));
@@ -128,7 +113,7 @@ fn thin_bias4(cb: u32) -> vec4<f32> {
 }
 
 // Row h of image n (if inside), 4 pixels from column 4 tx, block cb of V.
-fn spread_store(n: u32, h: u32, tx: u32, cb: u32, a: T4) {
+fn spread_store(n: u32, h: u32, tx: u32, cb: u32, a: V4) {
     if h >= p.h { return; }
     let q = ((n * p.h + h) * p.w + tx * 4u) * p.cin4 + cb;
     part4[q] = a.v0;
@@ -138,8 +123,8 @@ fn spread_store(n: u32, h: u32, tx: u32, cb: u32, a: T4) {
 }
 
 // One output row of thin_spread from S rows s0, s1, s2.
-fn spread_out(b: vec4<f32>, s0: T6, s1: T6, s2: T6, w0: TW3, w1: TW3, w2: TW3) -> T4 {
-    return spread_row(spread_row(spread_row(T4(b, b, b, b), s0, w0), s1, w1), s2, w2);
+fn spread_out(b: vec4<f32>, s0: T6, s1: T6, s2: T6, w0: TW3, w1: TW3, w2: TW3) -> V4 {
+    return spread_row(spread_row(spread_row(V4(b, b, b, b), s0, w0), s1, w1), s2, w2);
 }
 
 // S (dy_tex) -> V (part4, [N, H, W, C]), K in wt_tex. Grid: 1-D over the tiles (thin_tile),
@@ -172,19 +157,19 @@ fn thin_spread(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 
 // The C-channel side, block cb, at image n, row h, columns 4 tx - 1 .. 4 tx + 4 (zero
 // outside; ReLU with flags bit 2).
-fn thin_v(n: u32, h: i32, tx: u32, cb: u32) -> TV6 {
+fn thin_v(n: u32, h: i32, tx: u32, cb: u32) -> V6 {
     let ok = h >= 0 && h < i32(p.h);
     let rb = i32((n * p.h + u32(clamp(h, 0, i32(p.h) - 1))) * p.w);
     let c0 = i32(tx * 4u);
     let last = i32(p.w) - 1;
-    return TV6(x_tex_at(rb + max(c0 - 1, 0), ok && c0 > 0, cb), x_tex_at(rb + c0, ok, cb),
+    return V6(x_tex_at(rb + max(c0 - 1, 0), ok && c0 > 0, cb), x_tex_at(rb + c0, ok, cb),
         x_tex_at(rb + c0 + 1, ok, cb), x_tex_at(rb + c0 + 2, ok, cb), x_tex_at(rb + c0 + 3, ok, cb),
         x_tex_at(rb + min(c0 + 4, last), ok && c0 + 4 <= last, cb));
 }
 
 // a + one kernel row of thin_gather: pixel j takes v(j), v(j + 1), v(j + 2).
-fn gather_row(a: T4, v: TV6, w: TW3) -> T4 {
-    return T4(fma(v.v2, w.w2, fma(v.v1, w.w1, fma(v.v0, w.w0, a.v0))),
+fn gather_row(a: V4, v: V6, w: TW3) -> V4 {
+    return V4(fma(v.v2, w.w2, fma(v.v1, w.w1, fma(v.v0, w.w0, a.v0))),
         fma(v.v3, w.w2, fma(v.v2, w.w1, fma(v.v1, w.w0, a.v1))),
         fma(v.v4, w.w2, fma(v.v3, w.w1, fma(v.v2, w.w0, a.v2))),
         fma(v.v5, w.w2, fma(v.v4, w.w1, fma(v.v3, w.w0, a.v3))));
@@ -202,7 +187,7 @@ fn krow_pick(ky: i32, w0: TW3, w1: TW3, w2: TW3) -> TW3 {
 }
 
 // Row h of image n (if inside), the 4 pixels' channel sums plus b.
-fn gather_store(n: u32, h: u32, tx: u32, a: T4, b: f32) {
+fn gather_store(n: u32, h: u32, tx: u32, a: V4, b: f32) {
     if h >= p.h { return; }
     let one = vec4<f32>(1.0);
     part4[(n * p.h + h) * (p.w / 4u) + tx] = vec4<f32>(dot(a.v0, one), dot(a.v1, one), dot(a.v2, one),
@@ -219,7 +204,7 @@ fn thin_gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
     let tx = t.tx;
     let h0 = t.h0;
     let z = vec4<f32>(0.0);
-    var a0 = T4(z, z, z, z);
+    var a0 = V4(z, z, z, z);
     var a1 = a0;
     var a2 = a0;
     var a3 = a0;
@@ -245,7 +230,7 @@ fn thin_gather(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workg
 }
 
 // a + sum_j v(j) s(j + kx) for kx = 0, 1, 2 (one kernel row of thin_dw).
-fn dw_row(a: TW3, v: T4, s: T6) -> TW3 {
+fn dw_row(a: TW3, v: V4, s: T6) -> TW3 {
     return TW3(fma(v.v3, vec4<f32>(s.s3), fma(v.v2, vec4<f32>(s.s2), fma(v.v1, vec4<f32>(s.s1), fma(v.v0, vec4<f32>(s.s0), a.w0)))),
         fma(v.v3, vec4<f32>(s.s4), fma(v.v2, vec4<f32>(s.s3), fma(v.v1, vec4<f32>(s.s2), fma(v.v0, vec4<f32>(s.s1), a.w1)))),
         fma(v.v3, vec4<f32>(s.s5), fma(v.v2, vec4<f32>(s.s4), fma(v.v1, vec4<f32>(s.s3), fma(v.v0, vec4<f32>(s.s2), a.w2)))));
@@ -297,7 +282,7 @@ fn thin_dw(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgroup
             let s1 = T6(l1, c1.x, c1.y, c1.z, c1.w, n1.x);
             let s2 = T6(l2, c2.x, c2.y, c2.z, c2.w, n2.x);
             let q = i32(row * p.w + tx * 4u);
-            let v = T4(x_tex_at(q, true, cb), x_tex_at(q + 1, true, cb), x_tex_at(q + 2, true, cb),
+            let v = V4(x_tex_at(q, true, cb), x_tex_at(q + 1, true, cb), x_tex_at(q + 2, true, cb),
                 x_tex_at(q + 3, true, cb));
             a0 = dw_row(a0, v, s0);
             a1 = dw_row(a1, v, s1);

@@ -14,24 +14,7 @@
 // The GEMM does 36 multiply-adds per 16 outputs and channel pair where the direct conv does
 // 144; the transforms cost little next to it for the channel counts that take this path.
 // Tiles: ceil(h / 4) x ceil(w / 4) per image, in (image, tile row, tile column) order.
-
-struct V6 {
-    v0: vec4<f32>,
-    v1: vec4<f32>,
-    v2: vec4<f32>,
-    v3: vec4<f32>,
-    v4: vec4<f32>,
-    v5: vec4<f32>,
-}
-
-struct V4 {
-    v0: vec4<f32>,
-    v1: vec4<f32>,
-    v2: vec4<f32>,
-    v3: vec4<f32>,
-}
-
-
+// V6 and V4 are in conv.wgsl.
 
 // G (6x3) times a 3-vector of kernel taps.
 fn wino_g(g0: vec4<f32>, g1: vec4<f32>, g2: vec4<f32>) -> V6 {
