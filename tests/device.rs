@@ -488,3 +488,59 @@ fn fetch_texture(@builtin(global_invocation_id) gid: vec3<u32>) {
         println!("{line}");
     }
 }
+
+/// Timings of the streaming ops whose kernels session 17 changed (docs/PERFORMANCE.md): 20
+/// elementwise ops (`add`, `relu_backward` alternating) at 1M and 4M floats, four softmax ops
+/// (forward, backward, twice) on the attention rows of `fashion` and on narrow rows, and four
+/// 2x resampling ops (`upsample2x` and its backward, twice), each batch in one submit; median
+/// wall ms of 10 runs, nothing asserted. Run with `cargo test --release --test device --
+/// --ignored --nocapture streaming_op_speed`.
+#[test]
+#[ignore]
+fn streaming_op_speed() {
+    use fewlabels::ops::{elementwise as ew, resample, softmax};
+    let c = Context::new().unwrap();
+    let time = |what: String, f: &dyn Fn(&mut fewlabels::Recorder) -> fewlabels::Result<Tensor>| {
+        let mut ms = Vec::new();
+        for i in 0..12 {
+            let t0 = std::time::Instant::now();
+            c.run(f).unwrap();
+            c.wait().unwrap();
+            if i > 1 {
+                ms.push(t0.elapsed().as_secs_f64() * 1e3);
+            }
+        }
+        ms.sort_by(f64::total_cmp);
+        println!("{what}: median {:.2} ms", ms[ms.len() / 2]);
+    };
+    for n in [1usize << 20, 1 << 22] {
+        let x = Tensor::from_f32(&c, &[n], &vec![0.5; n]).unwrap();
+        let y = Tensor::from_f32(&c, &[n], &vec![0.25; n]).unwrap();
+        time(format!("20 elementwise ops, {n} floats"), &|r| {
+            let mut a = x.clone();
+            for _ in 0..10 {
+                a = ew::add(r, &a, &y)?;
+                a = ew::relu_backward(r, &x, &a)?;
+            }
+            Ok(a)
+        });
+    }
+    for (rows, cols) in [(64 * 256usize, 64usize), (224 * 64, 16)] {
+        let x = Tensor::from_f32(&c, &[rows, cols], &vec![0.5; rows * cols]).unwrap();
+        time(format!("4 softmax ops, {rows} x {cols}"), &|r| {
+            let y = softmax::softmax(r, &x)?;
+            let d = softmax::softmax_backward(r, &y, &x)?;
+            let y2 = softmax::softmax(r, &d)?;
+            softmax::softmax_backward(r, &y2, &x)
+        });
+    }
+    for (n, h, ch) in [(64usize, 16usize, 64usize), (224, 16, 32)] {
+        let x = Tensor::from_f32(&c, &[n, h, h, ch], &vec![0.5; n * h * h * ch]).unwrap();
+        time(format!("4 resampling ops, N={n} {h}x{h}x{ch}"), &|r| {
+            let u = resample::upsample2x(r, &x)?;
+            let d = resample::upsample2x_backward(r, &u)?;
+            let u2 = resample::upsample2x(r, &d)?;
+            resample::upsample2x_backward(r, &u2)
+        });
+    }
+}
