@@ -1062,11 +1062,11 @@ fn dy_tex_at(i: u32) -> vec4<f32> {
     return textureLoad(dy_tex, vec2<u32>(i % 4096u, i / 4096u));
 }
 
-fn col3_t(rc: RowsT, iw: i32, c: u32) -> Col3 {
-    let ok = iw >= 0 && iw < i32(p.w);
+// Input row `rb` (first stored pixel; `rok` false: padding) at column iw, channels 4c..4c+3.
+fn col1_t(rb: i32, rok: bool, iw: i32, c: u32) -> vec4<f32> {
+    let ok = rok && iw >= 0 && iw < i32(p.w);
     let col = clamp(iw, 0, i32(p.w) - 1) >> up_shift();
-    return Col3(x_tex_at(rc.b0 + col, ok && rc.ok0, c), x_tex_at(rc.b1 + col, ok, c),
-        x_tex_at(rc.b2 + col, ok && rc.ok2, c));
+    return x_tex_at(rb + col, ok, c);
 }
 
 // dy of pixel q, output blocks cb0, cb0 + 1 (zero past cout).
@@ -1076,34 +1076,49 @@ fn dy_t(q: u32, cb0: u32) -> D2 {
     return D2(dy_tex_at(i), select(z, dy_tex_at(i + min(1u, p.cout4 - 1u - cb0)), cb0 + 1u < p.cout4));
 }
 
-// Grid: x over (input block, chunk) pairs, input block fastest (so that few input channels
-// still fill the SIMD lanes), WG_DW per workgroup; y over pairs of output blocks;
-// p.extra = chunks.
+// The three taps of one kernel row.
+struct Taps3 {
+    t0: M8,
+    t1: M8,
+    t2: M8,
+}
+
+// conv_dw3_t: a lane owns one kernel row ky (3 taps) of conv_dw3_v4's 9, so that its 96
+// sums, not 288, are live in the loop (fewer spills, and a third of the code to compile).
+// Grid: x over (input block, kernel row, chunk) triples, input block fastest (so that few
+// input channels still fill the SIMD lanes), WG_DW per workgroup; y over pairs of output
+// blocks; p.extra = chunks.
 @compute @workgroup_size(8)
 fn conv_dw3_t(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let lane = wg.x * WG_DW + lid.x;
-    if lane >= p.cin4 * p.extra { return; }
+    if lane >= p.cin4 * 3u * p.extra { return; }
     let cib = lane % p.cin4;
-    let chunk = lane / p.cin4;
+    let ky = (lane / p.cin4) % 3u;
+    let chunk = lane / (3u * p.cin4);
     let cb0 = 2u * wg.y;
     let row_end = min((chunk + 1u) * p.chunk, p.n * p.h);
-    var a = taps_zero();
+    let z = m8_zero();
+    var a = Taps3(z, z, z);
     var bs = D2(vec4<f32>(0.0), vec4<f32>(0.0));
     for (var row = chunk * p.chunk; row < row_end; row++) {
         let rc = rows_t(row);
-        var l = Col3(vec4<f32>(0.0), vec4<f32>(0.0), vec4<f32>(0.0));
-        var m = col3_t(rc, 0, cib);
+        let rb = select(select(rc.b2, rc.b1, ky == 1u), rc.b0, ky == 0u);
+        let rok = select(select(rc.ok2, true, ky == 1u), rc.ok0, ky == 0u);
+        var l = vec4<f32>(0.0);
+        var m = col1_t(rb, rok, 0, cib);
         for (var ow = 0; ow < i32(p.w); ow++) {
-            let r = col3_t(rc, ow + 1, cib);
+            let r = col1_t(rb, rok, ow + 1, cib);
             let d = dy_t(row * p.w + u32(ow), cb0);
-            a = dw3_pixel(a, l, m, r, d);
+            a = Taps3(outer(a.t0, l, d), outer(a.t1, m, d), outer(a.t2, r, d));
             bs = D2(bs.d0 + d.d0, bs.d1 + d.d1);
             l = m;
             m = r;
         }
     }
-    dw3_store(chunk, cib, cb0, a);
-    if cib == 0u { store_db2(chunk, cb0, bs); }
+    store_m8(chunk, 3u * ky, cib, cb0, a.t0);
+    store_m8(chunk, 3u * ky + 1u, cib, cb0, a.t1);
+    store_m8(chunk, 3u * ky + 2u, cib, cb0, a.t2);
+    if cib == 0u && ky == 0u { store_db2(chunk, cb0, bs); }
 }
 
 // With flags bit 0, the `_t` weight-gradient kernels also sum dy for the bias gradient (the
@@ -1116,34 +1131,30 @@ fn store_db2(chunk: u32, cb0: u32, b: D2) {
     if cb0 + 1u < p.cout4 { part4[i + 1u] = b.d1; }
 }
 
-fn dw1_x_t(q: u32, cib: u32) -> vec4<f32> {
-    return x_tex_at(i32(q), cib < p.cin4, min(cib, p.cin4 - 1u));
-}
-
-// A lane owns 16 input x 8 output channels (conv_dw1_v4: 16 x 16; the same sums).
-// Grid: x over (group of 4 input blocks, chunk) pairs as conv_dw3_t's, y over pairs of
-// output blocks.
+// A lane owns 8 input x 8 output channels (64 sums: conv_dw1_v4's 256 spill, and take long
+// to compile). Grid: x over (pair of input blocks, chunk) pairs as conv_dw3_t's, y over
+// pairs of output blocks.
 @compute @workgroup_size(8)
 fn conv_dw1_t(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>) {
     let lane = wg.x * WG_DW + lid.x;
-    let groups = (p.cin4 + 3u) / 4u;
-    if lane >= groups * p.extra { return; }
-    let ci0 = (lane % groups) * 4u;
-    let chunk = lane / groups;
+    let pairs = (p.cin4 + 1u) / 2u;
+    if lane >= pairs * p.extra { return; }
+    let ci0 = (lane % pairs) * 2u;
+    let chunk = lane / pairs;
     let cb0 = 2u * wg.y;
     let end = min((chunk + 1u) * p.chunk, p.m);
-    let z = m8_zero();
-    var a = Dw1(z, z, z, z);
+    var a0 = m8_zero();
+    var a1 = a0;
     var bs = D2(vec4<f32>(0.0), vec4<f32>(0.0));
+    let ci1 = min(ci0 + 1u, p.cin4 - 1u);
     for (var q = chunk * p.chunk; q < end; q++) {
         let d = dy_t(q, cb0);
-        a.a0 = outer(a.a0, dw1_x_t(q, ci0), d);
-        a.a1 = outer(a.a1, dw1_x_t(q, ci0 + 1u), d);
-        a.a2 = outer(a.a2, dw1_x_t(q, ci0 + 2u), d);
-        a.a3 = outer(a.a3, dw1_x_t(q, ci0 + 3u), d);
+        a0 = outer(a0, x_tex_at(i32(q), true, ci0), d);
+        a1 = outer(a1, x_tex_at(i32(q), true, ci1), d);
         bs = D2(bs.d0 + d.d0, bs.d1 + d.d1);
     }
-    dw1_store(chunk, ci0, cb0, a);
+    store_m8(chunk, 0u, ci0, cb0, a0);
+    if ci0 + 1u < p.cin4 { store_m8(chunk, 0u, ci0 + 1u, cb0, a1); }
     if ci0 == 0u { store_db2(chunk, cb0, bs); }
 }
 

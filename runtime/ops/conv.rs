@@ -16,9 +16,11 @@
 //!
 //! On CPU adapters ([`Recorder::cpu_kernels`]) every pass uses the `_t` kernels instead, which
 //! read x, dy and the weight as read-only storage textures (cheaper loads on lavapipe than
-//! storage buffers, see [`crate::kernel::TEXTURE_WIDTH`]) with small register tiles that compile in under a second: `conv3x3_t` (8
-//! pixels of a row x 8 output channels), `conv1x1_t` (8 pixels x 8 channels), `conv_dw3_t`
-//! and `conv_dw1_t` (as `conv_dw3_v4`/`conv_dw1_v4`). Channel counts that are not multiples
+//! storage buffers, see [`crate::kernel::TEXTURE_WIDTH`]) with small register tiles that
+//! compile in under a second: `conv3x3_t` (8 pixels of a row x 8 output channels),
+//! `conv1x1_t` (8 pixels x 8 channels), `conv_dw3_t` (one kernel row of `conv_dw3_v4`'s
+//! 3x3 taps: 4 input x 8 output channels) and `conv_dw1_t` (8 input x 8 output channels, half
+//! of `conv_dw1_v4`'s). Channel counts that are not multiples
 //! of 4 are padded with zeros first (`conv_pad`). With subgroups, 3x3 passes use `conv3x3_sg`
 //! (16 output channels, weights shared by shuffles) or, with at most 8 output channels,
 //! `conv3x3_sg8` (the tile of `conv3x3_t`, weights shared by shuffles), and 1x1 passes other
@@ -1095,11 +1097,19 @@ fn backward_weight(
             cin4 as u64 * co_groups,
         );
         let entry = pick("conv_dw3_t", "conv_dw3_v4", "conv_dw3_s");
-        (entry, chunks, per, cin4 as u64)
+        // conv_dw3_t: a lane per kernel row as well.
+        let rows = if cpu { 3 } else { 1 };
+        (entry, chunks, per, rows * cin4 as u64)
     } else {
         let (chunks, per) = chunking(m, 1, per_chunk, cin4.div_ceil(4) as u64 * co_groups);
         let entry = pick("conv_dw1_t", "conv_dw1_v4", "conv_dw1_s");
-        (entry, chunks, per, cin4.div_ceil(4) as u64)
+        // conv_dw1_t: a lane per pair of input blocks, the others per group of 4.
+        let lanes = if cpu {
+            cin4.div_ceil(2)
+        } else {
+            cin4.div_ceil(4)
+        };
+        (entry, chunks, per, lanes as u64)
     };
     // The `_t` kernels spread (channel block, chunk) pairs over the lanes.
     // Every kernel takes a pair of output blocks per lane.
