@@ -643,6 +643,9 @@ pub struct Recorder<'a> {
     subgroups: bool,
     /// Force 3x3 convs onto or off the Winograd kernels (see [`Recorder::set_winograd`]).
     winograd: Option<bool>,
+    /// Let small transposed GEMM operands be transposed first (see
+    /// [`Recorder::set_gemm_transposes`]).
+    gemm_transposes: bool,
     /// Called once the recorded work is submitted without a device error (see
     /// [`Recorder::on_submit`]).
     on_submit: Vec<Box<dyn FnOnce() + Send + 'a>>,
@@ -682,6 +685,7 @@ impl Context {
             cpu_kernels: self.cpu_kernels(),
             subgroups: self.subgroups(),
             winograd: self.winograd(),
+            gemm_transposes: true,
             on_submit: Vec::new(),
             derived: HashMap::new(),
             fresh: Vec::new(),
@@ -860,6 +864,18 @@ impl<'a> Recorder<'a> {
     /// See [`Recorder::set_winograd`].
     pub fn winograd(&self) -> Option<bool> {
         self.winograd
+    }
+
+    /// Whether products on CPU adapters with subgroups transpose a small transposed operand
+    /// first, so that they take the untransposed kernels (`ops::gemm`; a first run compiles
+    /// fewer kernels). Starts true; tests set it false to run the transposing kernels too.
+    pub fn set_gemm_transposes(&mut self, on: bool) {
+        self.gemm_transposes = on;
+    }
+
+    /// See [`Recorder::set_gemm_transposes`].
+    pub fn gemm_transposes(&self) -> bool {
+        self.gemm_transposes
     }
 
     /// Whether a tensor of `elems` floats fits in one texture of [`TEXTURE_WIDTH`] columns on

@@ -7,7 +7,8 @@
 //   width, stride and offset then counted in units of four).
 // resize_2d: copy [batch, r_in, c_in] into [batch, r_out, c_out], zero where the output
 //   reaches past the input and dropping what lies past the output (zero padding or cropping
-//   of the last two axes; the GEMM pads operands to multiples of 4 with it).
+//   of the last two axes; the GEMM pads operands to multiples of 4 with it). With u5 = 1 the
+//   input is read transposed: output (r, j) takes input (j, r) (the GEMM's transposes).
 // rotate_*: per-image rotation of square NHWC images [N, S, S, C] by k * 90 degrees
 //   counter-clockwise, as torch.rot90(img_nchw, k, dims=(2, 3)). One thread per output
 //   element gathers its source element. k is taken modulo 4 (so -1 is 3); `inverse` rotates
@@ -16,7 +17,7 @@
 // Params at binding 0 (the runtime's one uniform), read through the named accessors below:
 //   copy_block: u1 = width, u2 = src_stride, u3 = src_off, u4 = dst_stride, u5 = dst_off
 //   rotate_*:   u1 = S (side), u2 = C, u3 = k (rotate_uniform), u4 = inverse (0 or 1)
-//   resize_2d:  u1 = r_in, u2 = c_in, u3 = r_out, u4 = c_out
+//   resize_2d:  u1 = r_in, u2 = c_in, u3 = r_out, u4 = c_out, u5 = transposed (0 or 1)
 struct Params {
     total: u32,
     u1: u32,
@@ -75,9 +76,12 @@ fn resize_2d(@builtin(global_invocation_id) gid: vec3<u32>, @builtin(num_workgro
     let zr = t / p.u4;
     let r = zr % p.u3;
     let z = zr / p.u3;
+    let flip = p.u5 != 0u;
+    let sr = select(r, j, flip);
+    let sc = select(j, r, flip);
     var v = 0u;
-    if r < p.u1 && j < p.u2 {
-        v = src[(z * p.u1 + r) * p.u2 + j];
+    if sr < p.u1 && sc < p.u2 {
+        v = src[(z * p.u1 + sr) * p.u2 + sc];
     }
     dst[t] = v;
 }

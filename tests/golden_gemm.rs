@@ -32,19 +32,25 @@ fn flags(case: &str) -> (bool, bool) {
     (f[0] == b't', f[1] == b't')
 }
 
-/// Every kernel set runs on whatever adapter the tests have: (CPU-adapter kernels, subgroups);
-/// the `_sg` GEMMs need both and the device's subgroups, the others are the storage kernels.
-const KERNEL_SETS: [(bool, bool); 2] = [(true, true), (false, false)];
+/// Every kernel set runs on whatever adapter the tests have: (CPU-adapter kernels, subgroups,
+/// small transposed operands transposed first); the `_sg` GEMMs need the first two and the
+/// device's subgroups, the others are the storage kernels. With the third off the `_sg`
+/// kernels read transposed operands in place.
+const KERNEL_SETS: [(bool, bool, bool); 3] = [
+    (true, true, true),
+    (true, true, false),
+    (false, false, true),
+];
 
 fn run<T>(
-    cpu: bool,
-    sg: bool,
+    (cpu, sg, transposes): (bool, bool, bool),
     f: impl FnOnce(&mut fewlabels::kernel::Recorder) -> fewlabels::Result<T>,
 ) -> T {
     ctx()
         .run(|r| {
             r.set_cpu_kernels(cpu);
             r.set_subgroups(sg);
+            r.set_gemm_transposes(transposes);
             f(r)
         })
         .unwrap()
@@ -53,12 +59,12 @@ fn run<T>(
 #[test]
 fn linear_forward() {
     let g = Golden::load("gemm");
-    for (cpu, sg) in KERNEL_SETS {
+    for set in KERNEL_SETS {
         for c in g.cases("linear_") {
             let x = g.tensor(&format!("{c}/x"));
             let w = g.tensor(&format!("{c}/w"));
             let b = c.ends_with("_bias").then(|| g.tensor(&format!("{c}/b")));
-            let y = run(cpu, sg, |r| gemm::linear(r, &x, &w, b.as_ref()));
+            let y = run(set, |r| gemm::linear(r, &x, &w, b.as_ref()));
             check(&g, &format!("{c}/y"), &y);
         }
     }
@@ -67,13 +73,13 @@ fn linear_forward() {
 #[test]
 fn linear_backward() {
     let g = Golden::load("gemm");
-    for (cpu, sg) in KERNEL_SETS {
+    for set in KERNEL_SETS {
         for c in g.cases("linear_") {
             let has_bias = c.ends_with("_bias");
             let x = g.tensor(&format!("{c}/x"));
             let w = g.tensor(&format!("{c}/w"));
             let dy = g.tensor(&format!("{c}/dy"));
-            let gr = run(cpu, sg, |r| gemm::linear_backward(r, &x, &w, &dy, has_bias));
+            let gr = run(set, |r| gemm::linear_backward(r, &x, &w, &dy, has_bias));
             check(&g, &format!("{c}/dx"), &gr.dx);
             check(&g, &format!("{c}/dw"), &gr.dw);
             assert_eq!(gr.db.is_some(), has_bias, "{c}: db presence");
@@ -87,12 +93,12 @@ fn linear_backward() {
 #[test]
 fn bmm_forward() {
     let g = Golden::load("gemm");
-    for (cpu, sg) in KERNEL_SETS {
+    for set in KERNEL_SETS {
         for c in g.cases("bmm_") {
             let (ta, tb) = flags(&c);
             let a = g.tensor(&format!("{c}/a"));
             let b = g.tensor(&format!("{c}/b"));
-            let out = run(cpu, sg, |r| gemm::bmm(r, &a, &b, ta, tb));
+            let out = run(set, |r| gemm::bmm(r, &a, &b, ta, tb));
             check(&g, &format!("{c}/c"), &out);
         }
     }
@@ -101,13 +107,13 @@ fn bmm_forward() {
 #[test]
 fn bmm_backward() {
     let g = Golden::load("gemm");
-    for (cpu, sg) in KERNEL_SETS {
+    for set in KERNEL_SETS {
         for c in g.cases("bmm_") {
             let (ta, tb) = flags(&c);
             let a = g.tensor(&format!("{c}/a"));
             let b = g.tensor(&format!("{c}/b"));
             let dc = g.tensor(&format!("{c}/dc"));
-            let (da, db) = run(cpu, sg, |r| gemm::bmm_backward(r, &a, &b, ta, tb, &dc));
+            let (da, db) = run(set, |r| gemm::bmm_backward(r, &a, &b, ta, tb, &dc));
             check(&g, &format!("{c}/da"), &da);
             check(&g, &format!("{c}/db"), &db);
         }
@@ -142,6 +148,51 @@ fn matmul_with_bias_matches_linear() {
         .run(|r| gemm::matmul(r, &x, &w, false, true, Some(&b)))
         .unwrap();
     check(&g, &format!("{c}/y"), &y);
+}
+
+/// On CPU adapters with subgroups a small transposed operand is transposed first: linear
+/// and its backward then run only the untransposed `_sg` kernel, and a large transposed
+/// operand (past the size limit) keeps the transposing kernel. Elsewhere, or with the
+/// transposes off, nothing is transposed.
+#[test]
+fn small_transposed_operands_take_the_untransposed_kernel() {
+    let c = fewlabels::Context::new().unwrap();
+    if !(c.cpu_kernels() && c.subgroups()) {
+        return;
+    }
+    c.set_profiling(true);
+    let t = |shape: &[usize]| Tensor::zeros(&c, shape).unwrap();
+    let entries =
+        |transposes: bool,
+         f: &dyn Fn(&mut fewlabels::kernel::Recorder) -> fewlabels::Result<()>| {
+            c.run(|r| {
+                r.set_gemm_transposes(transposes);
+                f(r)
+            })
+            .unwrap();
+            c.wait().unwrap();
+            let mut e: Vec<String> = c.take_profile().into_iter().map(|r| r.entry).collect();
+            e.sort();
+            e.dedup();
+            e
+        };
+    let (x, w, dy) = (t(&[32, 48]), t(&[16, 48]), t(&[32, 16]));
+    let linear = |r: &mut fewlabels::kernel::Recorder| {
+        gemm::linear(r, &x, &w, None)?;
+        gemm::linear_backward(r, &x, &w, &dy, false)?;
+        Ok(())
+    };
+    assert_eq!(entries(true, &linear), ["gemm_nn_sg", "resize_2d"]);
+    assert_eq!(
+        entries(false, &linear),
+        ["gemm_nn_sg", "gemm_nt_sg", "gemm_tn_sg"]
+    );
+    // B of 64 x 1028 elements, past the limit of 2^16: read transposed.
+    let (a, b) = (t(&[8, 1028]), t(&[64, 1028]));
+    let large = |r: &mut fewlabels::kernel::Recorder| {
+        gemm::matmul(r, &a, &b, false, true, None).map(|_| ())
+    };
+    assert_eq!(entries(true, &large), ["gemm_nt_sg"]);
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! Tolerance: exact (0) for every op and gradient. concat, split and rotation only move
 //! float32 values (the goldens hold the same float32 values), and their gradients are moves
 //! of dy too: concat's backward is split, split's backward is concat, a rotation's backward
-//! is the inverse rotation. resize_2d only moves values and writes zeros.
+//! is the inverse rotation. resize_2d and transpose_2d only move values and write zeros.
 
 mod common;
 use common::{ctx, Golden};
@@ -140,6 +140,37 @@ fn resize_2d_forward_backward() {
         .run(|rec| ra::resize_2d(rec, &x, 2, (3, 5), (4, 4)))
         .unwrap_err();
     assert!(matches!(err, Error::Shape(_)), "{err}");
+}
+
+/// transpose_2d transposes the last two axes, then pads with zeros and crops as resize_2d;
+/// its backward is transpose_2d back to the input's size.
+#[test]
+fn transpose_2d_forward_backward() {
+    let g = Golden::load("rearrange");
+    let cases = g.cases("transpose_");
+    assert_eq!(cases.len(), 4);
+    for c in cases {
+        let s = sizes(&g, &c);
+        let (b, r, cc, r2, c2) = (s[0], s[1], s[2], s[3], s[4]);
+        let x = g.tensor(&format!("{c}/x"));
+        let dy = g.tensor(&format!("{c}/dy"));
+        let (y, dx) = ctx()
+            .run(|rec| {
+                Ok((
+                    ra::transpose_2d(rec, &x, b, (r, cc), (r2, c2))?,
+                    ra::transpose_2d(rec, &dy, b, (r2, c2), (r, cc))?,
+                ))
+            })
+            .unwrap();
+        g.check(&format!("{c}/y"), &y, EXACT);
+        g.check(&format!("{c}/dx"), &dx, EXACT);
+    }
+    let x = Tensor::full(ctx(), &[2, 3, 4], 1.0).unwrap();
+    let err = ctx()
+        .run(|rec| ra::transpose_2d(rec, &x, 2, (4, 4), (4, 3)))
+        .unwrap_err();
+    assert!(matches!(err, Error::Shape(_)), "{err}");
+    assert!(err.to_string().contains("transpose_2d"), "{err}");
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! Shader: `shaders/gemm.wgsl`.
 //!
 //! Every product is `C[z] = op(A[z]) op(B[z]) (+ bias)` with `op` an optional transpose given
-//! by flags; the transposes are never materialised, the kernel reads the stored layout. Each
+//! by flags; the kernels read the stored layout (on CPU adapters with subgroups a small
+//! transposed operand is transposed first instead, see `TRANSPOSE_MAX`). Each
 //! thread computes a 16x16 block of C (a workgroup 128x128); when the sizes allow 16-byte
 //! runs along the stored rows and along the rows of C, a variant with `vec4` loads and stores
 //! is used. The block is large because on lavapipe a storage-buffer load costs far more than a
@@ -32,6 +33,10 @@ const SMALL_MNK: usize = 1 << 22;
 /// Smallest batch*m*n*k that CPU adapters with subgroups pad to multiples of 4 for the `_sg`
 /// kernels (below it the one-element-per-lane kernels are cheaper than the extra copies).
 const PAD_MNK: usize = 1 << 16;
+/// Largest transposed operand (elements) that CPU adapters with subgroups transpose before
+/// the product rather than read transposed (weights of linear layers, the gradients of small
+/// products); larger ones keep the transposing kernels, where a copy would cost more.
+const TRANSPOSE_MAX: usize = 1 << 16;
 /// Threads per workgroup of `sum_rows_partial`.
 const SUM_WG: usize = 64;
 
@@ -144,6 +149,28 @@ fn gemm_raw(
     // (`_sg`), or for small products the tiled kernels do not take, one element per lane
     // (`_one_sg`). Elsewhere the register-tiled storage kernels.
     let cpu_sg = rec.cpu_kernels() && rec.subgroups();
+    // There a transposed operand of at most TRANSPOSE_MAX elements is transposed first (one
+    // `resize_2d` pass), and the product takes the untransposed kernels: a first run compiles
+    // one product kernel for all layouts (docs/PERFORMANCE.md, session 18).
+    let small = |t: bool, elems: usize| !t || elems <= TRANSPOSE_MAX;
+    if cpu_sg
+        && rec.gemm_transposes()
+        && (trans_a || trans_b)
+        && small(trans_a, batch * m * k)
+        && small(trans_b, batch * k * n)
+    {
+        let a = if trans_a {
+            rearrange::transpose_2d(rec, a, batch, (k, m), (m, k))?
+        } else {
+            a.clone()
+        };
+        let b = if trans_b {
+            rearrange::transpose_2d(rec, b, batch, (n, k), (k, n))?
+        } else {
+            b.clone()
+        };
+        return gemm_raw(rec, op, &a, &b, false, false, bias, dims);
+    }
     let tiles_sg = cpu_sg
         && m > 0
         && k % 4 == 0

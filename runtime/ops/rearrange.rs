@@ -1,7 +1,8 @@
 //! Rearranging ops: concatenation and splitting along the channel (last) axis and along the
-//! batch (first) axis, and per-image
-//! rotation of square images by multiples of 90 degrees (S3GAN's self-supervised rotation
-//! task). They move elements bit for bit, so they accept f32 and i32 tensors alike.
+//! batch (first) axis, per-image rotation of square images by multiples of 90 degrees
+//! (S3GAN's self-supervised rotation task), and zero padding, cropping and transposing of
+//! the last two axes (the GEMM's). They move elements bit for bit, so they accept f32 and i32
+//! tensors alike.
 //! Shader: `shaders/rearrange.wgsl`.
 //!
 //! Gradients: the backward pass of [`concat_channels`] is [`split_channels`] of `dy` with the
@@ -58,22 +59,48 @@ fn copy_block(
 
 /// Copy `x`, seen as `[batch, r_in, c_in]`, into a new `[batch, r_out, c_out]` tensor: zero
 /// where the output reaches past the input, cropped where it falls short. Every element
-/// moves bit for bit (f32 and i32 alike).
+/// moves bit for bit (f32 and i32 alike). Backward: `resize_2d` back to `(r_in, c_in)`.
 pub fn resize_2d(
     rec: &mut Recorder,
     x: &Tensor,
     batch: usize,
+    from: (usize, usize),
+    to: (usize, usize),
+) -> Result<Tensor> {
+    resize(rec, "resize_2d", x, batch, from, to, false)
+}
+
+/// [`resize_2d`] of the transpose: `x`, seen as `[batch, r_in, c_in]`, transposed to
+/// `[batch, c_in, r_in]` and padded or cropped to `[batch, r_out, c_out]` (output (z, i, j)
+/// is x (z, j, i), zero past x). Backward: `transpose_2d` of dy from `(r_out, c_out)` to
+/// `(r_in, c_in)`.
+pub fn transpose_2d(
+    rec: &mut Recorder,
+    x: &Tensor,
+    batch: usize,
+    from: (usize, usize),
+    to: (usize, usize),
+) -> Result<Tensor> {
+    resize(rec, "transpose_2d", x, batch, from, to, true)
+}
+
+fn resize(
+    rec: &mut Recorder,
+    op: &str,
+    x: &Tensor,
+    batch: usize,
     (r_in, c_in): (usize, usize),
     (r_out, c_out): (usize, usize),
+    transposed: bool,
 ) -> Result<Tensor> {
     ensure_shape!(
         x.numel() == batch * r_in * c_in,
-        "resize_2d: {x:?} is not [{batch}, {r_in}, {c_in}]"
+        "{op}: {x:?} is not [{batch}, {r_in}, {c_in}]"
     );
     let total = batch * r_out * c_out;
     ensure_shape!(
         u32::try_from(total.max(x.numel())).is_ok(),
-        "resize_2d: [{batch}, {r_out}, {c_out}] is too large for 32-bit indices"
+        "{op}: [{batch}, {r_out}, {c_out}] is too large for 32-bit indices"
     );
     let y = Tensor::empty(rec.ctx, &[batch, r_out, c_out], x.dtype())?;
     if total == 0 {
@@ -88,7 +115,7 @@ pub fn resize_2d(
             c_in as u32,
             r_out as u32,
             c_out as u32,
-            0,
+            transposed as u32,
         ],
         &[(1, x), (2, &y)],
         grid_1d(total as u64, WG),

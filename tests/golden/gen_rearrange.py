@@ -1,6 +1,7 @@
 """Goldens for shaders/rearrange.wgsl: concatenation and splitting along channels,
-per-image rotation by multiples of 90 degrees, and zero padding / cropping of the last two
-axes (resize_2d), each with the gradients of its inputs.
+per-image rotation by multiples of 90 degrees, zero padding / cropping of the last two
+axes (resize_2d) and the same of their transpose (transpose_2d), each with the gradients of
+its inputs.
 
 References (float64 autograd): torch.cat(dim=1), torch.split(dim=1), torch.rot90(dims=(2, 3))
 in NCHW; NHWC tensors are stored NHWC, 2-D [N, C] tensors as they are.
@@ -38,6 +39,15 @@ RESIZE = [
     (2, 3, 5, 4, 8),
     (2, 6, 7, 4, 5),
     (3, 5, 2, 8, 1),
+]
+
+# transpose_2d: (B, R, C, R', C'): x [B, R, C] transposed to [B, C, R], then padded or
+# cropped to [B, R', C']: exact, padded, cropped, and one of each.
+TRANSPOSE = [
+    (2, 3, 5, 5, 3),
+    (3, 7, 6, 8, 9),
+    (2, 6, 9, 4, 5),
+    (1, 5, 2, 4, 3),
 ]
 
 
@@ -110,6 +120,20 @@ def generate():
         x = rand(900 + i, b, r, cc).requires_grad_()
         y = F.pad(x[:, : min(r, r2), : min(cc, c2)], (0, max(c2 - cc, 0), 0, max(r2 - r, 0)))
         dy = rand(950 + i, b, r2, c2)
+        (dx,) = torch.autograd.grad(y, x, dy)
+        c.add(key, "x", x)
+        c.add(key, "y", y)
+        c.add(key, "dy", dy)
+        c.add(key, "dx", dx)
+        c.add(key, "sizes", torch.tensor([b, r, cc, r2, c2]))
+
+    # transpose_2d: x.transpose(1, 2), then as resize_2d.
+    for i, (b, r, cc, r2, c2) in enumerate(TRANSPOSE):
+        key = f"transpose_b{b}r{r}c{cc}_to_r{r2}c{c2}"
+        x = rand(1000 + i, b, r, cc).requires_grad_()
+        t = x.transpose(1, 2)
+        y = F.pad(t[:, : min(cc, r2), : min(r, c2)], (0, max(c2 - r, 0), 0, max(r2 - cc, 0)))
+        dy = rand(1050 + i, b, r2, c2)
         (dx,) = torch.autograd.grad(y, x, dy)
         c.add(key, "x", x)
         c.add(key, "y", y)
