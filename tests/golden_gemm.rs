@@ -195,6 +195,64 @@ fn small_transposed_operands_take_the_untransposed_kernel() {
     assert_eq!(entries(true, &large), ["gemm_nt_sg"]);
 }
 
+/// A transposed weight is kept for later products until the weight is written: the same
+/// recorder transposes it once, a write (a copy in the recorder, or `write_f32` between
+/// recorders) makes it stale, and every result matches a product with a fresh weight.
+#[test]
+fn kept_transposed_weight_follows_writes() {
+    let c = fewlabels::Context::new().unwrap();
+    c.set_profiling(true);
+    let data = |len: usize, seed: usize| -> Vec<f32> {
+        (0..len)
+            .map(|i| ((i * 7919 + seed * 104729) % 997) as f32 / 997.0 - 0.5)
+            .collect()
+    };
+    let x = Tensor::from_f32(&c, &[6, 12], &data(72, 1)).unwrap();
+    let w = Tensor::from_f32(&c, &[8, 12], &data(96, 2)).unwrap();
+    let w2 = Tensor::from_f32(&c, &[8, 12], &data(96, 3)).unwrap();
+    let fresh = |seed: usize| {
+        let wf = Tensor::from_f32(&c, &[8, 12], &data(96, seed)).unwrap();
+        c.run(|r| gemm::linear(r, &x, &wf, None))
+            .unwrap()
+            .to_f32(&c)
+            .unwrap()
+    };
+    let (y1, y2) = (fresh(2), fresh(3));
+    c.wait().unwrap();
+    c.take_profile();
+    let transposes = || {
+        c.wait().unwrap();
+        c.take_profile()
+            .iter()
+            .filter(|r| r.entry == "resize_2d")
+            .map(|r| r.count)
+            .sum::<u64>()
+    };
+    let (a, b, d) = c
+        .run(|r| {
+            let a = gemm::linear(r, &x, &w, None)?;
+            let b = gemm::linear(r, &x, &w, None)?;
+            r.copy(&w2, &w)?;
+            let d = gemm::linear(r, &x, &w, None)?;
+            Ok((a, b, d))
+        })
+        .unwrap();
+    let vals = |t: &Tensor| t.to_f32(&c).unwrap();
+    assert_eq!(vals(&a), y1);
+    assert_eq!(vals(&b), y1);
+    assert_eq!(vals(&d), y2);
+    let kept = c.cpu_kernels() && c.subgroups();
+    assert_eq!(transposes(), if kept { 2 } else { 0 });
+    // Between recorders: kept while unwritten, stale after write_f32.
+    let e = c.run(|r| gemm::linear(r, &x, &w, None)).unwrap();
+    assert_eq!(vals(&e), y2);
+    assert_eq!(transposes(), 0);
+    w.write_f32(&c, &data(96, 2)).unwrap();
+    let f = c.run(|r| gemm::linear(r, &x, &w, None)).unwrap();
+    assert_eq!(vals(&f), y1);
+    assert_eq!(transposes(), if kept { 1 } else { 0 });
+}
+
 #[test]
 fn empty_inner_dimension_gives_bias() {
     // K = 0: every output is the bias (or zero).

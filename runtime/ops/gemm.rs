@@ -37,6 +37,8 @@ const PAD_MNK: usize = 1 << 16;
 /// the product rather than read transposed (weights of linear layers, the gradients of small
 /// products); larger ones keep the transposing kernels, where a copy would cost more.
 const TRANSPOSE_MAX: usize = 1 << 16;
+/// The kind of [`Recorder::keep_derived`] tensor a transposed B operand is kept as.
+const TRANSPOSED: &str = "gemm_transposed_b";
 /// Threads per workgroup of `sum_rows_partial`.
 const SUM_WG: usize = 64;
 
@@ -164,10 +166,15 @@ fn gemm_raw(
         } else {
             a.clone()
         };
-        let b = if trans_b {
-            rearrange::transpose_2d(rec, b, batch, (n, k), (k, n))?
-        } else {
-            b.clone()
+        // B is mostly a layer's weight: its transpose is kept until the weight is written.
+        let b = match (trans_b, rec.derived(TRANSPOSED, b)) {
+            (false, _) => b.clone(),
+            (true, Some(t)) => t,
+            (true, None) => {
+                let t = rearrange::transpose_2d(rec, b, batch, (n, k), (k, n))?;
+                rec.keep_derived(TRANSPOSED, b, &t);
+                t
+            }
         };
         return gemm_raw(rec, op, &a, &b, false, false, bias, dims);
     }
