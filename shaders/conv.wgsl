@@ -28,7 +28,8 @@
 // - conv_dw1_*: 1x1, a lane owns 16 input x 8 output channels.
 // - conv3x3_t, conv1x1_t, conv_dw3_t, conv_dw1_t: for CPU adapters, the same passes reading
 //   x, dy and the weight as textures (copied by the runtime), where lavapipe fetches a texel
-//   about 10x faster than it loads from a storage buffer; smaller tiles, fast to compile.
+//   about 10x faster than it loads from a storage buffer; smaller tiles, fast to compile
+//   (conv_dw3_t: one kernel row of the 9 taps per lane; conv_dw1_t: 8 input channels).
 // The `_v4` entry points read channels as vec4 and need the channel counts they read to be
 // multiples of 4; the `_s` ones read scalars with bounds checks and take any count. Loads of
 // padding are skipped (if), not clamped, so image borders cost less.
@@ -1054,9 +1055,10 @@ fn conv_dw1_s(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
 // ---------------------------------------------------------------------------------------
 // conv_dw3_t, conv_dw1_t: conv_dw3_v4 and conv_dw1_v4 reading x and dy as textures, for CPU
 // adapters (their loads, not their multiply-adds, set the speed of the storage versions on
-// lavapipe). Their loops repeat those of the storage kernels on purpose: one body choosing
-// its loads by a flag would reference both the buffers and the textures, and the runtime binds
-// (and copies into textures) every binding an entry point references.
+// lavapipe), with narrower lanes (see each). Their loops repeat those of the storage kernels
+// on purpose: one body choosing its loads by a flag would reference both the buffers and the
+// textures, and the runtime binds (and copies into textures) every binding an entry point
+// references.
 
 fn dy_tex_at(i: u32) -> vec4<f32> {
     return textureLoad(dy_tex, vec2<u32>(i % 4096u, i / 4096u));
