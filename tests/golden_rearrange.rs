@@ -112,13 +112,21 @@ fn rotate_all_forward_backward() {
     }
 }
 
-/// The ops move bits, so i32 tensors come through unchanged.
-/// resize_2d pads with zeros and crops; its backward is resize_2d back to the input's size.
-#[test]
-fn resize_2d_forward_backward() {
+/// A resize op of `ra`: x seen as `[batch, r, c]` to `[batch, r', c']`.
+type Resize = fn(
+    &mut fewlabels::kernel::Recorder,
+    &Tensor,
+    usize,
+    (usize, usize),
+    (usize, usize),
+) -> fewlabels::Result<Tensor>;
+
+/// The `count` golden cases `prefix*` of `op`, forward and backward (the backward pass is
+/// `op` from the output's size back to the input's), and a shape error naming `name`.
+fn resize_cases(prefix: &str, count: usize, name: &str, op: Resize) {
     let g = Golden::load("rearrange");
-    let cases = g.cases("resize_");
-    assert_eq!(cases.len(), 3);
+    let cases = g.cases(prefix);
+    assert_eq!(cases.len(), count);
     for c in cases {
         let s = sizes(&g, &c);
         let (b, r, cc, r2, c2) = (s[0], s[1], s[2], s[3], s[4]);
@@ -127,8 +135,8 @@ fn resize_2d_forward_backward() {
         let (y, dx) = ctx()
             .run(|rec| {
                 Ok((
-                    ra::resize_2d(rec, &x, b, (r, cc), (r2, c2))?,
-                    ra::resize_2d(rec, &dy, b, (r2, c2), (r, cc))?,
+                    op(rec, &x, b, (r, cc), (r2, c2))?,
+                    op(rec, &dy, b, (r2, c2), (r, cc))?,
                 ))
             })
             .unwrap();
@@ -136,43 +144,25 @@ fn resize_2d_forward_backward() {
         g.check(&format!("{c}/dx"), &dx, EXACT);
     }
     let x = Tensor::full(ctx(), &[2, 3, 4], 1.0).unwrap();
-    let err = ctx()
-        .run(|rec| ra::resize_2d(rec, &x, 2, (3, 5), (4, 4)))
-        .unwrap_err();
+    let err = ctx().run(|rec| op(rec, &x, 2, (3, 5), (4, 4))).unwrap_err();
     assert!(matches!(err, Error::Shape(_)), "{err}");
+    assert!(err.to_string().contains(name), "{err}");
+}
+
+/// resize_2d pads with zeros and crops; its backward is resize_2d back to the input's size.
+#[test]
+fn resize_2d_forward_backward() {
+    resize_cases("resize_", 3, "resize_2d", ra::resize_2d);
 }
 
 /// transpose_2d transposes the last two axes, then pads with zeros and crops as resize_2d;
 /// its backward is transpose_2d back to the input's size.
 #[test]
 fn transpose_2d_forward_backward() {
-    let g = Golden::load("rearrange");
-    let cases = g.cases("transpose_");
-    assert_eq!(cases.len(), 4);
-    for c in cases {
-        let s = sizes(&g, &c);
-        let (b, r, cc, r2, c2) = (s[0], s[1], s[2], s[3], s[4]);
-        let x = g.tensor(&format!("{c}/x"));
-        let dy = g.tensor(&format!("{c}/dy"));
-        let (y, dx) = ctx()
-            .run(|rec| {
-                Ok((
-                    ra::transpose_2d(rec, &x, b, (r, cc), (r2, c2))?,
-                    ra::transpose_2d(rec, &dy, b, (r2, c2), (r, cc))?,
-                ))
-            })
-            .unwrap();
-        g.check(&format!("{c}/y"), &y, EXACT);
-        g.check(&format!("{c}/dx"), &dx, EXACT);
-    }
-    let x = Tensor::full(ctx(), &[2, 3, 4], 1.0).unwrap();
-    let err = ctx()
-        .run(|rec| ra::transpose_2d(rec, &x, 2, (4, 4), (4, 3)))
-        .unwrap_err();
-    assert!(matches!(err, Error::Shape(_)), "{err}");
-    assert!(err.to_string().contains("transpose_2d"), "{err}");
+    resize_cases("transpose_", 4, "transpose_2d", ra::transpose_2d);
 }
 
+/// The ops move bits, so i32 tensors come through unchanged.
 #[test]
 fn integer_tensors_move_exactly() {
     let c = ctx();

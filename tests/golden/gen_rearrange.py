@@ -114,30 +114,23 @@ def generate():
         c.add(key, "dx", nhwc(dx))
 
     # resize_2d of [B, R, C] to [B, R', C']: zero padding (F.pad) where it grows, slicing
-    # where it shrinks; the gradient of one is the other.
-    for i, (b, r, cc, r2, c2) in enumerate(RESIZE):
-        key = f"resize_b{b}r{r}c{cc}_to_r{r2}c{c2}"
-        x = rand(900 + i, b, r, cc).requires_grad_()
-        y = F.pad(x[:, : min(r, r2), : min(cc, c2)], (0, max(c2 - cc, 0), 0, max(r2 - r, 0)))
-        dy = rand(950 + i, b, r2, c2)
-        (dx,) = torch.autograd.grad(y, x, dy)
-        c.add(key, "x", x)
-        c.add(key, "y", y)
-        c.add(key, "dy", dy)
-        c.add(key, "dx", dx)
-        c.add(key, "sizes", torch.tensor([b, r, cc, r2, c2]))
-
-    # transpose_2d: x.transpose(1, 2), then as resize_2d.
-    for i, (b, r, cc, r2, c2) in enumerate(TRANSPOSE):
-        key = f"transpose_b{b}r{r}c{cc}_to_r{r2}c{c2}"
-        x = rand(1000 + i, b, r, cc).requires_grad_()
-        t = x.transpose(1, 2)
-        y = F.pad(t[:, : min(cc, r2), : min(r, c2)], (0, max(c2 - r, 0), 0, max(r2 - cc, 0)))
-        dy = rand(1050 + i, b, r2, c2)
-        (dx,) = torch.autograd.grad(y, x, dy)
-        c.add(key, "x", x)
-        c.add(key, "y", y)
-        c.add(key, "dy", dy)
-        c.add(key, "dx", dx)
-        c.add(key, "sizes", torch.tensor([b, r, cc, r2, c2]))
+    # where it shrinks; the gradient of one is the other. transpose_2d: the same of
+    # x.transpose(1, 2).
+    for name, cases, seed, transposed in (
+        ("resize", RESIZE, 900, False),
+        ("transpose", TRANSPOSE, 1000, True),
+    ):
+        for i, (b, r, cc, r2, c2) in enumerate(cases):
+            key = f"{name}_b{b}r{r}c{cc}_to_r{r2}c{c2}"
+            x = rand(seed + i, b, r, cc).requires_grad_()
+            t = x.transpose(1, 2) if transposed else x
+            rows, cols = t.shape[1], t.shape[2]
+            y = F.pad(t[:, : min(rows, r2), : min(cols, c2)], (0, max(c2 - cols, 0), 0, max(r2 - rows, 0)))
+            dy = rand(seed + 50 + i, b, r2, c2)
+            (dx,) = torch.autograd.grad(y, x, dy)
+            c.add(key, "x", x)
+            c.add(key, "y", y)
+            c.add(key, "dy", dy)
+            c.add(key, "dx", dx)
+            c.add(key, "sizes", torch.tensor([b, r, cc, r2, c2]))
     return c
