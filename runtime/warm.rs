@@ -116,9 +116,17 @@ impl Context {
         let thread = std::thread::Builder::new()
             .name("fewlabels compile".into())
             .spawn(move || {
-                for group in by_kernel(&kernels) {
-                    compile(&helper, &group);
+                let start = std::time::Instant::now();
+                let groups = by_kernel(&kernels);
+                for group in &groups {
+                    compile(&helper, group);
                 }
+                log::debug!(
+                    "fewlabels: {} kernels ({} parameter sets) compiled behind in {:.1} ms",
+                    groups.len(),
+                    kernels.len(),
+                    start.elapsed().as_secs_f64() * 1e3
+                );
             });
         match thread {
             Ok(t) => *self.warm_behind.lock().unwrap_or_else(|p| p.into_inner()) = Some(t),

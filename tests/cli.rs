@@ -324,6 +324,30 @@ fn sample_without_a_model_uses_the_embedded_default_model() {
     assert!(std::fs::metadata(&out).unwrap().len() > 100);
 }
 
+/// `FEWLABELS_LOG` prints the library's log records on stderr at the level it names (the
+/// adapter at `info`, nothing at `warn`), and a value that is no level gets a warning.
+#[test]
+fn fewlabels_log_prints_the_library_log() {
+    let stderr = |level: &str| {
+        let o = bin()
+            .env("FEWLABELS_LOG", level)
+            .arg("info")
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        String::from_utf8_lossy(&o.stderr).into_owned()
+    };
+    let info = stderr("info");
+    assert!(info.contains("info: fewlabels: using adapter"), "{info}");
+    let warn = stderr("warn");
+    assert!(!warn.contains("using adapter"), "{warn}");
+    let bad = stderr("loud");
+    assert!(
+        bad.contains("FEWLABELS_LOG=\"loud\" is not a level"),
+        "{bad}"
+    );
+}
+
 #[test]
 fn bad_invocations_fail_with_one_line() {
     let dir = tmp("bad");

@@ -95,7 +95,44 @@ fn one_line(s: &str) -> String {
         .join(" ")
 }
 
+/// The library's log records on stderr, at the level `FEWLABELS_LOG` names (`error`, `warn`,
+/// `info`, `debug` or `trace`); for example the adapter chosen (`info`) and the time a first
+/// step's kernels took to compile ahead (`debug`).
+struct StderrLog(log::LevelFilter);
+
+impl log::Log for StderrLog {
+    fn enabled(&self, m: &log::Metadata) -> bool {
+        m.level() <= self.0 && m.target().starts_with("fewlabels")
+    }
+
+    fn log(&self, r: &log::Record) {
+        if self.enabled(r.metadata()) {
+            eprintln!("{}: {}", r.level().as_str().to_ascii_lowercase(), r.args());
+        }
+    }
+
+    fn flush(&self) {}
+}
+
+fn init_log() {
+    let Ok(v) = std::env::var("FEWLABELS_LOG") else {
+        return;
+    };
+    match v.trim().parse::<log::LevelFilter>() {
+        Ok(level) => {
+            if log::set_logger(Box::leak(Box::new(StderrLog(level)))).is_ok() {
+                log::set_max_level(level);
+            }
+        }
+        Err(_) => eprintln!(
+            "warning: FEWLABELS_LOG={v:?} is not a level (error, warn, info, debug, trace); \
+             no log"
+        ),
+    }
+}
+
 fn main() -> ExitCode {
+    init_log();
     if std::env::var_os("XDG_RUNTIME_DIR").is_none() {
         // Mesa prints a warning without it; set before any thread starts.
         std::env::set_var("XDG_RUNTIME_DIR", std::env::temp_dir());
