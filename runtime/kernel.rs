@@ -495,6 +495,19 @@ impl Derived {
     }
 }
 
+/// Drop the entries whose source is gone. A derived value can be another entry's source (the
+/// transpose of a padded weight), so dropping one can make another stale: repeat until none
+/// is, so that what is freed does not depend on the map's order.
+fn drop_stale(map: &mut HashMap<DerivedKey, Derived>) {
+    loop {
+        let before = map.len();
+        map.retain(|_, d| d.source.strong_count() > 0);
+        if map.len() == before {
+            break;
+        }
+    }
+}
+
 /// Derived tensors of submitted work, shared by later recorders; entries whose source is
 /// gone are dropped at each submit.
 #[derive(Default)]
@@ -668,11 +681,7 @@ impl Context {
     pub fn recorder(&self) -> Recorder<'_> {
         // Derived tensors of sources dropped since the last submit go back to the pool before
         // this recorder asks it for buffers.
-        self.derived
-            .map
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|_, d| d.source.strong_count() > 0);
+        drop_stale(&mut self.derived.map.lock().unwrap_or_else(|p| p.into_inner()));
         Recorder {
             ctx: self,
             pass: None,
@@ -1275,7 +1284,7 @@ impl<'a> Recorder<'a> {
             f();
         }
         let mut kept = ctx.derived.map.lock().unwrap_or_else(|p| p.into_inner());
-        kept.retain(|_, d| d.source.strong_count() > 0);
+        drop_stale(&mut kept);
         kept.extend(self.derived.drain());
         Ok(())
     }
@@ -1316,5 +1325,42 @@ impl<'a> Recorder<'a> {
     /// results that exist only once their work is submitted.
     pub fn on_submit(&mut self, f: impl FnOnce() + Send + 'a) {
         self.on_submit.push(Box::new(f));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A derived value that is another entry's source: once the first source is gone, the
+    /// next recorder drops both entries, whatever the map's order (16 chains, so that a
+    /// single pass over the map would leave some behind).
+    #[test]
+    fn stale_derived_chains_go_at_once() {
+        let Ok(ctx) = Context::new() else {
+            eprintln!("skipped: no adapter");
+            return;
+        };
+        let mut roots = Vec::new();
+        let mut rec = ctx.recorder();
+        for i in 1..=16 {
+            let root = Tensor::zeros(&ctx, &[i]).unwrap();
+            let first = Tensor::zeros(&ctx, &[i]).unwrap();
+            let second = Tensor::zeros(&ctx, &[i]).unwrap();
+            rec.keep_derived("first", &root, &first);
+            rec.keep_derived("second", &first, &second);
+            roots.push(root);
+        }
+        rec.submit().unwrap();
+        let kept = || ctx.derived.map.lock().unwrap().len();
+        assert_eq!(kept(), 32);
+        drop(ctx.recorder());
+        assert_eq!(kept(), 32, "every source still lives");
+        let free = ctx.pool_free_bytes();
+        drop(roots);
+        drop(ctx.recorder());
+        assert_eq!(kept(), 0);
+        // The 16 roots and the 32 derived values went back to the pool (256 bytes each).
+        assert_eq!(ctx.pool_free_bytes(), free + 48 * 256);
     }
 }
