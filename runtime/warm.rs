@@ -197,7 +197,16 @@ fn by_kernel(kernels: &[Fresh]) -> Vec<Vec<&Fresh>> {
 
 /// Compile one group on `ctx`; a failure only costs the gain (see [`Context::warm`]).
 fn compile(ctx: &Context, group: &[&Fresh]) {
-    if let Err(err) = zero_dispatches(ctx, group) {
+    let start = std::time::Instant::now();
+    let done = zero_dispatches(ctx, group);
+    log::trace!(
+        "fewlabels: compiled {}::{} ({} parameter sets) in {:.1} ms",
+        group[0].shader,
+        group[0].entry,
+        group.len(),
+        start.elapsed().as_secs_f64() * 1e3
+    );
+    if let Err(err) = done {
         log::debug!(
             "fewlabels: compiling {}::{} ahead failed: {err}",
             group[0].shader,
