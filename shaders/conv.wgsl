@@ -82,6 +82,10 @@ struct Params {
 @group(0) @binding(11) var wt_tex: texture_storage_2d<rgba32float, read>;
 // Texture copy of dy4 (conv_dw3_t, conv_dw1_t).
 @group(0) @binding(12) var dy_tex: texture_storage_2d<rgba32float, read>;
+// The output as vec4s, for kernels whose output has a multiple of 4 channels (one vector
+// store where `out` takes four scalar ones; on lavapipe each store of a lane-dependent
+// address is a loop over the lanes, and 128 of them were half of conv3x3_sg's compile).
+@group(0) @binding(13) var<storage, read_write> out4: array<vec4<f32>>;
 
 // Workgroup sizes (the Rust side sizes its grids with the same numbers).
 const WG_FWD: u32 = 16u;
@@ -212,6 +216,13 @@ fn store4(q: u32, ok: bool, cb: u32, v: vec4<f32>) {
     if n > 1u { out[base + 1u] = v.y; }
     if n > 2u { out[base + 2u] = v.z; }
     if n > 3u { out[base + 3u] = v.w; }
+}
+
+// Store output block cb of pixel q into out4 (cout a multiple of 4), if ok and cb < cout4.
+fn store4_v(q: u32, ok: bool, cb: u32, v: vec4<f32>) {
+    if ok && cb < p.cout4 {
+        out4[q * p.cout4 + cb] = v;
+    }
 }
 
 // ReLU when flags bit 2 asks for it (conv2d_load): every kernel's loads of x go through it.
@@ -565,6 +576,19 @@ fn store_row_t(q0: u32, ow0: u32, cb: u32, a: Row8) {
     store4(q0 + ow0 + 5u, ow0 + 5u < w, cb, a.v5);
     store4(q0 + ow0 + 6u, ow0 + 6u < w, cb, a.v6);
     store4(q0 + ow0 + 7u, ow0 + 7u < w, cb, a.v7);
+}
+
+// store_row_t into out4 (cout a multiple of 4).
+fn store_row_v(q0: u32, ow0: u32, cb: u32, a: Row8) {
+    let w = p.w;
+    store4_v(q0 + ow0, ow0 < w, cb, a.v0);
+    store4_v(q0 + ow0 + 1u, ow0 + 1u < w, cb, a.v1);
+    store4_v(q0 + ow0 + 2u, ow0 + 2u < w, cb, a.v2);
+    store4_v(q0 + ow0 + 3u, ow0 + 3u < w, cb, a.v3);
+    store4_v(q0 + ow0 + 4u, ow0 + 4u < w, cb, a.v4);
+    store4_v(q0 + ow0 + 5u, ow0 + 5u < w, cb, a.v5);
+    store4_v(q0 + ow0 + 6u, ow0 + 6u < w, cb, a.v6);
+    store4_v(q0 + ow0 + 7u, ow0 + 7u < w, cb, a.v7);
 }
 
 // Grid: x over (image, row, 8-pixel segment) lanes in groups of WG_FWD, y over pairs of

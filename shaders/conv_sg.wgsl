@@ -74,11 +74,16 @@ fn seg_of(wgx: u32, lidx: u32) -> Seg {
     return Seg(t_raw < total, (t % segs) * 8u, row, row % p.h, row / p.h);
 }
 
-@compute @workgroup_size(16)
-fn conv3x3_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-    @builtin(subgroup_invocation_id) sl: u32) {
-    let sg = seg_of(wg.x, lid.x);
-    let cb0 = 4u * wg.y;
+// A lane's segment and first output block, and its sums.
+struct SgTile {
+    sg: Seg,
+    cb0: u32,
+    acc: Acc4,
+}
+
+fn conv3x3_sg_tile(wgx: u32, wgy: u32, lidx: u32, sl: u32) -> SgTile {
+    let sg = seg_of(wgx, lidx);
+    let cb0 = 4u * wgy;
     let l = sl % 8u;
     let tstep = p.cin4 * 4u * p.cout4;
     var acc = Acc4(row_fill(bias4(cb0)), row_fill(bias4(cb0 + 1u)), row_fill(bias4(cb0 + 2u)),
@@ -92,12 +97,32 @@ fn conv3x3_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id
             acc = tap_sg(acc, cols2(x), w.m4, w.m5);
         }
     }
-    if !sg.live { return; }
-    let q0 = sg.row * p.w;
-    store_row_t(q0, sg.ow0, cb0, acc.a);
-    store_row_t(q0, sg.ow0, cb0 + 1u, acc.b);
-    store_row_t(q0, sg.ow0, cb0 + 2u, acc.c);
-    store_row_t(q0, sg.ow0, cb0 + 3u, acc.d);
+    return SgTile(sg, cb0, acc);
+}
+
+@compute @workgroup_size(16)
+fn conv3x3_sg(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(subgroup_invocation_id) sl: u32) {
+    let t = conv3x3_sg_tile(wg.x, wg.y, lid.x, sl);
+    if !t.sg.live { return; }
+    let q0 = t.sg.row * p.w;
+    store_row_t(q0, t.sg.ow0, t.cb0, t.acc.a);
+    store_row_t(q0, t.sg.ow0, t.cb0 + 1u, t.acc.b);
+    store_row_t(q0, t.sg.ow0, t.cb0 + 2u, t.acc.c);
+    store_row_t(q0, t.sg.ow0, t.cb0 + 3u, t.acc.d);
+}
+
+// conv3x3_sg for a multiple of 4 output channels: vector stores into out4.
+@compute @workgroup_size(16)
+fn conv3x3_sg_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(subgroup_invocation_id) sl: u32) {
+    let t = conv3x3_sg_tile(wg.x, wg.y, lid.x, sl);
+    if !t.sg.live { return; }
+    let q0 = t.sg.row * p.w;
+    store_row_v(q0, t.sg.ow0, t.cb0, t.acc.a);
+    store_row_v(q0, t.sg.ow0, t.cb0 + 1u, t.acc.b);
+    store_row_v(q0, t.sg.ow0, t.cb0 + 2u, t.acc.c);
+    store_row_v(q0, t.sg.ow0, t.cb0 + 3u, t.acc.d);
 }
 
 // conv3x3_sg8: the same for convs with at most 8 output channels (2 blocks per lane, as
@@ -115,13 +140,17 @@ fn w8_block(v: vec4<f32>, q: u32) -> W4 {
         subgroupShuffle(v, 6u + q));
 }
 
-// Grid as conv3x3_t (y over pairs of output blocks). Lanes past the end compute a clamped
-// copy and store nothing (they must stay for the shuffles).
-@compute @workgroup_size(16)
-fn conv3x3_sg8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
-    @builtin(subgroup_invocation_id) sl: u32) {
-    let sg = seg_of(wg.x, lid.x);
-    let cb0 = 2u * wg.y;
+// The two output blocks of a conv3x3_sg8 lane.
+struct Sg8Tile {
+    sg: Seg,
+    cb0: u32,
+    a: Row8,
+    b: Row8,
+}
+
+fn conv3x3_sg8_tile(wgx: u32, wgy: u32, lidx: u32, sl: u32) -> Sg8Tile {
+    let sg = seg_of(wgx, lidx);
+    let cb0 = 2u * wgy;
     let l = sl % 8u;
     let tstep = p.cin4 * 4u * p.cout4;
     var a = row_fill(bias4(cb0));
@@ -141,8 +170,28 @@ fn conv3x3_sg8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_i
             b = mac_row(b, cols2(x), w8_block(w2, 1u));
         }
     }
-    if !sg.live { return; }
-    let q0 = sg.row * p.w;
-    store_row_t(q0, sg.ow0, cb0, a);
-    store_row_t(q0, sg.ow0, cb0 + 1u, b);
+    return Sg8Tile(sg, cb0, a, b);
+}
+
+// Grid as conv3x3_t (y over pairs of output blocks). Lanes past the end compute a clamped
+// copy and store nothing (they must stay for the shuffles).
+@compute @workgroup_size(16)
+fn conv3x3_sg8(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(subgroup_invocation_id) sl: u32) {
+    let t = conv3x3_sg8_tile(wg.x, wg.y, lid.x, sl);
+    if !t.sg.live { return; }
+    let q0 = t.sg.row * p.w;
+    store_row_t(q0, t.sg.ow0, t.cb0, t.a);
+    store_row_t(q0, t.sg.ow0, t.cb0 + 1u, t.b);
+}
+
+// conv3x3_sg8 for a multiple of 4 output channels: vector stores into out4.
+@compute @workgroup_size(16)
+fn conv3x3_sg8_v4(@builtin(workgroup_id) wg: vec3<u32>, @builtin(local_invocation_id) lid: vec3<u32>,
+    @builtin(subgroup_invocation_id) sl: u32) {
+    let t = conv3x3_sg8_tile(wg.x, wg.y, lid.x, sl);
+    if !t.sg.live { return; }
+    let q0 = t.sg.row * p.w;
+    store_row_v(q0, t.sg.ow0, t.cb0, t.a);
+    store_row_v(q0, t.sg.ow0, t.cb0 + 1u, t.b);
 }

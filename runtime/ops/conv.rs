@@ -23,7 +23,9 @@
 //! of `conv_dw1_v4`'s). Channel counts that are not multiples
 //! of 4 are padded with zeros first (`conv_pad`). With subgroups, 3x3 passes use `conv3x3_sg`
 //! (16 output channels, weights shared by shuffles) or, with at most 8 output channels,
-//! `conv3x3_sg8` (the tile of `conv3x3_t`, weights shared by shuffles), and 1x1 passes other
+//! `conv3x3_sg8` (the tile of `conv3x3_t`, weights shared by shuffles); their `_v4` twins,
+//! for a multiple of 4 output channels, store vec4s (lavapipe compiles them faster), and 1x1
+//! passes other
 //! than the weight gradient are products of the pixel rows with the weight
 //! (`ops::gemm`'s `_sg` kernels) when both channel counts are multiples of 4, or when Cout is
 //! and Cin is padded to one (`padded_1x1`); other 1x1 passes keep `conv1x1_t`.
@@ -370,15 +372,25 @@ fn gemm(
         // With 8 or fewer output channels half its lanes' work or more would be padding, and
         // conv3x3_t is faster (docs/PERFORMANCE.md, conv_speed_fashion_small).
         let lanes = (d.n * d.h * d.w.div_ceil(8)) as u64;
+        let entry = if gout.is_multiple_of(4) {
+            "conv3x3_sg_v4"
+        } else {
+            "conv3x3_sg"
+        };
         (
-            "conv3x3_sg",
+            entry,
             [lanes.div_ceil(WG_FWD), quads(gout).div_ceil(4) as u64],
         )
     } else if cpu && d.k == 3 && rec.subgroups() {
         // The tile of conv3x3_t, its weights shared through subgroup shuffles.
         let lanes = (d.n * d.h * d.w.div_ceil(8)) as u64;
+        let entry = if gout.is_multiple_of(4) {
+            "conv3x3_sg8_v4"
+        } else {
+            "conv3x3_sg8"
+        };
         (
-            "conv3x3_sg8",
+            entry,
             [lanes.div_ceil(WG_FWD), quads(gout).div_ceil(2) as u64],
         )
     } else if cpu && d.k == 3 {
@@ -427,7 +439,16 @@ fn gemm(
         shader,
         entry,
         &p,
-        &[(xb, x), (3, wt), (4, aux), (5, &y), (10, x), (11, wt)],
+        // y as scalars (5) and as vec4s (13, for the `_v4` kernels).
+        &[
+            (xb, x),
+            (3, wt),
+            (4, aux),
+            (5, &y),
+            (10, x),
+            (11, wt),
+            (13, &y),
+        ],
         [groups[0] as u32, groups[1] as u32, 1],
     )?;
     Ok(y)
