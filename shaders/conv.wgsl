@@ -84,7 +84,7 @@ struct Params {
 @group(0) @binding(12) var dy_tex: texture_storage_2d<rgba32float, read>;
 // The output as vec4s, for kernels whose output has a multiple of 4 channels (one vector
 // store where `out` takes four scalar ones; on lavapipe each store of a lane-dependent
-// address is a loop over the lanes, and 128 of them were half of conv3x3_sg's compile).
+// address is a loop over the lanes, and 128 of them were about 40% of conv3x3_sg's compile).
 @group(0) @binding(13) var<storage, read_write> out4: array<vec4<f32>>;
 
 // Workgroup sizes (the Rust side sizes its grids with the same numbers).

@@ -24,9 +24,8 @@
 //! of 4 are padded with zeros first (`conv_pad`). With subgroups, 3x3 passes use `conv3x3_sg`
 //! (16 output channels, weights shared by shuffles) or, with at most 8 output channels,
 //! `conv3x3_sg8` (the tile of `conv3x3_t`, weights shared by shuffles); their `_v4` twins,
-//! for a multiple of 4 output channels, store vec4s (lavapipe compiles them faster), and 1x1
-//! passes other
-//! than the weight gradient are products of the pixel rows with the weight
+//! for a multiple of 4 output channels, store vec4s (lavapipe compiles them faster). 1x1
+//! passes other than the weight gradient are products of the pixel rows with the weight
 //! (`ops::gemm`'s `_sg` kernels) when both channel counts are multiples of 4, or when Cout is
 //! and Cin is padded to one (`padded_1x1`); other 1x1 passes keep `conv1x1_t`.
 //!
