@@ -659,6 +659,8 @@ pub struct Recorder<'a> {
     /// Let small transposed GEMM operands be transposed first (see
     /// [`Recorder::set_gemm_transposes`]).
     gemm_transposes: bool,
+    /// No backward pass follows what is recorded here (see [`Recorder::set_forward_only`]).
+    forward_only: bool,
     /// Called once the recorded work is submitted without a device error (see
     /// [`Recorder::on_submit`]).
     on_submit: Vec<Box<dyn FnOnce() + Send + 'a>>,
@@ -695,6 +697,7 @@ impl Context {
             subgroups: self.subgroups(),
             winograd: self.winograd(),
             gemm_transposes: true,
+            forward_only: false,
             on_submit: Vec::new(),
             derived: HashMap::new(),
             fresh: Vec::new(),
@@ -885,6 +888,19 @@ impl<'a> Recorder<'a> {
     /// See [`Recorder::set_gemm_transposes`].
     pub fn gemm_transposes(&self) -> bool {
         self.gemm_transposes
+    }
+
+    /// Declare that no backward pass will follow the work recorded here (sampling), so that
+    /// ops may pick kernels for a forward pass alone: `ops::conv` then takes the Winograd
+    /// kernels only for wide convs, as their transforms pay for themselves only there. Starts
+    /// false; `Model::sample` and its kin set it.
+    pub fn set_forward_only(&mut self, on: bool) {
+        self.forward_only = on;
+    }
+
+    /// See [`Recorder::set_forward_only`].
+    pub fn forward_only(&self) -> bool {
+        self.forward_only
     }
 
     /// Whether a tensor of `elems` floats fits in one texture of [`TEXTURE_WIDTH`] columns on

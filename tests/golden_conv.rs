@@ -194,6 +194,57 @@ fn one_channel_convs_take_the_thin_kernels() {
     }
 }
 
+/// A forward-only recorder (sampling) takes the Winograd kernels for 3x3 convs only from 64
+/// channels on both sides; a recorder of a train step takes them from 32. Both give the same
+/// result within the Winograd tolerance.
+#[test]
+fn forward_only_recorders_take_winograd_only_for_wide_convs() {
+    let c = fewlabels::Context::new().unwrap();
+    if !(c.cpu_kernels() && c.subgroups() && c.winograd().is_none()) {
+        return;
+    }
+    c.set_profiling(true);
+    let run = |ch: usize, forward_only: bool| -> (Vec<String>, Vec<f32>) {
+        // 8 images of 16 x 16: 128 tiles, the fewest that take Winograd.
+        let vals = |n: usize, seed: usize| -> Vec<f32> {
+            (0..n)
+                .map(|i| (((i * 7919 + seed * 104729) % 2003) as f32 / 1001.0 - 1.0) * 0.5)
+                .collect()
+        };
+        let x = Tensor::from_f32(&c, &[8, 16, 16, ch], &vals(8 * 16 * 16 * ch, 1)).unwrap();
+        let w = Tensor::from_f32(&c, &[ch, ch, 3, 3], &vals(ch * ch * 9, 2)).unwrap();
+        let y = c
+            .run(|r| {
+                r.set_forward_only(forward_only);
+                conv2d(r, &x, &w, None)
+            })
+            .unwrap();
+        c.wait().unwrap();
+        let e: Vec<String> = c.take_profile().into_iter().map(|r| r.entry).collect();
+        (e, y.to_f32(&c).unwrap())
+    };
+    let wino = |e: &[String]| e.iter().any(|k| k.starts_with("wino_"));
+    for (ch, forward_only, want) in [(32, false, true), (32, true, false), (64, true, true)] {
+        let (e, _) = run(ch, forward_only);
+        assert_eq!(
+            wino(&e),
+            want,
+            "{ch} channels, forward_only {forward_only}: {e:?}"
+        );
+    }
+    let (_, a) = run(32, false);
+    let (_, b) = run(32, true);
+    let max = a.iter().fold(0f32, |m, v| m.max(v.abs()));
+    let err = a
+        .iter()
+        .zip(&b)
+        .fold(0f32, |m, (p, q)| m.max((p - q).abs()));
+    assert!(
+        err <= 1e-5 * max,
+        "Winograd and direct differ by {err} (max {max})"
+    );
+}
+
 /// conv2d_load rejects an upsampled output whose indices overflow and a dy of the wrong
 /// (not upsampled) shape.
 #[test]

@@ -339,7 +339,10 @@ impl Model {
             let n = cs.len();
             let zt = Tensor::from_f32(ctx, &[n, zd], zs)?;
             let yt = Tensor::from_i32(ctx, &[n], cs)?;
-            let img = ctx.run(|rec| Ok(gen.forward(rec, ws, &zt, &yt, Mode::EVAL)?.0))?;
+            let img = ctx.run(|rec| {
+                rec.set_forward_only(true);
+                Ok(gen.forward(rec, ws, &zt, &yt, Mode::EVAL)?.0)
+            })?;
             self.append_chw01(&img.to_f32(ctx)?, &mut out);
         }
         Ok(out)
@@ -358,6 +361,7 @@ impl Model {
         let z = Tensor::zeros(ctx, &[n, self.cfg.z_dim])?;
         let y = Tensor::from_i32(ctx, &[n], &vec![0; n])?;
         let mut rec = ctx.recorder();
+        rec.set_forward_only(true);
         gen.forward(
             &mut rec,
             self.sampling_weights(Which::Ema),
@@ -426,6 +430,7 @@ impl Model {
             let bt = Tensor::from_i32(ctx, &[n], &b[rows.clone()])?;
             let tt = Tensor::from_f32(ctx, &[n], &t[rows])?;
             let img = ctx.run(|rec| {
+                rec.set_forward_only(true);
                 gen.forward_mix(
                     rec,
                     ws,

@@ -31,7 +31,8 @@
 //!
 //! On CPU adapters with subgroups, 3x3 passes with at least [`WINOGRAD_MIN_CHANNELS`] input
 //! and output channels (the weight gradient: and [`WINOGRAD_DW_WIDE_CHANNELS`] on one side)
-//! and [`WINOGRAD_MIN_TILES`] 4x4 output tiles are Winograd F(4x4, 3x3) instead
+//! and [`WINOGRAD_MIN_TILES`] 4x4 output tiles are Winograd F(4x4, 3x3) instead (in a
+//! recorder with no backward pass, sampling, only from [`WINOGRAD_FORWARD_ONLY_CHANNELS`])
 //! (`shaders/conv_winograd.wgsl`):
 //! transforms of the 6x6 input patches and of the weight (or of dy's 4x4 tiles), 36 products
 //! as one batched GEMM (`ops::gemm`'s `_sg` kernels), and the transform back: 4x fewer
@@ -74,6 +75,12 @@ const WINOGRAD_MIN_CHANNELS: usize = 32;
 /// faster, and cost the default model's first run two more kernels to compile
 /// (docs/PERFORMANCE.md).
 const WINOGRAD_DW_WIDE_CHANNELS: usize = 64;
+/// Fewest input and output channels for Winograd in a forward pass that no backward pass
+/// follows ([`Recorder::forward_only`]): there no weight gradient reuses the input
+/// transform, and sampling the default model and `fashion` ran no faster with Winograd at
+/// 32 channels while its three transforms cost a first run about 0.7 s of compile
+/// (docs/PERFORMANCE.md).
+const WINOGRAD_FORWARD_ONLY_CHANNELS: usize = 64;
 /// Fewest 4x4 output tiles (over the batch) for which 3x3 passes take the Winograd kernels by
 /// default: below it their three dispatches cost more than they save (batch-1 sampling of
 /// `fashion` ran at half the speed).
@@ -456,7 +463,8 @@ fn gemm(
 /// Whether a 3x3 pass over `d` (`gin` -> `gout` channels; the weight gradient with `dw`)
 /// takes the Winograd kernels ([`winograd`], [`winograd_dw`]): where [`Recorder::winograd`]
 /// says so, else where both channel counts are at least [`WINOGRAD_MIN_CHANNELS`] (with
-/// `dw`, one of them also [`WINOGRAD_DW_WIDE_CHANNELS`]) and the images hold at least
+/// `dw`, one of them also [`WINOGRAD_DW_WIDE_CHANNELS`]; in a forward-only recorder
+/// [`WINOGRAD_FORWARD_ONLY_CHANNELS`]) and the images hold at least
 /// [`WINOGRAD_MIN_TILES`] 4x4 tiles (docs/PERFORMANCE.md). The
 /// transformed tensors must fit in textures.
 fn winograd_pays(rec: &Recorder, d: &Dims, gin: usize, gout: usize, dw: bool) -> bool {
@@ -479,9 +487,14 @@ fn winograd_pays(rec: &Recorder, d: &Dims, gin: usize, gout: usize, dw: bool) ->
             .iter()
             .all(|&e| u32::try_from(e).is_ok() && rec.texture_fits(e));
     let wide = !dw || gin.max(gout) >= WINOGRAD_DW_WIDE_CHANNELS;
+    let min_channels = if rec.forward_only() && !dw {
+        WINOGRAD_FORWARD_ONLY_CHANNELS
+    } else {
+        WINOGRAD_MIN_CHANNELS
+    };
     fits && rec
         .winograd()
-        .unwrap_or(gin.min(gout) >= WINOGRAD_MIN_CHANNELS && wide && tiles >= WINOGRAD_MIN_TILES)
+        .unwrap_or(gin.min(gout) >= min_channels && wide && tiles >= WINOGRAD_MIN_TILES)
 }
 
 /// Chunks of the Winograd weight gradient's sum over `tiles` tiles, and tiles per chunk (a
